@@ -1,0 +1,144 @@
+//! The crate's error type.
+
+use crate::model::OutputKey;
+
+/// The boxed error a model function may return; any `std::error::Error`
+/// converts into it with `?`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Shorthand for `std::result::Result<T, SaliencyError>`.
+pub type Result<T, E = SaliencyError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when computing, visualising or evaluating a
+/// saliency map. No public function of this crate panics on user input; it
+/// returns one of these instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaliencyError {
+    /// The model function returned an error; it is kept as the source.
+    #[error("the model function failed: {0}")]
+    Model(#[source] BoxError),
+
+    /// The model did not return an output the method asked for.
+    #[error("the model returned no {key} output (the method asked for {key})")]
+    MissingOutput {
+        /// The missing output.
+        key: OutputKey,
+    },
+
+    /// An output's batch axis does not match the batch sent to the model.
+    #[error(
+        "model output {key} has the wrong batch size: expected shape {expected:?} \
+         (batch {expected_batch}), got shape {actual:?}"
+    )]
+    OutputBatchMismatch {
+        /// The offending output.
+        key: OutputKey,
+        /// The batch size sent to the model.
+        expected_batch: usize,
+        /// The shape the output should have had.
+        expected: Vec<usize>,
+        /// The shape the model returned.
+        actual: Vec<usize>,
+    },
+
+    /// An output has the right batch size but the wrong shape otherwise.
+    #[error("model output {key} has the wrong shape: expected {expected:?}, got {actual:?}")]
+    OutputShapeMismatch {
+        /// The offending output.
+        key: OutputKey,
+        /// The shape the output should have had (a `0` in a free position
+        /// stands for "any size" and is described in the method's docs).
+        expected: Vec<usize>,
+        /// The shape the model returned.
+        actual: Vec<usize>,
+    },
+
+    /// An output holds NaN or an infinity.
+    #[error(
+        "model output {key} holds {count} non-finite value(s) (NaN or infinite), \
+         the first at flat index {first_index} of shape {shape:?}"
+    )]
+    NonFiniteOutput {
+        /// The offending output.
+        key: OutputKey,
+        /// How many values are not finite.
+        count: usize,
+        /// Row-major index of the first one.
+        first_index: usize,
+        /// The output's shape.
+        shape: Vec<usize>,
+    },
+
+    /// An input array has no elements.
+    #[error("{what} is empty (shape {shape:?})")]
+    EmptyInput {
+        /// Which argument.
+        what: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+
+    /// An input array holds NaN or an infinity.
+    #[error(
+        "{what} holds {count} non-finite value(s) (NaN or infinite), the first at flat index {first_index}"
+    )]
+    NonFiniteInput {
+        /// Which argument.
+        what: &'static str,
+        /// How many values are not finite.
+        count: usize,
+        /// Row-major index of the first one.
+        first_index: usize,
+    },
+
+    /// An input array has a rank the function does not accept.
+    #[error("{what} must have {expected}, got rank {actual} (shape {shape:?})")]
+    InvalidRank {
+        /// Which argument.
+        what: &'static str,
+        /// The accepted ranks, in words (for example "rank 2 or 3").
+        expected: &'static str,
+        /// The rank received.
+        actual: usize,
+        /// The shape received.
+        shape: Vec<usize>,
+    },
+
+    /// Two arrays that must agree in shape do not.
+    #[error("{what} has shape {actual:?} but must have shape {expected:?}")]
+    ShapeMismatch {
+        /// Which argument.
+        what: &'static str,
+        /// The shape it must have.
+        expected: Vec<usize>,
+        /// The shape it has.
+        actual: Vec<usize>,
+    },
+
+    /// A parameter is outside its valid range.
+    #[error("invalid parameter {name} = {value}: {reason}")]
+    InvalidParameter {
+        /// The parameter's name, as the builder spells it.
+        name: &'static str,
+        /// Its value, printed.
+        value: String,
+        /// What it must be.
+        reason: &'static str,
+    },
+}
+
+impl SaliencyError {
+    /// Shorthand for [`SaliencyError::InvalidParameter`].
+    pub(crate) fn param(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        reason: &'static str,
+    ) -> Self {
+        SaliencyError::InvalidParameter {
+            name,
+            value: value.to_string(),
+            reason,
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Numeric kernels shared by the methods. Each reproduces one NumPy, SciPy or
+//! scikit-image function, named after it, and is tested against it.
+
+pub mod quantile;
+
+pub use quantile::{percentile, quantile_lower};

@@ -1,0 +1,48 @@
+//! Saliency maps for any image model: which pixels does the model look at?
+//!
+//! A Rust port of the `core` and `metrics` packages of the Python library
+//! [PAIR saliency](https://github.com/PAIR-code/saliency) 0.2.1, matching its
+//! numbers, on `ndarray` arrays. The crate never sees the model: every method
+//! calls a closure that runs it (candle, burn, tch, ONNX or anything else)
+//! and returns the outputs the method asks for (see [`model`]).
+//!
+//! ```
+//! use ndarray::Array3;
+//! use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, visualize};
+//!
+//! // An image, height x width x channels.
+//! let image = Array3::<f32>::from_shape_fn((32, 32, 3), |(i, j, c)| ((i + 2 * j + c) % 7) as f32 / 7.0);
+//!
+//! // The model: f(x) = sum(w * x^2) for a fixed weight w; its gradient is 2 w x.
+//! // The batch arrives as [B, 32, 32, 3]; the weight broadcasts over B.
+//! let weight = image.mapv(|v| 1.0 - v);
+//! let ig = IntegratedGradients::new().steps(32).batch_size(8);
+//! let mask = ig.get_mask(image.view().into_dyn(), &mut |batch, keys| {
+//!     assert_eq!(keys, [OutputKey::InputOutputGradients]);
+//!     let grads = &batch * &weight * 2.0;
+//!     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
+//! })?;
+//!
+//! let picture = visualize::grayscale(mask.view(), 99.0)?; // 32 x 32, values in [0, 1]
+//! assert_eq!(picture.dim(), (32, 32));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod core;
+pub mod error;
+mod float;
+pub mod imageops;
+pub mod methods;
+pub mod model;
+mod parallel;
+pub mod visualize;
+
+pub use crate::core::{CoreSaliency, Progress};
+pub use error::{BoxError, Result, SaliencyError};
+pub use float::Float;
+pub use methods::integrated_gradients::IntegratedGradients;
+pub use methods::smoothgrad::{SmoothGrad, SmoothGradParams};
+pub use methods::vanilla::VanillaGradients;
+pub use model::{CallModelFunction, ModelOutputs, OutputKey, model_fn};

@@ -1,0 +1,5 @@
+//! The saliency methods, one module each.
+
+pub mod integrated_gradients;
+pub mod smoothgrad;
+pub mod vanilla;

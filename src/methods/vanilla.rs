@@ -1,0 +1,63 @@
+//! Vanilla Gradients: the gradient of the target output with respect to the
+//! input ([Simonyan et al., 2013](https://arxiv.org/abs/1312.6034)).
+
+use ndarray::{ArrayD, ArrayViewD, Axis};
+
+use crate::core::{CoreSaliency, Progress, check_input};
+use crate::error::Result;
+use crate::float::Float;
+use crate::model::{CallModelFunction, OutputKey, call_model};
+
+/// Vanilla Gradients: one model call, the mask is
+/// [`OutputKey::InputOutputGradients`] for the input.
+///
+/// Matches `saliency.core.GradientSaliency` of PAIR saliency 0.2.1.
+///
+/// ```
+/// use ndarray::array;
+/// use saliency::{CoreSaliency, ModelOutputs, OutputKey, VanillaGradients};
+///
+/// let x = array![3.0, 2.0, 1.0];
+/// // f(x) = 5 x0 + x1^2 + sin(x2)
+/// let mask = VanillaGradients::new().get_mask(x.view().into_dyn(), &mut |batch, _keys| {
+///     let mut g = batch.to_owned();
+///     for mut row in g.outer_iter_mut() {
+///         let (x1, x2) = (row[1], row[2]);
+///         row[0] = 5.0;
+///         row[1] = 2.0 * x1;
+///         row[2] = f64::cos(x2);
+///     }
+///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
+/// })?;
+/// assert_eq!(mask[[1]], 4.0);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VanillaGradients {}
+
+impl VanillaGradients {
+    /// The method; it has no parameters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<F: Float> CoreSaliency<F> for VanillaGradients {
+    fn name(&self) -> &'static str {
+        "Vanilla Gradients"
+    }
+
+    fn get_mask_with_progress(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        check_input("input", &x, 1)?;
+        let key = OutputKey::InputOutputGradients;
+        let mut outputs = call_model(model, x.insert_axis(Axis(0)), &[key])?;
+        progress(Progress::new("model calls", 1, 1));
+        Ok(outputs.take(key)?.index_axis_move(Axis(0), 0))
+    }
+}
