@@ -62,11 +62,7 @@ pub trait CoreSaliency<F: Float> {
     ) -> Result<ArrayD<F>>;
 
     /// Computes the mask for one input `x` (no batch axis).
-    fn get_mask(
-        &self,
-        x: ArrayViewD<'_, F>,
-        model: &mut dyn CallModelFunction<F>,
-    ) -> Result<ArrayD<F>> {
+    fn get_mask(&self, x: ArrayViewD<'_, F>, model: &mut dyn CallModelFunction<F>) -> Result<ArrayD<F>> {
         self.get_mask_with_progress(x, model, &mut |_| {})
     }
 
@@ -84,11 +80,7 @@ pub trait CoreSaliency<F: Float> {
 
 /// Checks that an input array is non-empty, finite and of rank at least
 /// `min_rank`.
-pub(crate) fn check_input<F: Float>(
-    what: &'static str,
-    x: &ArrayViewD<'_, F>,
-    min_rank: usize,
-) -> Result<()> {
+pub(crate) fn check_input<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>, min_rank: usize) -> Result<()> {
     if x.ndim() < min_rank {
         return Err(SaliencyError::InvalidRank {
             what,

@@ -80,9 +80,7 @@ pub enum SaliencyError {
     },
 
     /// An input array holds NaN or an infinity.
-    #[error(
-        "{what} holds {count} non-finite value(s) (NaN or infinite), the first at flat index {first_index}"
-    )]
+    #[error("{what} holds {count} non-finite value(s) (NaN or infinite), the first at flat index {first_index}")]
     NonFiniteInput {
         /// Which argument.
         what: &'static str,
@@ -130,11 +128,7 @@ pub enum SaliencyError {
 
 impl SaliencyError {
     /// Shorthand for [`SaliencyError::InvalidParameter`].
-    pub(crate) fn param(
-        name: &'static str,
-        value: impl std::fmt::Display,
-        reason: &'static str,
-    ) -> Self {
+    pub(crate) fn param(name: &'static str, value: impl std::fmt::Display, reason: &'static str) -> Self {
         SaliencyError::InvalidParameter {
             name,
             value: value.to_string(),

@@ -116,11 +116,7 @@ impl<F> ModelOutputs<F> {
     }
 
     /// Adds (or replaces) one output and returns the previous one.
-    pub fn insert<D: Dimension>(
-        &mut self,
-        key: OutputKey,
-        value: ndarray::Array<F, D>,
-    ) -> Option<ArrayD<F>> {
+    pub fn insert<D: Dimension>(&mut self, key: OutputKey, value: ndarray::Array<F, D>) -> Option<ArrayD<F>> {
         self.slots[key.index()].replace(value.into_dyn())
     }
 
@@ -201,16 +197,10 @@ pub(crate) fn call_model<F: Float>(
     Ok(outputs)
 }
 
-fn check_outputs<F: Float>(
-    outputs: &ModelOutputs<F>,
-    batch_shape: &[usize],
-    keys: &[OutputKey],
-) -> Result<()> {
+fn check_outputs<F: Float>(outputs: &ModelOutputs<F>, batch_shape: &[usize], keys: &[OutputKey]) -> Result<()> {
     let batch = batch_shape.first().copied().unwrap_or(0);
     for &key in keys {
-        let value = outputs
-            .get(key)
-            .ok_or(SaliencyError::MissingOutput { key })?;
+        let value = outputs.get(key).ok_or(SaliencyError::MissingOutput { key })?;
         let actual = value.shape();
         let batch_mismatch = |expected: Vec<usize>| SaliencyError::OutputBatchMismatch {
             key,
@@ -272,9 +262,7 @@ fn check_outputs<F: Float>(
 
 /// `None` when every value is finite, else the count of non-finite values and
 /// the flat index of the first.
-pub(crate) fn find_non_finite<F: Float>(
-    values: impl Iterator<Item = F> + Clone,
-) -> Option<(usize, usize)> {
+pub(crate) fn find_non_finite<F: Float>(values: impl Iterator<Item = F> + Clone) -> Option<(usize, usize)> {
     // The fast path is one branch-light pass; details only on failure.
     if values.clone().all(|v| v.is_finite()) {
         return None;
@@ -297,14 +285,8 @@ mod tests {
 
     fn grads_model(
         shape: Vec<usize>,
-    ) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> std::result::Result<ModelOutputs<f64>, BoxError>
-    {
-        move |_b, _k| {
-            Ok(ModelOutputs::new().with(
-                OutputKey::InputOutputGradients,
-                ArrayD::<f64>::zeros(shape.clone()),
-            ))
-        }
+    ) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> std::result::Result<ModelOutputs<f64>, BoxError> {
+        move |_b, _k| Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, ArrayD::<f64>::zeros(shape.clone())))
     }
 
     #[test]
@@ -318,13 +300,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(
-                err,
-                SaliencyError::OutputBatchMismatch {
-                    expected_batch: 1,
-                    ..
-                }
-            ),
+            matches!(err, SaliencyError::OutputBatchMismatch { expected_batch: 1, .. }),
             "{err}"
         );
         assert!(
@@ -339,10 +315,7 @@ mod tests {
             &[OutputKey::InputOutputGradients],
         )
         .unwrap_err();
-        assert!(
-            matches!(err, SaliencyError::OutputShapeMismatch { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, SaliencyError::OutputShapeMismatch { .. }), "{err}");
         assert!(err.to_string().contains("InputOutputGradients"), "{err}");
     }
 
@@ -350,12 +323,7 @@ mod tests {
     fn missing_key_and_non_finite_are_reported() {
         let batch = Array2::<f64>::zeros((2, 3));
         let mut model = grads_model(vec![2, 3]);
-        let err = call_model(
-            &mut model,
-            batch.view().into_dyn(),
-            &[OutputKey::OutputLayerValues],
-        )
-        .unwrap_err();
+        let err = call_model(&mut model, batch.view().into_dyn(), &[OutputKey::OutputLayerValues]).unwrap_err();
         assert!(matches!(
             err,
             SaliencyError::MissingOutput {
@@ -399,16 +367,9 @@ mod tests {
             (vec![3], false),
         ] {
             let mut model = |_b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
-                Ok(ModelOutputs::new().with(
-                    OutputKey::OutputLayerValues,
-                    ArrayD::<f64>::zeros(shape.clone()),
-                ))
+                Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, ArrayD::<f64>::zeros(shape.clone())))
             };
-            let res = call_model(
-                &mut model,
-                batch.view().into_dyn(),
-                &[OutputKey::OutputLayerValues],
-            );
+            let res = call_model(&mut model, batch.view().into_dyn(), &[OutputKey::OutputLayerValues]);
             assert_eq!(res.is_ok(), ok, "{shape:?}");
         }
     }
@@ -418,19 +379,10 @@ mod tests {
         let batch = Array2::<f64>::zeros((1, 3));
         let mut model = |_b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
             Ok(ModelOutputs::new()
-                .with(
-                    OutputKey::ConvolutionLayerValues,
-                    Array3::<f64>::zeros((1, 2, 2)),
-                )
-                .with(
-                    OutputKey::ConvolutionOutputGradients,
-                    Array3::<f64>::zeros((1, 2, 3)),
-                ))
+                .with(OutputKey::ConvolutionLayerValues, Array3::<f64>::zeros((1, 2, 2)))
+                .with(OutputKey::ConvolutionOutputGradients, Array3::<f64>::zeros((1, 2, 3))))
         };
-        let keys = [
-            OutputKey::ConvolutionLayerValues,
-            OutputKey::ConvolutionOutputGradients,
-        ];
+        let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
         let err = call_model(&mut model, batch.view().into_dyn(), &keys).unwrap_err();
         assert!(matches!(
             err,
@@ -444,21 +396,12 @@ mod tests {
     #[test]
     fn model_errors_keep_their_source() {
         let batch = Array1::<f64>::zeros(3).insert_axis(ndarray::Axis(0));
-        let mut model = |_b: ArrayViewD<'_, f64>,
-                         _k: &[OutputKey]|
-         -> std::result::Result<ModelOutputs<f64>, BoxError> {
-            let n: i32 = "not a number".parse()?;
-            Ok(ModelOutputs::new().with(
-                OutputKey::OutputLayerValues,
-                Array1::from_elem(1, f64::from(n)),
-            ))
-        };
-        let err = call_model(
-            &mut model,
-            batch.view().into_dyn(),
-            &[OutputKey::OutputLayerValues],
-        )
-        .unwrap_err();
+        let mut model =
+            |_b: ArrayViewD<'_, f64>, _k: &[OutputKey]| -> std::result::Result<ModelOutputs<f64>, BoxError> {
+                let n: i32 = "not a number".parse()?;
+                Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, Array1::from_elem(1, f64::from(n))))
+            };
+        let err = call_model(&mut model, batch.view().into_dyn(), &[OutputKey::OutputLayerValues]).unwrap_err();
         let source = std::error::Error::source(&err).expect("source kept");
         assert!(source.downcast_ref::<std::num::ParseIntError>().is_some());
     }
@@ -472,12 +415,7 @@ mod tests {
             seen = b.as_slice().expect("standard layout").to_vec();
             Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.to_owned()))
         };
-        call_model(
-            &mut model,
-            transposed.into_dyn(),
-            &[OutputKey::InputOutputGradients],
-        )
-        .unwrap();
+        call_model(&mut model, transposed.into_dyn(), &[OutputKey::InputOutputGradients]).unwrap();
         assert_eq!(seen[..4], [0.0, 4.0, 8.0, 1.0]);
     }
 }

@@ -12,10 +12,7 @@ pub(crate) const CHUNK: usize = 1 << 14;
 /// Calls `f(offset, chunk)` over consecutive `CHUNK`-sized pieces of `out`,
 /// where `offset` is the index of the piece's first element; in parallel when
 /// the `rayon` feature is on.
-pub(crate) fn for_each_chunk_mut<T: Send>(
-    out: &mut [T],
-    f: impl Fn(usize, &mut [T]) + Sync + Send,
-) {
+pub(crate) fn for_each_chunk_mut<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync + Send) {
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;

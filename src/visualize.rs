@@ -14,11 +14,7 @@ use crate::imageops::percentile;
 /// emptiness and finiteness on the way.
 fn channel_sum<F: Float>(mask: &ArrayViewD<'_, F>, absolute: bool, pct: f64) -> Result<Array2<F>> {
     if !(pct.is_finite() && (0.0..=100.0).contains(&pct)) {
-        return Err(SaliencyError::param(
-            "percentile",
-            pct,
-            "must be between 0 and 100",
-        ));
+        return Err(SaliencyError::param("percentile", pct, "must be between 0 and 100"));
     }
     let bad_rank = || SaliencyError::InvalidRank {
         what: "mask",
@@ -41,15 +37,13 @@ fn channel_sum<F: Float>(mask: &ArrayViewD<'_, F>, absolute: bool, pct: f64) -> 
     }
     check_finite("mask", mask)?;
     // Channels added in order, as numpy's sum over a short last axis does.
-    Ok(
-        ndarray::Zip::from(mask3.lanes(Axis(2))).map_collect(|lane| {
-            let mut s = F::zero();
-            for &v in lane {
-                s += if absolute { v.abs() } else { v };
-            }
-            s
-        }),
-    )
+    Ok(ndarray::Zip::from(mask3.lanes(Axis(2))).map_collect(|lane| {
+        let mut s = F::zero();
+        for &v in lane {
+            s += if absolute { v.abs() } else { v };
+        }
+        s
+    }))
 }
 
 fn percentile_of<F: Float>(map: &Array2<F>, pct: f64) -> Result<F> {
@@ -58,10 +52,9 @@ fn percentile_of<F: Float>(map: &Array2<F>, pct: f64) -> Result<F> {
 }
 
 fn min_max<F: Float>(map: &Array2<F>) -> (F, F) {
-    map.iter()
-        .fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        })
+    map.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    })
 }
 
 /// `saliency.core.VisualizeImageGrayscale`: the sum of absolute values over

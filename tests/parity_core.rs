@@ -5,9 +5,7 @@ mod common;
 
 use common::{assert_close, fixture, rel_err_f32};
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Ix1, Ix2};
-use saliency::{
-    CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, VanillaGradients, visualize,
-};
+use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, VanillaGradients, visualize};
 
 const TOPIC: &str = "core";
 
@@ -34,10 +32,7 @@ impl TanhNet {
         let flat = batch.to_shape((n, self.w.ncols())).unwrap();
         let pre = flat.dot(&self.w.t()) + &self.b;
         let outer = pre.mapv(|p| 1.0 - p.tanh().powi(2)) * &self.v;
-        outer
-            .dot(&self.w)
-            .into_shape_with_order(batch.raw_dim())
-            .unwrap()
+        outer.dot(&self.w).into_shape_with_order(batch.raw_dim()).unwrap()
     }
 }
 
@@ -89,12 +84,7 @@ fn integrated_gradients_matches_reference_for_every_batch_size() {
             .unwrap();
         assert_eq!(calls, 25_usize.div_ceil(bs));
         let expected = fixture::<f64>(TOPIC, &format!("ig_steps25_batch{bs}_f64"));
-        assert_close(
-            &format!("ig f64 batch {bs}"),
-            mask.view(),
-            expected.view(),
-            1e-6,
-        );
+        assert_close(&format!("ig f64 batch {bs}"), mask.view(), expected.view(), 1e-6);
     }
 }
 
@@ -158,10 +148,7 @@ fn grayscale_matches_reference_and_diverging_keeps_zero() {
         let mut compared = 0;
         for (o, r) in ours.iter().zip(reference.iter()) {
             if (0.0..1.0).contains(r) {
-                assert!(
-                    (o - (2.0 * r - 1.0)).abs() <= 1e-12,
-                    "diverging {o} vs reference {r}"
-                );
+                assert!((o - (2.0 * r - 1.0)).abs() <= 1e-12, "diverging {o} vs reference {r}");
                 compared += 1;
             } else if *r >= 1.0 {
                 assert_eq!(*o, 1.0);
@@ -171,10 +158,7 @@ fn grayscale_matches_reference_and_diverging_keeps_zero() {
             }
         }
         let needed = if p == 50 { 1 } else { ours.len() / 2 };
-        assert!(
-            compared >= needed,
-            "too few unclipped pixels to compare at p{p}"
-        );
+        assert!(compared >= needed, "too few unclipped pixels to compare at p{p}");
         assert!(ours.iter().all(|v| (-1.0..=1.0).contains(v)));
     }
 }

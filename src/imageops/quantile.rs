@@ -31,9 +31,7 @@ fn check_fraction(name: &'static str, q: f64, scale: f64) -> Result<()> {
 /// Moves the `k`-th smallest value to position `k` (values are finite, so the
 /// total order is the numeric one) and returns it.
 fn select<F: Float>(values: &mut [F], k: usize) -> F {
-    let (_, v, _) = values.select_nth_unstable_by(k, |a, b| {
-        a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
-    });
+    let (_, v, _) = values.select_nth_unstable_by(k, |a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     *v
 }
 
@@ -63,10 +61,7 @@ pub fn percentile<F: Float>(values: &mut [F], q: f64) -> Result<F> {
     let a = select(values, prev);
     // After selection everything right of `prev` is >= a; the next order
     // statistic is their minimum.
-    let b = values[prev + 1..]
-        .iter()
-        .copied()
-        .fold(F::infinity(), F::min);
+    let b = values[prev + 1..].iter().copied().fold(F::infinity(), F::min);
     let t = virtual_index - prev as f64;
     let diff = b.as_f64() - a.as_f64();
     let v = if t >= 0.5 {

@@ -104,14 +104,7 @@ impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {
             }
             None => std::borrow::Cow::Owned(ArrayD::zeros(x.raw_dim())),
         };
-        integrated_gradients(
-            x,
-            baseline.view(),
-            self.steps,
-            self.batch_size,
-            model,
-            progress,
-        )
+        integrated_gradients(x, baseline.view(), self.steps, self.batch_size, model, progress)
     }
 }
 
@@ -119,11 +112,7 @@ impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {
 /// (`i * (1 / (steps - 1))`, the last set to exactly 1) so that path points
 /// are bit-identical to the reference's.
 pub(crate) fn linspace_0_1(steps: usize) -> impl Iterator<Item = f64> {
-    let step = if steps > 1 {
-        1.0 / (steps - 1) as f64
-    } else {
-        0.0
-    };
+    let step = if steps > 1 { 1.0 / (steps - 1) as f64 } else { 0.0 };
     (0..steps).map(move |i| {
         if steps > 1 && i == steps - 1 {
             1.0
@@ -160,32 +149,25 @@ pub(crate) fn integrated_gradients<F: Float>(
         let mut points = batch.slice_axis_mut(Axis(0), Slice::from(..chunk.len()));
         for (mut point, &alpha) in points.outer_iter_mut().zip(chunk) {
             // As the reference computes it (numpy promotes to f64).
-            par_for_each!(
-                ndarray::Zip::from(&mut point).and(&baseline).and(&diff),
-                |p, &b, &d| {
-                    *p = F::from_f64_lossy(b.as_f64() + alpha * d.as_f64());
-                }
-            );
+            par_for_each!(ndarray::Zip::from(&mut point).and(&baseline).and(&diff), |p, &b, &d| {
+                *p = F::from_f64_lossy(b.as_f64() + alpha * d.as_f64());
+            });
         }
         let mut outputs = call_model(model, points.view(), &[key])?;
         let grads = outputs.take(key)?;
         // Sum the batch first, then add, in the reference's order.
-        par_for_each!(
-            ndarray::Zip::from(&mut total).and(grads.lanes(Axis(0))),
-            |t, lane| {
-                let mut s = F::zero();
-                for &g in lane {
-                    s += g;
-                }
-                *t += s;
+        par_for_each!(ndarray::Zip::from(&mut total).and(grads.lanes(Axis(0))), |t, lane| {
+            let mut s = F::zero();
+            for &g in lane {
+                s += g;
             }
-        );
+            *t += s;
+        });
         done += chunk.len();
         progress(Progress::new("integrated gradients steps", done, steps));
     }
     let n = F::from_f64_lossy(steps as f64);
-    par_for_each!(ndarray::Zip::from(&mut total).and(&diff), |t, &d| *t =
-        *t * d / n);
+    par_for_each!(ndarray::Zip::from(&mut total).and(&diff), |t, &d| *t = *t * d / n);
     Ok(total)
 }
 
@@ -196,10 +178,7 @@ mod tests {
     #[test]
     fn linspace_matches_numpy_construction() {
         // numpy.linspace(0, 1, 5) = [0, 0.25, 0.5, 0.75, 1]
-        assert_eq!(
-            linspace_0_1(5).collect::<Vec<_>>(),
-            vec![0.0, 0.25, 0.5, 0.75, 1.0]
-        );
+        assert_eq!(linspace_0_1(5).collect::<Vec<_>>(), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
         assert_eq!(linspace_0_1(1).collect::<Vec<_>>(), vec![0.0]);
     }
 }

@@ -151,15 +151,12 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
 ) -> Result<ArrayD<F>> {
     params.check()?;
     check_input("input", &x, 1)?;
-    let (lo, hi) = x
-        .iter()
-        .fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
+    let (lo, hi) = x.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    });
     let stdev = params.stdev_spread * (hi.as_f64() - lo.as_f64());
-    let normal = Normal::new(0.0, stdev).map_err(|_| {
-        SaliencyError::param("stdev_spread", stdev, "gives an invalid noise deviation")
-    })?;
+    let normal = Normal::new(0.0, stdev)
+        .map_err(|_| SaliencyError::param("stdev_spread", stdev, "gives an invalid noise deviation"))?;
     let mut rng = match params.seed {
         Some(seed) => ChaCha8Rng::seed_from_u64(seed),
         None => ChaCha8Rng::from_rng(&mut rand::rng()),
@@ -174,13 +171,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
         }
         let mask = method.get_mask(noisy.view(), model)?;
         match &mut total {
-            None => {
-                total = Some(if params.magnitude {
-                    mask.mapv(|g| g * g)
-                } else {
-                    mask
-                })
-            }
+            None => total = Some(if params.magnitude { mask.mapv(|g| g * g) } else { mask }),
             Some(t) => {
                 if t.shape() != mask.shape() {
                     return Err(SaliencyError::ShapeMismatch {
@@ -194,11 +185,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
                     if magnitude { g * g } else { g });
             }
         }
-        progress(Progress::new(
-            "SmoothGrad samples",
-            sample + 1,
-            params.nsamples,
-        ));
+        progress(Progress::new("SmoothGrad samples", sample + 1, params.nsamples));
     }
     let n = F::from_f64_lossy(params.nsamples as f64);
     let mut total = total.ok_or(SaliencyError::param("nsamples", 0, "must be at least 1"))?;

@@ -28,16 +28,13 @@ pub fn fixture<T: ReadableElement>(topic: &str, name: &str) -> ArrayD<T> {
 pub fn rel_err(actual: ArrayViewD<'_, f64>, expected: ArrayViewD<'_, f64>) -> f64 {
     assert_eq!(actual.shape(), expected.shape(), "shapes differ");
     let scale = expected.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
-    let diff = actual
-        .iter()
-        .zip(expected.iter())
-        .fold(0.0_f64, |m, (a, e)| {
-            if a.is_nan() || e.is_nan() {
-                f64::INFINITY
-            } else {
-                m.max((a - e).abs())
-            }
-        });
+    let diff = actual.iter().zip(expected.iter()).fold(0.0_f64, |m, (a, e)| {
+        if a.is_nan() || e.is_nan() {
+            f64::INFINITY
+        } else {
+            m.max((a - e).abs())
+        }
+    });
     if scale == 0.0 { diff } else { diff / scale }
 }
 
@@ -48,16 +45,8 @@ pub fn rel_err_f32(actual: ArrayViewD<'_, f32>, expected: ArrayViewD<'_, f64>) -
 
 /// Asserts `rel_err <= tol` and prints the figure (the README's parity table
 /// quotes these lines, `cargo test -- --nocapture` shows them).
-pub fn assert_close(
-    label: &str,
-    actual: ArrayViewD<'_, f64>,
-    expected: ArrayViewD<'_, f64>,
-    tol: f64,
-) {
+pub fn assert_close(label: &str, actual: ArrayViewD<'_, f64>, expected: ArrayViewD<'_, f64>, tol: f64) {
     let err = rel_err(actual, expected);
     println!("parity {label}: relative error {err:.3e} (tolerance {tol:.0e})");
-    assert!(
-        err <= tol,
-        "{label}: relative error {err:e} exceeds {tol:e}"
-    );
+    assert!(err <= tol, "{label}: relative error {err:e} exceeds {tol:e}");
 }
