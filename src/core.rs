@@ -7,6 +7,7 @@ use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::methods::smoothgrad::{self, SmoothGradParams};
 use crate::model::{CallModelFunction, find_non_finite};
+use crate::parallel::flat;
 
 /// How far a long computation has come: `done` of `total` units of `stage`
 /// (for example path steps of integrated gradients).
@@ -104,7 +105,7 @@ pub(crate) fn check_input<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>, m
 
 /// Checks that every value of an input array is finite.
 pub(crate) fn check_finite<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>) -> Result<()> {
-    match find_non_finite(x.iter().copied()) {
+    match find_non_finite(&flat(x)) {
         None => Ok(()),
         Some((count, first_index)) => Err(SaliencyError::NonFiniteInput {
             what,

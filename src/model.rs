@@ -20,6 +20,7 @@ use ndarray::{ArrayD, ArrayViewD, Dimension};
 
 use crate::error::{BoxError, Result, SaliencyError};
 use crate::float::Float;
+use crate::parallel::flat;
 
 /// The outputs a method can ask of the model. The shape column is what the
 /// crate checks; `B` is the batch size it sent.
@@ -191,13 +192,41 @@ pub(crate) fn call_model<F: Float>(
     batch: ArrayViewD<'_, F>,
     keys: &[OutputKey],
 ) -> Result<ModelOutputs<F>> {
+    call_model_deferring_finite_check(model, batch, keys, None)
+}
+
+/// [`call_model`], except that the finiteness of the `deferred` output is left
+/// to the caller, who folds it into a pass it makes anyway (see
+/// [`non_finite_error`]).
+pub(crate) fn call_model_deferring_finite_check<F: Float>(
+    model: &mut dyn CallModelFunction<F>,
+    batch: ArrayViewD<'_, F>,
+    keys: &[OutputKey],
+    deferred: Option<OutputKey>,
+) -> Result<ModelOutputs<F>> {
     let standard = batch.as_standard_layout();
     let outputs = model(standard.view(), keys).map_err(SaliencyError::Model)?;
-    check_outputs(&outputs, batch.shape(), keys)?;
+    check_outputs(&outputs, batch.shape(), keys, deferred)?;
     Ok(outputs)
 }
 
-fn check_outputs<F: Float>(outputs: &ModelOutputs<F>, batch_shape: &[usize], keys: &[OutputKey]) -> Result<()> {
+/// The error for an output whose values are not all finite, or `None` if
+/// they are.
+pub(crate) fn non_finite_error<F: Float>(key: OutputKey, shape: &[usize], values: &[F]) -> Option<SaliencyError> {
+    find_non_finite(values).map(|(count, first_index)| SaliencyError::NonFiniteOutput {
+        key,
+        count,
+        first_index,
+        shape: shape.to_vec(),
+    })
+}
+
+fn check_outputs<F: Float>(
+    outputs: &ModelOutputs<F>,
+    batch_shape: &[usize],
+    keys: &[OutputKey],
+    deferred: Option<OutputKey>,
+) -> Result<()> {
     let batch = batch_shape.first().copied().unwrap_or(0);
     for &key in keys {
         let value = outputs.get(key).ok_or(SaliencyError::MissingOutput { key })?;
@@ -248,13 +277,10 @@ fn check_outputs<F: Float>(outputs: &ModelOutputs<F>, batch_shape: &[usize], key
                 }
             }
         }
-        if let Some((count, first_index)) = find_non_finite(value.iter().copied()) {
-            return Err(SaliencyError::NonFiniteOutput {
-                key,
-                count,
-                first_index,
-                shape: actual.to_vec(),
-            });
+        if deferred != Some(key)
+            && let Some(err) = non_finite_error(key, actual, &flat(&value.view()))
+        {
+            return Err(err);
         }
     }
     Ok(())
@@ -262,19 +288,26 @@ fn check_outputs<F: Float>(outputs: &ModelOutputs<F>, batch_shape: &[usize], key
 
 /// `None` when every value is finite, else the count of non-finite values and
 /// the flat index of the first.
-pub(crate) fn find_non_finite<F: Float>(values: impl Iterator<Item = F> + Clone) -> Option<(usize, usize)> {
-    // The fast path is one branch-light pass; details only on failure.
-    if values.clone().all(|v| v.is_finite()) {
+pub(crate) fn find_non_finite<F: Float>(values: &[F]) -> Option<(usize, usize)> {
+    // The fast path checks blocks without early exit inside a block, which
+    // vectorises; details only on failure.
+    let block_ok = |block: &[F]| block.iter().fold(true, |ok, v| ok & v.is_finite());
+    #[cfg(feature = "rayon")]
+    let all_finite = if values.len() >= crate::parallel::PARALLEL_MIN {
+        use rayon::prelude::*;
+        values
+            .par_chunks(crate::parallel::CHUNK)
+            .all(|c| c.chunks(256).all(block_ok))
+    } else {
+        values.chunks(256).all(block_ok)
+    };
+    #[cfg(not(feature = "rayon"))]
+    let all_finite = values.chunks(256).all(block_ok);
+    if all_finite {
         return None;
     }
-    let mut count = 0;
-    let mut first = usize::MAX;
-    for (i, v) in values.enumerate() {
-        if !v.is_finite() {
-            count += 1;
-            first = first.min(i);
-        }
-    }
+    let count = values.iter().filter(|v| !v.is_finite()).count();
+    let first = values.iter().position(|v| !v.is_finite())?;
     Some((count, first))
 }
 

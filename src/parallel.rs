@@ -9,38 +9,71 @@
 /// arithmetic.
 pub(crate) const CHUNK: usize = 1 << 14;
 
+/// Below this many elements waking the thread pool costs more than it saves.
+pub(crate) const PARALLEL_MIN: usize = 1 << 18;
+
 /// Calls `f(offset, chunk)` over consecutive `CHUNK`-sized pieces of `out`,
 /// where `offset` is the index of the piece's first element; in parallel when
-/// the `rayon` feature is on.
+/// the `rayon` feature is on and `out` is long enough to pay for it.
 pub(crate) fn for_each_chunk_mut<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    for_each_chunk_mut_from(PARALLEL_MIN, out, f);
+}
+
+/// [`for_each_chunk_mut`] for work that is costly per element (such as
+/// drawing random numbers), which pays off in parallel from `min_len`
+/// elements on.
+pub(crate) fn for_each_chunk_mut_from<T: Send>(
+    min_len: usize,
+    out: &mut [T],
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     #[cfg(feature = "rayon")]
-    {
+    if out.len() >= min_len {
         use rayon::prelude::*;
         out.par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(i, chunk)| f(i * CHUNK, chunk));
+        return;
     }
-    #[cfg(not(feature = "rayon"))]
-    {
-        out.chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, chunk)| f(i * CHUNK, chunk));
+    let _ = min_len;
+    out.chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, chunk)| f(i * CHUNK, chunk));
+}
+
+/// The elements of `a` as one contiguous slice in row-major order: borrowed
+/// when `a` is already in standard layout, copied otherwise.
+pub(crate) fn flat<'a, F: Clone, D: ndarray::Dimension>(
+    a: &'a ndarray::ArrayView<'_, F, D>,
+) -> std::borrow::Cow<'a, [F]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().cloned().collect()),
     }
 }
 
-/// Runs an `ndarray::Zip`'s `for_each`, in parallel when the `rayon` feature
-/// is on. Prefer [`for_each_chunk_mut`] on contiguous data in hot loops.
-macro_rules! par_for_each {
-    ($zip:expr, $f:expr) => {{
-        #[cfg(feature = "rayon")]
-        {
-            $zip.par_for_each($f)
-        }
-        #[cfg(not(feature = "rayon"))]
-        {
-            $zip.for_each($f)
-        }
-    }};
+thread_local! {
+    /// The last scratch buffer this thread used (see [`with_scratch`]).
+    static SCRATCH: std::cell::Cell<Option<Box<dyn std::any::Any>>> = const { std::cell::Cell::new(None) };
 }
 
-pub(crate) use par_for_each;
+/// Runs `f` on a buffer of `len` elements with unspecified contents, reusing
+/// the calling thread's previous buffer when it is large enough.
+///
+/// Batches of path points are tens of megabytes; allocating them afresh for
+/// every call (SmoothGrad calls a method dozens of times) made the kernel
+/// zero new pages each time, which cost more than the arithmetic. The buffer
+/// is taken out while `f` runs, so a nested call simply allocates its own.
+pub(crate) fn with_scratch<T: Copy + Default + 'static, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let mut buffer: Vec<T> = SCRATCH
+        .with(|cell| cell.take())
+        .and_then(|b| b.downcast::<Vec<T>>().ok())
+        .map(|b| *b)
+        .unwrap_or_default();
+    if buffer.len() < len {
+        buffer = vec![T::default(); len];
+    }
+    let result = f(&mut buffer[..len]);
+    SCRATCH.with(|cell| cell.set(Some(Box::new(buffer))));
+    result
+}

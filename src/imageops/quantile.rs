@@ -13,6 +13,17 @@ fn check_nonempty<F>(values: &[F]) -> Result<()> {
     Ok(())
 }
 
+fn check_finite<F: Float>(values: &[F]) -> Result<()> {
+    match crate::model::find_non_finite(values) {
+        None => Ok(()),
+        Some((count, first_index)) => Err(SaliencyError::NonFiniteInput {
+            what: "values",
+            count,
+            first_index,
+        }),
+    }
+}
+
 fn check_fraction(name: &'static str, q: f64, scale: f64) -> Result<()> {
     if !(q.is_finite() && (0.0..=scale).contains(&q)) {
         return Err(SaliencyError::param(
@@ -51,7 +62,7 @@ fn select<F: Float>(values: &mut [F], k: usize) -> F {
 pub fn percentile<F: Float>(values: &mut [F], q: f64) -> Result<F> {
     check_fraction("percentile", q, 100.0)?;
     check_nonempty(values)?;
-    crate::core::check_finite("values", &ndarray::ArrayView1::from(&*values).into_dyn())?;
+    check_finite(values)?;
     let n = values.len();
     let virtual_index = (n - 1) as f64 * (q / 100.0);
     if virtual_index >= (n - 1) as f64 {
@@ -79,7 +90,7 @@ pub fn percentile<F: Float>(values: &mut [F], q: f64) -> Result<F> {
 pub fn quantile_lower<F: Float>(values: &mut [F], q: f64) -> Result<F> {
     check_fraction("quantile", q, 1.0)?;
     check_nonempty(values)?;
-    crate::core::check_finite("values", &ndarray::ArrayView1::from(&*values).into_dyn())?;
+    check_finite(values)?;
     let k = ((values.len() - 1) as f64 * q).floor() as usize;
     Ok(select(values, k.min(values.len() - 1)))
 }

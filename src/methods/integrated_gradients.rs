@@ -1,13 +1,13 @@
 //! Integrated Gradients ([Sundararajan et al., 2017](https://arxiv.org/abs/1703.01365)).
 
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::parallel::par_for_each;
+use crate::parallel::{PARALLEL_MIN, flat, for_each_chunk_mut, for_each_chunk_mut_from, with_scratch};
 
 use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::model::{CallModelFunction, OutputKey, call_model};
+use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
 
 /// Integrated Gradients: the gradient averaged along the straight path from a
 /// baseline to the input, times (input - baseline).
@@ -134,41 +134,98 @@ pub(crate) fn integrated_gradients<F: Float>(
 ) -> Result<ArrayD<F>> {
     check_positive("steps", steps)?;
     check_positive("batch_size", batch_size)?;
-    let diff = &x - &baseline;
+    if x.shape() != baseline.shape() {
+        return Err(SaliencyError::ShapeMismatch {
+            what: "baseline",
+            expected: x.shape().to_vec(),
+            actual: baseline.shape().to_vec(),
+        });
+    }
+    // Flat copies: the hot loops below run over contiguous slices.
+    let base = flat(&baseline);
+    let x_flat = flat(&x);
+    let diff: Vec<F> = x_flat.iter().zip(base.iter()).map(|(&x, &b)| x - b).collect();
+    let len = diff.len();
 
     // One buffer of at most `batch_size` path points, reused for every batch.
-    let mut batch_shape = vec![steps.min(batch_size)];
-    batch_shape.extend_from_slice(x.shape());
-    let mut batch = ArrayD::<F>::zeros(IxDyn(&batch_shape));
-    let mut total = ArrayD::<F>::zeros(x.raw_dim());
-    let key = OutputKey::InputOutputGradients;
+    let capacity = steps.min(batch_size);
+    let mut total = vec![F::zero(); len];
+    with_scratch(capacity * len, |buffer: &mut [F]| -> Result<()> {
+        let key = OutputKey::InputOutputGradients;
 
-    let alphas: Vec<f64> = linspace_0_1(steps).collect();
-    let mut done = 0;
-    for chunk in alphas.chunks(batch_size) {
-        let mut points = batch.slice_axis_mut(Axis(0), Slice::from(..chunk.len()));
-        for (mut point, &alpha) in points.outer_iter_mut().zip(chunk) {
-            // As the reference computes it (numpy promotes to f64).
-            par_for_each!(ndarray::Zip::from(&mut point).and(&baseline).and(&diff), |p, &b, &d| {
-                *p = F::from_f64_lossy(b.as_f64() + alpha * d.as_f64());
+        let alphas: Vec<f64> = linspace_0_1(steps).collect();
+        let mut done = 0;
+        for chunk in alphas.chunks(batch_size) {
+            // baseline + alpha * diff, as the reference computes it (for f32
+            // numpy 2 would promote to f64; the difference is one rounding).
+            // One parallel pass over the whole batch; pieces split at rows.
+            let alphas_f: Vec<F> = chunk.iter().map(|&a| F::from_f64_lossy(a)).collect();
+            for_each_chunk_mut(&mut buffer[..chunk.len() * len], |offset, out| {
+                let mut pos = offset;
+                let mut rest = out;
+                while !rest.is_empty() {
+                    let (row, i0) = (pos / len, pos % len);
+                    let (piece, tail) = rest.split_at_mut(rest.len().min(len - i0));
+                    let alpha = alphas_f[row];
+                    for ((p, &b), &d) in piece.iter_mut().zip(&base[i0..]).zip(&diff[i0..]) {
+                        *p = b + alpha * d;
+                    }
+                    pos += piece.len();
+                    rest = tail;
+                }
             });
-        }
-        let mut outputs = call_model(model, points.view(), &[key])?;
-        let grads = outputs.take(key)?;
-        // Sum the batch first, then add, in the reference's order.
-        par_for_each!(ndarray::Zip::from(&mut total).and(grads.lanes(Axis(0))), |t, lane| {
-            let mut s = F::zero();
-            for &g in lane {
-                s += g;
+            let mut batch_shape = vec![chunk.len()];
+            batch_shape.extend_from_slice(x.shape());
+            let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &buffer[..chunk.len() * len]).map_err(|_| {
+                SaliencyError::ShapeMismatch {
+                    what: "input",
+                    expected: batch_shape.clone(),
+                    actual: vec![len],
+                }
+            })?;
+            let mut outputs = call_model_deferring_finite_check(model, batch, &[key], Some(key))?;
+            let grads = outputs.take(key)?;
+            let grads = grads.as_standard_layout();
+            let grads = grads.as_slice().unwrap_or(&[]);
+            let rows = chunk.len();
+            let finite = std::sync::atomic::AtomicBool::new(true);
+            // Sum the batch first, then add, in the reference's order; row by row
+            // so that every pass is a contiguous, vectorised one.
+            for_each_chunk_mut_from(PARALLEL_MIN / rows, &mut total, |offset, out| {
+                let n = out.len();
+                let mut rows_of_chunk = grads.chunks(len).map(|row| &row[offset..offset + n]);
+                let mut sum: Vec<F> = rows_of_chunk.next().map(<[F]>::to_vec).unwrap_or_default();
+                for row in rows_of_chunk {
+                    sum.iter_mut().zip(row).for_each(|(s, &g)| *s += g);
+                }
+                out.iter_mut().zip(&sum).for_each(|(t, &s)| *t += s);
+                // NaN and infinities survive the sum: checking it checks every
+                // gradient without another pass over the batch.
+                if !sum.iter().fold(true, |ok, s| ok & s.is_finite()) {
+                    finite.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            if !finite.load(std::sync::atomic::Ordering::Relaxed)
+                && let Some(err) = non_finite_error(key, &batch_shape, grads)
+            {
+                return Err(err);
             }
-            *t += s;
-        });
-        done += chunk.len();
-        progress(Progress::new("integrated gradients steps", done, steps));
-    }
+            done += rows;
+            progress(Progress::new("integrated gradients steps", done, steps));
+        }
+        Ok(())
+    })?;
     let n = F::from_f64_lossy(steps as f64);
-    par_for_each!(ndarray::Zip::from(&mut total).and(&diff), |t, &d| *t = *t * d / n);
-    Ok(total)
+    for_each_chunk_mut(&mut total, |offset, out| {
+        for (t, &d) in out.iter_mut().zip(&diff[offset..]) {
+            *t = *t * d / n;
+        }
+    });
+    ArrayD::from_shape_vec(x.raw_dim(), total).map_err(|_| SaliencyError::ShapeMismatch {
+        what: "input",
+        expected: x.shape().to_vec(),
+        actual: vec![len],
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! SmoothGrad ([Smilkov et al., 2017](https://arxiv.org/abs/1706.03825)):
 //! average any method's masks over noisy copies of the input.
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -10,7 +10,7 @@ use crate::core::{CoreSaliency, Progress, check_input, check_positive};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::CallModelFunction;
-use crate::parallel::par_for_each;
+use crate::parallel::{CHUNK, flat, for_each_chunk_mut, for_each_chunk_mut_from};
 
 /// SmoothGrad's parameters; the defaults are the reference's.
 ///
@@ -157,38 +157,60 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
     let stdev = params.stdev_spread * (hi.as_f64() - lo.as_f64());
     let normal = Normal::new(0.0, stdev)
         .map_err(|_| SaliencyError::param("stdev_spread", stdev, "gives an invalid noise deviation"))?;
-    let mut rng = match params.seed {
-        Some(seed) => ChaCha8Rng::seed_from_u64(seed),
-        None => ChaCha8Rng::from_rng(&mut rand::rng()),
-    };
-
-    let mut noisy = x.to_owned();
-    let mut total: Option<ArrayD<F>> = None;
+    // Every block of `CHUNK` values has its own ChaCha stream, so the noise
+    // is the same however many threads draw it.
+    let seed = params.seed.unwrap_or_else(|| rand::RngExt::random(&mut rand::rng()));
+    let x_flat = flat(&x);
+    let mut noisy = vec![F::zero(); x_flat.len()];
+    let mut total: Option<(Vec<usize>, Vec<F>)> = None;
     for sample in 0..params.nsamples {
-        // Drawn sequentially so the noise never depends on the thread count.
-        for (out, &v) in noisy.iter_mut().zip(x.iter()) {
-            *out = F::from_f64_lossy(v.as_f64() + normal.sample(&mut rng));
-        }
-        let mask = method.get_mask(noisy.view(), model)?;
+        for_each_chunk_mut_from(2 * CHUNK, &mut noisy, |offset, out| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(((sample as u64) << 32) | (offset / CHUNK) as u64);
+            for (o, &v) in out.iter_mut().zip(&x_flat[offset..]) {
+                *o = F::from_f64_lossy(v.as_f64() + Distribution::<f64>::sample(&normal, &mut rng));
+            }
+        });
+        let view = ArrayViewD::from_shape(x.raw_dim(), &noisy).map_err(|_| SaliencyError::ShapeMismatch {
+            what: "input",
+            expected: x.shape().to_vec(),
+            actual: vec![noisy.len()],
+        })?;
+        let mask = method.get_mask(view, model)?;
+        let mask_view = mask.view();
+        let mask_flat = flat(&mask_view);
+        let magnitude = params.magnitude;
         match &mut total {
-            None => total = Some(if params.magnitude { mask.mapv(|g| g * g) } else { mask }),
-            Some(t) => {
-                if t.shape() != mask.shape() {
+            None => {
+                let mut first = mask_flat.into_owned();
+                if magnitude {
+                    first.iter_mut().for_each(|g| *g = *g * *g);
+                }
+                total = Some((mask.shape().to_vec(), first));
+            }
+            Some((shape, t)) => {
+                if shape.as_slice() != mask.shape() {
                     return Err(SaliencyError::ShapeMismatch {
                         what: "a SmoothGrad sample's mask",
-                        expected: t.shape().to_vec(),
+                        expected: shape.clone(),
                         actual: mask.shape().to_vec(),
                     });
                 }
-                let magnitude = params.magnitude;
-                par_for_each!(ndarray::Zip::from(t).and(&mask), |t, &g| *t +=
-                    if magnitude { g * g } else { g });
+                for_each_chunk_mut(t, |offset, out| {
+                    for (t, &g) in out.iter_mut().zip(&mask_flat[offset..]) {
+                        *t += if magnitude { g * g } else { g };
+                    }
+                });
             }
         }
         progress(Progress::new("SmoothGrad samples", sample + 1, params.nsamples));
     }
     let n = F::from_f64_lossy(params.nsamples as f64);
-    let mut total = total.ok_or(SaliencyError::param("nsamples", 0, "must be at least 1"))?;
-    total.mapv_inplace(|t| t / n);
-    Ok(total)
+    let (shape, mut total) = total.ok_or(SaliencyError::param("nsamples", 0, "must be at least 1"))?;
+    total.iter_mut().for_each(|t| *t /= n);
+    ArrayD::from_shape_vec(IxDyn(&shape), total).map_err(|_| SaliencyError::ShapeMismatch {
+        what: "mask",
+        expected: shape.clone(),
+        actual: vec![],
+    })
 }
