@@ -1,1 +1,61 @@
-fn main() {}
+//! Criterion benchmarks, one group per method, on the inputs of the
+//! benchmark workloads (bench/WORKLOADS.md) with near-free models, so that
+//! the figures are the crate's own cost.
+//!
+//! ```text
+//! cargo bench --bench methods
+//! ```
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use saliency::{CoreSaliency, IntegratedGradients, SmoothGradParams, VanillaGradients, visualize};
+
+#[path = "../examples/common/mod.rs"]
+mod common;
+
+use common::{grads, workload_image};
+
+fn vanilla(c: &mut Criterion) {
+    let x = workload_image(224, 224).into_dyn();
+    c.benchmark_group("vanilla").bench_function("224x224x3", |b| {
+        b.iter(|| VanillaGradients::new().get_mask(x.view(), &mut grads))
+    });
+}
+
+fn integrated_gradients(c: &mut Criterion) {
+    let x = workload_image(224, 224).into_dyn();
+    let mut group = c.benchmark_group("integrated_gradients");
+    for batch_size in [1, 25] {
+        let ig = IntegratedGradients::new().steps(25).batch_size(batch_size);
+        group.bench_function(format!("224x224x3 steps 25 batch {batch_size}"), |b| {
+            b.iter(|| ig.get_mask(x.view(), &mut grads))
+        });
+    }
+}
+
+fn smoothgrad(c: &mut Criterion) {
+    let x = workload_image(224, 224).into_dyn();
+    let ig = IntegratedGradients::new().steps(25).batch_size(25);
+    let params = SmoothGradParams::new().nsamples(25).seed(0);
+    c.benchmark_group("smoothgrad")
+        .bench_function("ig 224x224x3 25 samples", |b| {
+            b.iter(|| ig.get_smoothed_mask(x.view(), &mut grads, &params))
+        });
+}
+
+fn visualization(c: &mut Criterion) {
+    let mask = workload_image(224, 224).into_dyn();
+    let mut group = c.benchmark_group("visualize");
+    group.bench_function("grayscale 224x224x3", |b| {
+        b.iter(|| visualize::grayscale(mask.view(), 99.0))
+    });
+    group.bench_function("diverging 224x224x3", |b| {
+        b.iter(|| visualize::diverging(mask.view(), 99.0))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10);
+    targets = vanilla, integrated_gradients, smoothgrad, visualization
+}
+criterion_main!(benches);

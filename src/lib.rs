@@ -39,6 +39,11 @@ pub mod model;
 mod parallel;
 pub mod visualize;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use crate::core::{CoreSaliency, Progress};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;

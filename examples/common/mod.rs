@@ -1,0 +1,35 @@
+//! The benchmark workloads' inputs and near-free models (bench/WORKLOADS.md),
+//! shared by `examples/workloads.rs` and `benches/methods.rs`.
+#![allow(dead_code)]
+
+use ndarray::{Array3, Array4, ArrayViewD};
+use saliency::{BoxError, ModelOutputs, OutputKey};
+
+/// The 224 x 224 x 3 workload image (f32), built in f64 and cast.
+pub fn workload_image(h: usize, w: usize) -> Array3<f32> {
+    let (cy, cx) = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
+    Array3::from_shape_fn((h, w, 3), |(i, j, c)| {
+        let (i, j, c) = (i as f64, j as f64, c as f64);
+        let r = ((i - cy).powi(2) + (j - cx).powi(2)).sqrt();
+        let ring = 0.8 * (-((r - 0.4 * h as f64) / 6.0).powi(2)).exp();
+        let blob = 0.6 * (-((i - 0.62 * h as f64).powi(2) + (j - 0.4 * w as f64).powi(2)) / (2.0 * 25.0 * 25.0)).exp();
+        let tex = 0.15 * (0.35 * i + 0.9 * c).sin() * (0.29 * j - 0.5 * c).cos();
+        let cells =
+            0.35 * (0.9 * i + 2.0 * (0.13 * j).sin()).sin() * (0.7 * j + 2.0 * (0.11 * i).cos() + 0.6 * c).sin();
+        (ring + blob + tex + cells - 0.15 * c) as f32
+    })
+}
+
+/// f(x) = sum(x^2): the gradient is 2x.
+pub fn grads(batch: ArrayViewD<'_, f32>, _keys: &[OutputKey]) -> Result<ModelOutputs<f32>, BoxError> {
+    Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
+}
+
+/// Grad-CAM's fixed layer: values |sin(0.001 a)|, gradients 0.01 cos(0.0007 a)
+/// over a = 0, 1, 2, ... in row-major order of [1, 14, 14, 512].
+pub fn cam_layer() -> (Array4<f32>, Array4<f32>) {
+    let a = |(b, i, j, k): (usize, usize, usize, usize)| (((b * 14 + i) * 14 + j) * 512 + k) as f64;
+    let values = Array4::from_shape_fn((1, 14, 14, 512), |idx| (0.001 * a(idx)).sin().abs() as f32);
+    let gradients = Array4::from_shape_fn((1, 14, 14, 512), |idx| (0.0007 * a(idx)).cos() as f32 * 0.01);
+    (values, gradients)
+}
