@@ -124,6 +124,16 @@ pub enum SaliencyError {
         /// What it must be.
         reason: &'static str,
     },
+
+    /// Reading or writing a file failed.
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl SaliencyError {

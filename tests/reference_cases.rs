@@ -150,3 +150,19 @@ fn get_smoothed_mask_calls_get_mask_nsamples_times() {
     assert_eq!(method.0.get(), 20);
     assert!(mask.iter().all(|&m| m == 0.25)); // magnitude: mean of 0.5^2
 }
+
+#[test]
+fn integrated_gradients_reports_progress_per_batch() {
+    let x = array![1.0, 2.0, 3.0];
+    let mut reports = Vec::new();
+    IntegratedGradients::new()
+        .steps(10)
+        .batch_size(4)
+        .get_mask_with_progress(
+            x.view().into_dyn(),
+            &mut |b, _| Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, gradient_rows(b))),
+            &mut |p| reports.push((p.done, p.total)),
+        )
+        .unwrap();
+    assert_eq!(reports, [(4, 10), (8, 10), (10, 10)]);
+}

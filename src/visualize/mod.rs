@@ -1,7 +1,21 @@
-//! Turning masks into pictures: grayscale and diverging 2-D maps.
+//! Turning masks into pictures.
 //!
-//! Both take an `H x W x C` mask (or an `H x W` one, read as one channel) and
-//! return an `H x W` map.
+//! [`grayscale`] and [`diverging`] take an `H x W x C` mask (or an `H x W`
+//! one, read as one channel) and return an `H x W` map, as the reference's
+//! `VisualizeImageGrayscale` and `VisualizeImageDiverging` do. The rest turns
+//! maps into 8-bit RGB pictures: colour maps, overlays on the input image,
+//! the "top k %" region XRAI's authors show, a labelled grid of pictures,
+//! and (feature `image`) PNG files.
+
+mod color;
+mod panel;
+#[cfg(feature = "image")]
+mod png;
+
+pub use color::{ColorMap, apply_colormap, masked_image, overlay, to_rgb8, top_percent_mask};
+pub use panel::{draw_text, panel};
+#[cfg(feature = "image")]
+pub use png::{read_image, save_png};
 
 use ndarray::{Array2, ArrayViewD, Axis};
 

@@ -1,0 +1,184 @@
+//! Several labelled pictures laid out in a grid, with a small built-in
+//! bitmap font for the labels.
+
+use ndarray::{Array3, ArrayView3, Axis};
+
+use crate::error::{Result, SaliencyError};
+
+/// Glyph width and height of the built-in font, in font pixels.
+const GLYPH_W: usize = 5;
+const GLYPH_H: usize = 7;
+
+/// A 5 x 7 glyph: one string per row, `#` for ink. Lower-case letters are
+/// drawn as capitals; unknown characters as a blank.
+fn glyph(c: char) -> [&'static str; GLYPH_H] {
+    match c.to_ascii_uppercase() {
+        'A' => [" ### ", "#   #", "#   #", "#####", "#   #", "#   #", "#   #"],
+        'B' => ["#### ", "#   #", "#   #", "#### ", "#   #", "#   #", "#### "],
+        'C' => [" ### ", "#   #", "#    ", "#    ", "#    ", "#   #", " ### "],
+        'D' => ["#### ", "#   #", "#   #", "#   #", "#   #", "#   #", "#### "],
+        'E' => ["#####", "#    ", "#    ", "#### ", "#    ", "#    ", "#####"],
+        'F' => ["#####", "#    ", "#    ", "#### ", "#    ", "#    ", "#    "],
+        'G' => [" ### ", "#   #", "#    ", "# ###", "#   #", "#   #", " ####"],
+        'H' => ["#   #", "#   #", "#   #", "#####", "#   #", "#   #", "#   #"],
+        'I' => [" ### ", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", " ### "],
+        'J' => ["  ###", "   # ", "   # ", "   # ", "   # ", "#  # ", " ##  "],
+        'K' => ["#   #", "#  # ", "# #  ", "##   ", "# #  ", "#  # ", "#   #"],
+        'L' => ["#    ", "#    ", "#    ", "#    ", "#    ", "#    ", "#####"],
+        'M' => ["#   #", "## ##", "# # #", "# # #", "#   #", "#   #", "#   #"],
+        'N' => ["#   #", "##  #", "# # #", "#  ##", "#   #", "#   #", "#   #"],
+        'O' => [" ### ", "#   #", "#   #", "#   #", "#   #", "#   #", " ### "],
+        'P' => ["#### ", "#   #", "#   #", "#### ", "#    ", "#    ", "#    "],
+        'Q' => [" ### ", "#   #", "#   #", "#   #", "# # #", "#  # ", " ## #"],
+        'R' => ["#### ", "#   #", "#   #", "#### ", "# #  ", "#  # ", "#   #"],
+        'S' => [" ####", "#    ", "#    ", " ### ", "    #", "    #", "#### "],
+        'T' => ["#####", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", "  #  "],
+        'U' => ["#   #", "#   #", "#   #", "#   #", "#   #", "#   #", " ### "],
+        'V' => ["#   #", "#   #", "#   #", "#   #", "#   #", " # # ", "  #  "],
+        'W' => ["#   #", "#   #", "#   #", "# # #", "# # #", "# # #", " # # "],
+        'X' => ["#   #", "#   #", " # # ", "  #  ", " # # ", "#   #", "#   #"],
+        'Y' => ["#   #", "#   #", " # # ", "  #  ", "  #  ", "  #  ", "  #  "],
+        'Z' => ["#####", "    #", "   # ", "  #  ", " #   ", "#    ", "#####"],
+        '0' => [" ### ", "#   #", "#  ##", "# # #", "##  #", "#   #", " ### "],
+        '1' => ["  #  ", " ##  ", "  #  ", "  #  ", "  #  ", "  #  ", " ### "],
+        '2' => [" ### ", "#   #", "    #", "   # ", "  #  ", " #   ", "#####"],
+        '3' => ["#### ", "    #", "    #", " ### ", "    #", "    #", "#### "],
+        '4' => ["   # ", "  ## ", " # # ", "#  # ", "#####", "   # ", "   # "],
+        '5' => ["#####", "#    ", "#### ", "    #", "    #", "#   #", " ### "],
+        '6' => [" ### ", "#    ", "#    ", "#### ", "#   #", "#   #", " ### "],
+        '7' => ["#####", "    #", "   # ", "  #  ", " #   ", " #   ", " #   "],
+        '8' => [" ### ", "#   #", "#   #", " ### ", "#   #", "#   #", " ### "],
+        '9' => [" ### ", "#   #", "#   #", " ####", "    #", "    #", " ### "],
+        '-' => ["     ", "     ", "     ", "#####", "     ", "     ", "     "],
+        '+' => ["     ", "  #  ", "  #  ", "#####", "  #  ", "  #  ", "     "],
+        '=' => ["     ", "     ", "#####", "     ", "#####", "     ", "     "],
+        '.' => ["     ", "     ", "     ", "     ", "     ", " ##  ", " ##  "],
+        ',' => ["     ", "     ", "     ", "     ", " ##  ", "  #  ", " #   "],
+        ':' => ["     ", " ##  ", " ##  ", "     ", " ##  ", " ##  ", "     "],
+        '%' => ["##   ", "##  #", "   # ", "  #  ", " #   ", "#  ##", "   ##"],
+        '/' => ["     ", "    #", "   # ", "  #  ", " #   ", "#    ", "     "],
+        '(' => ["   # ", "  #  ", " #   ", " #   ", " #   ", "  #  ", "   # "],
+        ')' => [" #   ", "  #  ", "   # ", "   # ", "   # ", "  #  ", " #   "],
+        '_' => ["     ", "     ", "     ", "     ", "     ", "     ", "#####"],
+        _ => ["     "; GLYPH_H],
+    }
+}
+
+/// Draws `text` into `canvas` (H x W x 3) with its top-left corner at
+/// (`top`, `left`), each font pixel `scale` x `scale` image pixels; what falls
+/// outside the canvas is cut off.
+pub fn draw_text(canvas: &mut Array3<u8>, text: &str, top: usize, left: usize, scale: usize, color: [u8; 3]) {
+    let (h, w) = (canvas.shape()[0], canvas.shape()[1]);
+    let scale = scale.max(1);
+    for (n, c) in text.chars().enumerate() {
+        let x0 = left + n * (GLYPH_W + 1) * scale;
+        for (gy, row) in glyph(c).iter().enumerate() {
+            for (gx, ink) in row.bytes().enumerate() {
+                if ink != b'#' {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let (y, x) = (top + gy * scale + dy, x0 + gx * scale + dx);
+                        if y < h && x < w {
+                            canvas
+                                .index_axis_mut(Axis(0), y)
+                                .index_axis_mut(Axis(0), x)
+                                .iter_mut()
+                                .zip(color)
+                                .for_each(|(p, c)| *p = c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Lays labelled RGB pictures (`H x W x 3`, any sizes) out in a grid of
+/// `columns` columns on a white background, each with its label above it.
+/// Cells are as large as the largest picture; labels longer than a cell are
+/// cut off.
+///
+/// ```
+/// use ndarray::Array3;
+/// use saliency::visualize::panel;
+///
+/// let a = Array3::<u8>::zeros((40, 40, 3));
+/// let grid = panel(&[("image", a.view()), ("mask", a.view()), ("xrai", a.view())], 2)?;
+/// assert_eq!(grid.shape()[2], 3);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub fn panel(cells: &[(&str, ArrayView3<'_, u8>)], columns: usize) -> Result<Array3<u8>> {
+    if columns == 0 {
+        return Err(SaliencyError::param("columns", columns, "must be at least 1"));
+    }
+    if cells.is_empty() {
+        return Err(SaliencyError::EmptyInput {
+            what: "panel cells",
+            shape: vec![0],
+        });
+    }
+    if let Some((_, bad)) = cells.iter().find(|(_, im)| im.shape()[2] != 3) {
+        return Err(SaliencyError::ShapeMismatch {
+            what: "panel picture",
+            expected: vec![bad.shape()[0], bad.shape()[1], 3],
+            actual: bad.shape().to_vec(),
+        });
+    }
+    let (cell_h, cell_w) = cells
+        .iter()
+        .fold((0, 0), |(h, w), (_, im)| (h.max(im.shape()[0]), w.max(im.shape()[1])));
+    let scale = if cell_w >= 160 { 2 } else { 1 };
+    let (margin, label_h) = (8, (GLYPH_H + 4) * scale);
+    let rows = cells.len().div_ceil(columns);
+    let cols = columns.min(cells.len());
+    let height = margin + rows * (label_h + cell_h + margin);
+    let width = margin + cols * (cell_w + margin);
+    let mut canvas = Array3::<u8>::from_elem((height, width, 3), 255);
+    for (k, (label, picture)) in cells.iter().enumerate() {
+        let (r, c) = (k / columns, k % columns);
+        let top = margin + r * (label_h + cell_h + margin);
+        let left = margin + c * (cell_w + margin);
+        let fits = cell_w / ((GLYPH_W + 1) * scale);
+        let label: String = label.chars().take(fits).collect();
+        draw_text(&mut canvas, &label, top, left, scale, [20, 20, 20]);
+        let (ph, pw) = (picture.shape()[0], picture.shape()[1]);
+        for (y, row) in picture.outer_iter().enumerate() {
+            for (x, px) in row.outer_iter().enumerate() {
+                let (cy, cx) = (top + label_h + y, left + x);
+                if y < ph && x < pw && cy < height && cx < width {
+                    canvas
+                        .index_axis_mut(Axis(0), cy)
+                        .index_axis_mut(Axis(0), cx)
+                        .assign(&px);
+                }
+            }
+        }
+    }
+    Ok(canvas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_glyph_is_5_wide() {
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-+=.,:%/()_ ?".chars() {
+            assert!(glyph(c).iter().all(|row| row.len() == GLYPH_W), "{c}");
+        }
+    }
+
+    #[test]
+    fn panel_places_pictures_and_labels() {
+        let red = Array3::from_shape_fn((10, 20, 3), |(_, _, k)| if k == 0 { 255 } else { 0 });
+        let grid = panel(&[("a", red.view()), ("b", red.view()), ("c", red.view())], 2).unwrap();
+        // 2 rows and 2 columns of 20-wide, 10-high cells with 8-pixel margins and 11-pixel labels.
+        assert_eq!(grid.shape(), &[8 + 2 * (11 + 10 + 8), 8 + 2 * (20 + 8), 3]);
+        assert_eq!(grid[[8 + 11, 8, 1]], 0); // first picture's top-left pixel is red
+        assert!(grid.slice_axis(Axis(0), (8..15).into()).iter().any(|&v| v == 20)); // label ink
+        assert!(panel(&[], 2).is_err());
+        assert!(panel(&[("a", red.view())], 0).is_err());
+    }
+}
