@@ -1,6 +1,8 @@
 //! Numeric kernels shared by the methods. Each reproduces one NumPy, SciPy or
 //! scikit-image function, named after it, and is tested against it.
 
+pub mod gaussian;
 pub mod quantile;
 
+pub use gaussian::{BoundaryMode, gaussian_filter};
 pub use quantile::{percentile, quantile_lower};
