@@ -3,6 +3,8 @@
 
 pub mod gaussian;
 pub mod quantile;
+pub mod resize;
 
 pub use gaussian::{BoundaryMode, gaussian_filter};
 pub use quantile::{percentile, quantile_lower};
+pub use resize::{ResizeMode, ResizeOptions, resize};

@@ -33,7 +33,7 @@ GAUSSIAN = [
 ]
 
 
-def generate():
+def generate_gaussian():
     rng = np.random.default_rng(31)
     for name, shape, sigma, mode, cval, truncate in GAUSSIAN:
         x = rng.uniform(-1, 2, shape)
@@ -43,3 +43,52 @@ def generate():
     x = rng.uniform(-1, 2, (20, 17, 3)).astype(np.float32)
     save(TOPIC, "g3_f32_x", x)
     save(TOPIC, "g3_f32", ndimage.gaussian_filter(x, (2.5, 14.0, 0.0), mode="constant"))
+
+# name, input shape, output shape, order, mode, cval, clip, anti_aliasing
+RESIZE = [
+    ("r2_up_o1", (7, 7), (50, 50), 1, "reflect", 0.0, True, None),
+    ("r2_down_o1", (40, 33), (13, 17), 1, "reflect", 0.0, True, None),
+    ("r2_mixed_o1", (20, 9), (7, 23), 1, "reflect", 0.0, True, None),
+    ("r3_down_o1", (30, 26, 3), (11, 9), 1, "reflect", 0.0, True, None),
+    ("r3_up_o1", (8, 7, 3), (19, 23, 3), 1, "reflect", 0.0, True, None),
+    ("r2_edge_o1", (9, 12), (20, 7), 1, "edge", 0.0, True, None),
+    ("r2_symmetric_o1", (9, 12), (20, 7), 1, "symmetric", 0.0, True, None),
+    ("r2_wrap_o1", (9, 12), (20, 7), 1, "wrap", 0.0, True, None),
+    ("r2_constant_o1", (9, 12), (20, 7), 1, "constant", 0.5, True, None),
+    ("r2_constant_far_o1", (9, 12), (20, 7), 1, "constant", 3.0, True, False),
+    ("r2_noaa_o1", (40, 33), (13, 17), 1, "reflect", 0.0, True, False),
+    ("r3_down_o3", (30, 26, 3), (11, 9), 3, "constant", 0.0, True, True),
+    ("r3_up_o3", (8, 7, 3), (19, 23), 3, "constant", 0.0, True, True),
+    ("r2_mixed_o3", (20, 9), (7, 23), 3, "constant", 0.0, True, True),
+    ("r2_reflect_o3", (10, 12), (23, 5), 3, "reflect", 0.0, True, None),
+    ("r2_edge_o3", (10, 12), (23, 5), 3, "edge", 0.0, True, None),
+    ("r2_symmetric_o3", (10, 12), (23, 5), 3, "symmetric", 0.0, True, None),
+    ("r2_wrap_o3", (10, 12), (23, 5), 3, "wrap", 0.0, True, None),
+    ("r2_noclip_o3", (10, 12), (23, 5), 3, "constant", 0.2, False, False),
+    ("r2_up_o0", (12, 10), (31, 27), 0, "constant", 0.0, True, False),
+    ("r2_down_o0", (30, 26), (11, 9), 0, "constant", 0.0, True, False),
+    ("r2_default_o0", (30, 26), (11, 9), 0, "reflect", 0.0, True, None),
+    ("r3_o2", (9, 8, 2), (5, 13), 2, "reflect", 0.0, True, None),
+    ("r2_o5", (9, 8), (5, 13), 5, "symmetric", 0.0, True, None),
+]
+
+
+def generate_resize():
+    rng = np.random.default_rng(32)
+    for name, shape, out, order, mode, cval, clip, aa in RESIZE:
+        if order == 0:
+            x = rng.integers(0, 6, shape).astype(np.float64)  # a label map
+        else:
+            x = rng.uniform(-1, 2, shape)
+        save(TOPIC, name + "_x", x)
+        y = resize(x, out, order=order, mode=mode, cval=cval, clip=clip,
+                   preserve_range=True, anti_aliasing=aa)
+        save(TOPIC, name, y)
+    x = rng.uniform(0, 1, (7, 7)).astype(np.float32)
+    save(TOPIC, "r2_f32_x", x)
+    save(TOPIC, "r2_f32", resize(x, (50, 50)))
+
+
+def generate():
+    generate_gaussian()
+    generate_resize()
