@@ -7,12 +7,15 @@
 //! ```
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use saliency::{CoreSaliency, IntegratedGradients, SmoothGradParams, VanillaGradients, visualize};
+use saliency::{
+    BlurIg, CoreSaliency, GradCam, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients,
+    visualize,
+};
 
 #[path = "../examples/common/mod.rs"]
 mod common;
 
-use common::{grads, workload_image};
+use common::{cam_layer, grads, workload_image};
 
 fn vanilla(c: &mut Criterion) {
     let x = workload_image(224, 224).into_dyn();
@@ -53,9 +56,33 @@ fn visualization(c: &mut Criterion) {
     });
 }
 
+fn blur_ig(c: &mut Criterion) {
+    let x = workload_image(112, 112).into_dyn();
+    let method = BlurIg::new().max_sigma(25.0).steps(20).batch_size(10);
+    c.benchmark_group("blur_ig")
+        .bench_function("112x112x3 max_sigma 25, 20 steps, batch 10", |b| {
+            b.iter(|| method.get_mask(x.view(), &mut grads))
+        });
+}
+
+fn grad_cam(c: &mut Criterion) {
+    let x = workload_image(224, 224).into_dyn();
+    let (values, gradients) = cam_layer();
+    c.benchmark_group("grad_cam")
+        .bench_function("14x14x512 layer to 224x224x3", |b| {
+            b.iter(|| {
+                GradCam::new().get_mask(x.view(), &mut |_batch, _keys| {
+                    Ok(ModelOutputs::new()
+                        .with(OutputKey::ConvolutionLayerValues, values.clone())
+                        .with(OutputKey::ConvolutionOutputGradients, gradients.clone()))
+                })
+            })
+        });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = vanilla, integrated_gradients, smoothgrad, visualization
+    targets = vanilla, integrated_gradients, smoothgrad, visualization, blur_ig, grad_cam
 }
 criterion_main!(benches);

@@ -12,9 +12,11 @@ use std::time::Instant;
 
 mod common;
 
-use common::{grads, workload_image};
+use common::{cam_layer, grads, workload_image};
 use ndarray::ArrayD;
-use saliency::{CoreSaliency, IntegratedGradients, SmoothGradParams, VanillaGradients};
+use saliency::{
+    BlurIg, CoreSaliency, GradCam, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients,
+};
 
 /// A workload: runs once per call; `None` when its method is not built yet.
 type Workload = Box<dyn FnMut() -> saliency::Result<ArrayD<f32>>>;
@@ -43,7 +45,28 @@ fn workload(name: &str) -> Option<Workload> {
                 &params,
             )
         })),
-        "blur_ig" | "guided_ig" | "grad_cam" | "occlusion64" | "segments" | "xrai_full" | "xrai_fast" => None,
+        "blur_ig" => Some(Box::new(move || {
+            BlurIg::new()
+                .max_sigma(50.0)
+                .steps(100)
+                .grad_step(0.01)
+                .batch_size(25)
+                .get_mask(x.view().into_dyn(), &mut grads)
+        })),
+        "grad_cam" => {
+            let (values, gradients) = cam_layer();
+            Some(Box::new(move || {
+                GradCam::new().should_resize(true).three_dims(true).get_mask(
+                    x.view().into_dyn(),
+                    &mut |_batch, _keys| {
+                        Ok(ModelOutputs::new()
+                            .with(OutputKey::ConvolutionLayerValues, values.clone())
+                            .with(OutputKey::ConvolutionOutputGradients, gradients.clone()))
+                    },
+                )
+            }))
+        }
+        "guided_ig" | "occlusion64" | "segments" | "xrai_full" | "xrai_fast" => None,
         _ => None,
     }
 }
