@@ -10,8 +10,10 @@
 
 use std::time::Instant;
 
-use ndarray::{Array3, Array4, ArrayD, ArrayViewD};
-use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients};
+use ndarray::{Array2, Array3, Array4, ArrayD, ArrayViewD};
+use saliency::{
+    CoreSaliency, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, SmoothGradParams, VanillaGradients,
+};
 
 /// The 224 x 224 x 3 workload image (f32), built in f64 and cast.
 fn workload_image(h: usize, w: usize) -> Array3<f32> {
@@ -43,6 +45,38 @@ fn cam_layer() -> (Array4<f32>, Array4<f32>) {
     (values, gradients)
 }
 
+/// Occlusion's weights: w = cos(0.1 k) over [64, 64, 3] in row-major order.
+fn occlusion_weights() -> Vec<f32> {
+    (0..64 * 64 * 3).map(|k| (0.1 * k as f64).cos() as f32).collect()
+}
+
+/// f(x) = sum(x * w) per batch element, shape [B, 1]; eight partial sums so
+/// that the compiler vectorises it, as NumPy does.
+fn weighted_sums(batch: ArrayViewD<'_, f32>, w: &[f32]) -> Result<ModelOutputs<f32>, saliency::BoxError> {
+    let flat = batch.as_slice().ok_or("batch not contiguous")?;
+    let scores: Vec<f32> = flat
+        .chunks_exact(w.len())
+        .map(|x| {
+            let mut acc = [0.0_f32; 8];
+            for (xs, ws) in x.chunks_exact(8).zip(w.chunks_exact(8)) {
+                for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
+                    *a += xv * wv;
+                }
+            }
+            let tail: f32 = x
+                .chunks_exact(8)
+                .remainder()
+                .iter()
+                .zip(w.chunks_exact(8).remainder())
+                .map(|(a, b)| a * b)
+                .sum();
+            acc.iter().sum::<f32>() + tail
+        })
+        .collect();
+    let n = scores.len();
+    Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, Array2::from_shape_vec((n, 1), scores)?))
+}
+
 /// A workload: runs once per call; `None` when its method is not built yet.
 type Workload = Box<dyn FnMut() -> saliency::Result<ArrayD<f32>>>;
 
@@ -70,7 +104,28 @@ fn workload(name: &str) -> Option<Workload> {
                 &params,
             )
         })),
-        "blur_ig" | "guided_ig" | "grad_cam" | "occlusion64" | "segments" | "xrai_full" | "xrai_fast" => None,
+        "guided_ig" => Some(Box::new(move || {
+            GuidedIg::new()
+                .steps(200)
+                .fraction(0.25)
+                .max_dist(0.02)
+                .get_mask(x.view().into_dyn(), &mut grads)
+        })),
+        "occlusion64" => {
+            // X64 is the top-left 64 x 64 crop; windows go to the model 64 at a time.
+            let x64 = x
+                .slice_each_axis(|ax| ndarray::Slice::from(..if ax.axis.index() < 2 { 64 } else { 3 }))
+                .to_owned();
+            let w = occlusion_weights();
+            Some(Box::new(move || {
+                Occlusion::new()
+                    .size(15)
+                    .value(0.0)
+                    .batch_size(64)
+                    .get_mask(x64.view().into_dyn(), &mut |b, _| weighted_sums(b, &w))
+            }))
+        }
+        "blur_ig" | "grad_cam" | "segments" | "xrai_full" | "xrai_fast" => None,
         _ => None,
     }
 }
