@@ -248,7 +248,13 @@ fn check_outputs<F: Float>(outputs: &ModelOutputs<F>, batch_shape: &[usize], key
                 }
             }
         }
-        if let Some((count, first_index)) = find_non_finite(value.iter().copied()) {
+        // Contiguous outputs are scanned as slices (iterating an IxDyn array
+        // element by element is slow).
+        let non_finite = match value.as_slice() {
+            Some(flat) => find_non_finite(flat.iter().copied()),
+            None => find_non_finite(value.iter().copied()),
+        };
+        if let Some((count, first_index)) = non_finite {
             return Err(SaliencyError::NonFiniteOutput {
                 key,
                 count,

@@ -170,9 +170,10 @@ const EPSILON: f64 = 1e-9;
 ///
 /// The reference recomputes everything over all features at every iteration
 /// of a step. Here a step makes one pass over all features (catch-up, L1
-/// distance, candidates), then finds the iterations' thresholds among the
-/// candidates' `|grad|` with a histogram, and moves the features in one more
-/// pass over the candidates; the decisions are the reference's.
+/// distance, candidates and a histogram of their `|grad|`), finds the
+/// iterations' thresholds from the histogram and the few buckets they fall
+/// in, and moves the features in a second pass that also writes the next
+/// model input; the decisions are the reference's.
 struct Path {
     input: Vec<f64>,
     baseline: Vec<f64>,
@@ -181,22 +182,12 @@ struct Path {
     /// The current point.
     x: Vec<f64>,
     attr: Vec<f64>,
-    /// Gradient at the start of the current step.
-    grad: Vec<f64>,
-    /// The candidates: features not at `x_max` (the reference's finite
-    /// `grad`), in ascending index order.
-    cand: Vec<usize>,
-    /// Their `|grad|`.
-    cand_abs: Vec<f64>,
-    /// Their `|x - x_max|`.
-    cand_dist: Vec<f64>,
-    /// How the L1 distance to the input changes when they move to `x_max`.
-    cand_gain: Vec<f64>,
-    /// Their histogram bucket.
-    cand_key: Vec<u16>,
+    /// Histogram bucket of each feature's `|grad|`, or [`NOT_CANDIDATE`]
+    /// for features at `x_max` (the reference's infinite `grad`).
+    key: Vec<u16>,
     hist: Histogram,
-    /// Selection scratch.
-    scratch: Vec<f64>,
+    /// The candidates as lists, for steps run iteration by iteration.
+    fallback: Candidates,
 }
 
 /// The path fractions a step keeps every feature between.
@@ -205,6 +196,9 @@ struct Bounds {
     min: f64,
     max: f64,
 }
+
+/// Marks a feature at `x_max` in [`Path::key`].
+const NOT_CANDIDATE: u16 = u16::MAX;
 
 impl Path {
     fn new(input: Vec<f64>, baseline: Vec<f64>) -> Self {
@@ -216,14 +210,9 @@ impl Path {
             baseline,
             delta,
             attr: vec![0.0; n],
-            grad: vec![0.0; n],
-            cand: Vec::with_capacity(n),
-            cand_abs: Vec::with_capacity(n),
-            cand_dist: Vec::with_capacity(n),
-            cand_gain: Vec::with_capacity(n),
-            cand_key: Vec::with_capacity(n),
+            key: vec![NOT_CANDIDATE; n],
             hist: Histogram::new(),
-            scratch: Vec::with_capacity(n),
+            fallback: Candidates::default(),
         }
     }
 
@@ -247,17 +236,13 @@ impl Path {
         let mut batch_shape = vec![1];
         batch_shape.extend_from_slice(shape);
         let mut batch = ArrayD::<F>::zeros(IxDyn(&batch_shape));
+        fill_model_input(batch.as_slice_mut().unwrap_or_default(), &self.x);
         for step in 0..steps {
-            if let Some(flat) = batch.as_slice_mut() {
-                for (b, &x) in flat.iter_mut().zip(&self.x) {
-                    *b = F::from_f64_lossy(x);
-                }
-            }
             let mut outputs = call_model(model, batch.view(), &[key])?;
             let grads = outputs.take(key)?;
-            let scale = match grads.as_slice() {
-                Some(g) => copy_f64(&mut self.grad, g),
-                None => copy_f64(&mut self.grad, &grads.iter().copied().collect::<Vec<_>>()),
+            let grads = match grads.as_slice() {
+                Some(g) => std::borrow::Cow::Borrowed(g),
+                None => std::borrow::Cow::Owned(grads.iter().copied().collect::<Vec<_>>()),
             };
             let alpha = (step as f64 + 1.0) / steps as f64;
             let bounds = Bounds {
@@ -265,38 +250,43 @@ impl Path {
                 max: (alpha + max_dist).min(1.0),
             };
             let l1_target = l1_total * (1.0 - (step + 1) as f64 / steps as f64);
-            self.step(bounds, l1_target, k, scale);
+            self.step(bounds, l1_target, k, &grads, batch.as_slice_mut().unwrap_or_default());
             progress(Progress::new("guided integrated gradients steps", step + 1, steps));
         }
         Ok(std::mem::take(&mut self.attr))
     }
 
     /// One step: the reference's iterations until the L1 distance to the
-    /// input is `l1_target`.
-    fn step(&mut self, bounds: Bounds, l1_target: f64, k: usize, scale: KeyScale) {
-        let (l1_current, exact_path_needed) = self.catch_up(bounds, scale);
+    /// input is `l1_target`; then writes the new point into `model_input`.
+    fn step<F: Float>(&mut self, bounds: Bounds, l1_target: f64, k: usize, grad: &[F], model_input: &mut [F]) {
+        let scale = KeyScale::of(grad);
+        let (l1_current, exact_path_needed) = self.catch_up(bounds, scale, grad);
         if exact_path_needed {
-            self.iterate(bounds, l1_target, k, l1_current);
+            self.iterate(bounds, l1_target, k, l1_current, grad);
+            fill_model_input(model_input, &self.x);
             return;
         }
         // The iterations select, among the candidates sorted by |grad|,
         // consecutive runs: each ends at rank `k` of the ones left (with its
         // ties), or takes all that are left.
-        let m = self.cand.len();
         let mut sorted = SortedCandidates {
-            keys: &self.cand_key,
-            abs: &self.cand_abs,
-            dist: &self.cand_dist,
-            gain: &self.cand_gain,
+            path: Features {
+                key: &self.key,
+                x: &self.x,
+                input: &self.input,
+                baseline: &self.baseline,
+                delta: &self.delta,
+            },
+            grad,
+            alpha_max: bounds.max,
             hist: &mut self.hist,
         };
-        sorted.prepare();
+        let m = sorted.prepare(k);
         let mut l1_current = l1_current;
         let (mut moved_all, mut full_cut, mut partial) = (0, f64::NEG_INFINITY, None);
         while !is_close(l1_target, l1_current, EPSILON) {
             let (threshold, end) = if k < m - moved_all {
-                let pos = moved_all + k;
-                sorted.value_and_run_end(pos)
+                sorted.value_and_run_end(moved_all + k)
             } else {
                 (f64::INFINITY, m)
             };
@@ -318,20 +308,15 @@ impl Path {
             full_cut = threshold;
             l1_current += gain;
         }
-        self.apply(bounds, full_cut, partial);
+        self.apply(bounds, full_cut, partial, grad, model_input);
     }
 
     /// The first iteration's pass over all features: brings those whose
-    /// alpha is below `bounds.min` up to it, lists the candidates, fills the
+    /// alpha is below `bounds.min` up to it, marks the candidates, fills the
     /// histogram and returns the L1 distance to the input, and whether a
     /// feature moved to `x_max` could be caught up again by rounding (then the
     /// step runs iteration by iteration).
-    fn catch_up(&mut self, bounds: Bounds, scale: KeyScale) -> (f64, bool) {
-        self.cand.clear();
-        self.cand_abs.clear();
-        self.cand_dist.clear();
-        self.cand_gain.clear();
-        self.cand_key.clear();
+    fn catch_up<F: Float>(&mut self, bounds: Bounds, scale: KeyScale, grad: &[F]) -> (f64, bool) {
         self.hist.clear(scale);
         let span = bounds.max - bounds.min;
         let mut exact_path_needed = false;
@@ -341,9 +326,11 @@ impl Path {
             .x
             .iter_mut()
             .zip(&mut self.attr)
-            .zip(&self.grad)
+            .zip(&mut self.key)
+            .zip(grad)
             .zip(self.baseline.iter().zip(&self.delta).zip(&self.input));
-        for (i, (((x, a), &g), ((&b, &d), &input))) in features.enumerate() {
+        for (i, ((((x, a), key), &g), ((&b, &d), &input))) in features.enumerate() {
+            let g = g.as_f64();
             if d != 0.0 && is_behind(*x - b, d, bounds.min) {
                 let moved = b + d * bounds.min;
                 *a += (moved - *x) * g;
@@ -352,66 +339,97 @@ impl Path {
             let here = (*x - input).abs();
             l1[i % 4] += here;
             let x_max = b + d * bounds.max;
-            if *x != x_max {
-                // Rounding could put x_max behind alpha_min only when the
-                // window is tiny next to the baseline's magnitude.
-                exact_path_needed |= span > 0.0 && d.abs() * span <= 1e-12 * (b.abs() + d.abs());
-                let abs = g.abs();
-                let dist = (*x - x_max).abs();
-                let gain = (x_max - input).abs() - here;
-                let key = self.hist.add(abs, dist, gain);
-                self.cand.push(i);
-                self.cand_abs.push(abs);
-                self.cand_dist.push(dist);
-                self.cand_gain.push(gain);
-                self.cand_key.push(key);
-            }
+            // Distinct floats never differ by exactly 0: dist > 0 is x != x_max.
+            let dist = (*x - x_max).abs();
+            let candidate = dist > 0.0;
+            // 0 for non-candidates.
+            let gain = (x_max - input).abs() - here;
+            let k = self.hist.add(i, g.abs(), candidate, dist, gain);
+            *key = if candidate { k } else { NOT_CANDIDATE };
+            // Rounding could put x_max behind alpha_min only when the
+            // window is tiny next to the baseline's magnitude.
+            exact_path_needed |= candidate && span > 0.0 && d.abs() * span <= 1e-12 * (b.abs() + d.abs());
         }
         ((l1[0] + l1[1]) + (l1[2] + l1[3]), exact_path_needed)
     }
 
     /// Moves the candidates with `|grad| <= full_cut` to `x_max` and those
     /// with `|grad|` up to the partial threshold the fraction `gamma` of the
-    /// way there, updating the attribution.
-    fn apply(&mut self, bounds: Bounds, full_cut: f64, partial: Option<(f64, f64)>) {
+    /// way there, updating the attribution, and writes the new point into
+    /// `model_input`.
+    fn apply<F: Float>(
+        &mut self,
+        bounds: Bounds,
+        full_cut: f64,
+        partial: Option<(f64, f64)>,
+        grad: &[F],
+        model_input: &mut [F],
+    ) {
         let (partial_cut, gamma) = partial.unwrap_or((f64::NEG_INFINITY, 0.0));
         let cut = full_cut.max(partial_cut);
-        for (&i, &abs) in self.cand.iter().zip(&self.cand_abs) {
-            if abs > cut {
-                continue;
+        // Keys are monotonic: a larger key means a larger |grad|.
+        let cut_key = if cut < 0.0 { None } else { Some(self.hist.scale.key(cut)) };
+        let features = self
+            .x
+            .iter_mut()
+            .zip(&mut self.attr)
+            .zip(&self.key)
+            .zip(grad)
+            .zip(self.baseline.iter().zip(&self.delta))
+            .zip(model_input.iter_mut());
+        for (((((x, a), &key), &g), (&b, &d)), out) in features {
+            if key != NOT_CANDIDATE && cut_key.is_some_and(|c| key <= c) {
+                let g = g.as_f64();
+                let abs = g.abs();
+                if abs <= cut {
+                    let x_max = b + d * bounds.max;
+                    let moved = if abs <= full_cut { x_max } else { *x + (x_max - *x) * gamma };
+                    *a += (moved - *x) * g;
+                    *x = moved;
+                }
             }
-            let (b, d, g) = (self.baseline[i], self.delta[i], self.grad[i]);
-            let x_max = b + d * bounds.max;
-            let old = self.x[i];
-            let moved = if abs <= full_cut {
-                x_max
-            } else {
-                old + (x_max - old) * gamma
-            };
-            self.attr[i] += (moved - old) * g;
-            self.x[i] = moved;
+            *out = F::from_f64_lossy(*x);
         }
     }
 
     /// The reference's iterations one by one, for steps where rounding can
     /// make a feature moved to `x_max` fall behind `alpha_min` again.
-    fn iterate(&mut self, bounds: Bounds, l1_target: f64, k: usize, mut l1_current: f64) {
+    fn iterate<F: Float>(&mut self, bounds: Bounds, l1_target: f64, k: usize, mut l1_current: f64, grad: &[F]) {
+        let c = &mut self.fallback;
+        c.index.clear();
+        c.abs.clear();
+        c.dist.clear();
+        for (i, (((&key, &g), &x), (&b, &d))) in self
+            .key
+            .iter()
+            .zip(grad)
+            .zip(&self.x)
+            .zip(self.baseline.iter().zip(&self.delta))
+            .enumerate()
+        {
+            if key != NOT_CANDIDATE {
+                c.index.push(i);
+                c.abs.push(g.as_f64().abs());
+                c.dist.push((x - (b + d * bounds.max)).abs());
+            }
+        }
         loop {
             if is_close(l1_target, l1_current, EPSILON) {
                 return;
             }
-            let threshold = match self.cand_abs.len() {
+            let c = &mut self.fallback;
+            let threshold = match c.abs.len() {
                 m if k < m => {
-                    self.scratch.clear();
-                    self.scratch.extend_from_slice(&self.cand_abs);
-                    select(&mut self.scratch, k)
+                    c.scratch.clear();
+                    c.scratch.extend_from_slice(&c.abs);
+                    select(&mut c.scratch, k)
                 }
                 _ => f64::INFINITY,
             };
-            let l1_selected: f64 = self
-                .cand_abs
+            let l1_selected: f64 = c
+                .abs
                 .iter()
-                .zip(&self.cand_dist)
+                .zip(&c.dist)
                 .map(|(&a, &d)| if a <= threshold { d } else { 0.0 })
                 .sum();
             if l1_selected <= 0.0 {
@@ -421,7 +439,7 @@ impl Path {
             if gamma <= 0.0 {
                 return;
             }
-            l1_current += self.advance(bounds, threshold, gamma);
+            l1_current += self.advance(bounds, threshold, gamma, grad);
             if gamma <= 1.0 {
                 return;
             }
@@ -434,21 +452,19 @@ impl Path {
     /// With `gamma > 1` another iteration follows: the moved features get its
     /// catch-up check here (the others cannot have changed since theirs) and
     /// leave the candidates if they are at `x_max`.
-    fn advance(&mut self, bounds: Bounds, threshold: f64, gamma: f64) -> f64 {
+    fn advance<F: Float>(&mut self, bounds: Bounds, threshold: f64, gamma: f64, grad: &[F]) -> f64 {
+        let c = &mut self.fallback;
         let mut l1_change = 0.0;
         let mut kept = 0;
-        for j in 0..self.cand.len() {
-            let (i, abs_grad, dist) = (self.cand[j], self.cand_abs[j], self.cand_dist[j]);
+        for j in 0..c.index.len() {
+            let (i, abs_grad, dist) = (c.index[j], c.abs[j], c.dist[j]);
             let mut keep = Some(dist);
             if abs_grad <= threshold {
-                let (b, d, g, input) = (self.baseline[i], self.delta[i], self.grad[i], self.input[i]);
+                let (b, d, input) = (self.baseline[i], self.delta[i], self.input[i]);
+                let g = grad[i].as_f64();
                 let old = self.x[i];
                 let x_max = b + d * bounds.max;
-                let mut moved = if gamma > 1.0 {
-                    x_max
-                } else {
-                    old + (x_max - old) * gamma
-                };
+                let mut moved = if gamma > 1.0 { x_max } else { old + (x_max - old) * gamma };
                 self.attr[i] += (moved - old) * g;
                 if gamma > 1.0 && d != 0.0 && (moved - b) / d < bounds.min {
                     let caught_up = b + d * bounds.min;
@@ -460,16 +476,32 @@ impl Path {
                 self.x[i] = moved;
             }
             if let Some(dist) = keep {
-                self.cand[kept] = i;
-                self.cand_abs[kept] = abs_grad;
-                self.cand_dist[kept] = dist;
+                c.index[kept] = i;
+                c.abs[kept] = abs_grad;
+                c.dist[kept] = dist;
                 kept += 1;
             }
         }
-        self.cand.truncate(kept);
-        self.cand_abs.truncate(kept);
-        self.cand_dist.truncate(kept);
+        c.index.truncate(kept);
+        c.abs.truncate(kept);
+        c.dist.truncate(kept);
         l1_change
+    }
+}
+
+/// Candidate lists for [`Path::iterate`]: index, `|grad|`, `|x - x_max|`.
+#[derive(Default)]
+struct Candidates {
+    index: Vec<usize>,
+    abs: Vec<f64>,
+    dist: Vec<f64>,
+    scratch: Vec<f64>,
+}
+
+/// Writes the path point, rounded to `F`, as the model's input.
+fn fill_model_input<F: Float>(out: &mut [F], x: &[f64]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = F::from_f64_lossy(v);
     }
 }
 
@@ -488,21 +520,6 @@ fn is_behind(from_baseline: f64, d: f64, alpha_min: f64) -> bool {
     } else {
         from_baseline / d < alpha_min
     }
-}
-
-/// Widens the model's gradients into `out` and returns the histogram scale
-/// for their magnitudes.
-fn copy_f64<F: Float>(out: &mut [f64], values: &[F]) -> KeyScale {
-    let (mut min_pos, mut max) = (f64::INFINITY, 0.0_f64);
-    for (o, &v) in out.iter_mut().zip(values) {
-        *o = v.as_f64();
-        let a = o.abs();
-        if a > 0.0 && a < min_pos {
-            min_pos = a;
-        }
-        max = max.max(a);
-    }
-    KeyScale::new(min_pos, max)
 }
 
 /// Number of histogram buckets for the candidates' `|grad|`.
@@ -534,6 +551,19 @@ impl KeyScale {
         KeyScale { min_bits, shift }
     }
 
+    /// The scale for the magnitudes of `grad`.
+    fn of<F: Float>(grad: &[F]) -> Self {
+        let (mut min_pos, mut max) = (f64::INFINITY, 0.0_f64);
+        for &g in grad {
+            let a = g.as_f64().abs();
+            if a > 0.0 && a < min_pos {
+                min_pos = a;
+            }
+            max = max.max(a);
+        }
+        KeyScale::new(min_pos, max)
+    }
+
     #[inline]
     fn key(self, v: f64) -> u16 {
         let bits = v.to_bits();
@@ -546,74 +576,117 @@ impl KeyScale {
     }
 }
 
+/// (|grad|, distance to `x_max`, change of the L1 distance if moved there).
+type Entry = (f64, f64, f64);
+
 /// Count, distance sum and L1-change sum of the candidates per bucket, plus
 /// the buckets sorted on demand.
 struct Histogram {
     scale: KeyScale,
+    /// Per bucket and lane (`2 * bucket + lane`): consecutive features
+    /// alternate lanes so that their updates do not wait on each other.
+    lanes: Vec<(usize, f64, f64)>,
     count: Vec<usize>,
     dist: Vec<f64>,
     gain: Vec<f64>,
     /// `start[b]`: how many candidates lie in buckets below `b`.
     start: Vec<usize>,
-    /// Sorted buckets: (bucket, offset in `store`).
+    /// Buckets sorted so far: (bucket, index in `store`).
     sorted: Vec<(usize, usize)>,
-    /// (|grad|, distance, gain) of the sorted buckets' candidates.
-    store: Vec<(f64, f64, f64)>,
+    /// Their entries, reused from step to step.
+    store: Vec<Vec<Entry>>,
+    /// Slot in `sorted` of each bucket being collected, or `usize::MAX`.
+    wanted: Vec<usize>,
 }
 
 impl Histogram {
     fn new() -> Self {
         Histogram {
             scale: KeyScale::new(f64::INFINITY, 0.0),
+            lanes: vec![(0, 0.0, 0.0); 2 * BUCKETS],
             count: vec![0; BUCKETS],
             dist: vec![0.0; BUCKETS],
             gain: vec![0.0; BUCKETS],
             start: vec![0; BUCKETS + 1],
             sorted: Vec::new(),
             store: Vec::new(),
+            wanted: vec![usize::MAX; BUCKETS],
         }
     }
 
     fn clear(&mut self, scale: KeyScale) {
         self.scale = scale;
-        self.count.fill(0);
-        self.dist.fill(0.0);
-        self.gain.fill(0.0);
+        self.lanes.fill((0, 0.0, 0.0));
         self.sorted.clear();
-        self.store.clear();
     }
 
+    /// Counts feature `i` in the bucket of `abs` if it is a candidate (a
+    /// non-candidate's `dist` and `gain` are 0) and returns the bucket.
     #[inline]
-    fn add(&mut self, abs: f64, dist: f64, gain: f64) -> u16 {
+    fn add(&mut self, i: usize, abs: f64, candidate: bool, dist: f64, gain: f64) -> u16 {
         let key = self.scale.key(abs);
-        let b = usize::from(key);
-        self.count[b] += 1;
-        self.dist[b] += dist;
-        self.gain[b] += gain;
+        if let Some(slot) = self.lanes.get_mut(2 * usize::from(key) + (i & 1)) {
+            slot.0 += usize::from(candidate);
+            slot.1 += dist;
+            slot.2 += gain;
+        }
         key
     }
 }
 
+/// The per-feature state [`SortedCandidates`] reads.
+struct Features<'a> {
+    key: &'a [u16],
+    x: &'a [f64],
+    input: &'a [f64],
+    baseline: &'a [f64],
+    delta: &'a [f64],
+}
+
 /// The candidates in ascending `|grad|` order, as far as a step needs them:
 /// whole buckets through the histogram, boundary buckets sorted on demand.
-struct SortedCandidates<'a> {
-    keys: &'a [u16],
-    abs: &'a [f64],
-    dist: &'a [f64],
-    gain: &'a [f64],
+struct SortedCandidates<'a, F> {
+    path: Features<'a>,
+    grad: &'a [F],
+    alpha_max: f64,
     hist: &'a mut Histogram,
 }
 
-impl SortedCandidates<'_> {
-    fn prepare(&mut self) {
+impl<F: Float> SortedCandidates<'_, F> {
+    /// Merges the histogram's lanes, computes the bucket starts, collects
+    /// the buckets of the ranks the thresholds have when there are no ties
+    /// (`k`, `2k + 1`, ...), and returns the number of candidates.
+    fn prepare(&mut self, k: usize) -> usize {
+        let h = &mut *self.hist;
         let mut total = 0;
-        for (s, &c) in self.hist.start.iter_mut().zip(&self.hist.count) {
+        for ((((pair, c), d), g), s) in h
+            .lanes
+            .chunks_exact(2)
+            .zip(&mut h.count)
+            .zip(&mut h.dist)
+            .zip(&mut h.gain)
+            .zip(&mut h.start)
+        {
+            *c = pair[0].0 + pair[1].0;
+            *d = pair[0].1 + pair[1].1;
+            *g = pair[0].2 + pair[1].2;
             *s = total;
-            total += c;
+            total += *c;
         }
-        if let Some(last) = self.hist.start.last_mut() {
+        if let Some(last) = h.start.last_mut() {
             *last = total;
         }
+        let mut buckets = Vec::new();
+        let mut pos = k;
+        while pos < total {
+            let b = self.bucket_of(pos);
+            if buckets.last() != Some(&b) {
+                buckets.push(b);
+            }
+            pos += k + 1;
+        }
+        self.collect(&buckets);
+        total
     }
 
     /// The bucket holding sorted position `pos` (< number of candidates).
@@ -621,23 +694,52 @@ impl SortedCandidates<'_> {
         self.hist.start.partition_point(|&s| s <= pos).saturating_sub(1)
     }
 
-    /// The sorted contents of bucket `b`.
-    fn bucket(&mut self, b: usize) -> &[(f64, f64, f64)] {
-        let len = self.hist.count[b];
-        let offset = match self.hist.sorted.iter().find(|(sb, _)| *sb == b) {
-            Some(&(_, offset)) => offset,
+    /// Collects and sorts the entries of `buckets` in one pass over the keys.
+    fn collect(&mut self, buckets: &[usize]) {
+        let h = &mut *self.hist;
+        let first = h.sorted.len();
+        for &b in buckets {
+            let slot = h.sorted.len();
+            if h.store.len() <= slot {
+                h.store.push(Vec::new());
+            }
+            h.store[slot].clear();
+            h.wanted[b] = slot;
+            h.sorted.push((b, slot));
+        }
+        let p = &self.path;
+        for (i, &key) in p.key.iter().enumerate() {
+            if key == NOT_CANDIDATE {
+                continue;
+            }
+            let slot = h.wanted[usize::from(key)];
+            if slot != usize::MAX {
+                let (x, input) = (p.x[i], p.input[i]);
+                let x_max = p.baseline[i] + p.delta[i] * self.alpha_max;
+                let entry = (
+                    self.grad[i].as_f64().abs(),
+                    (x - x_max).abs(),
+                    (x_max - input).abs() - (x - input).abs(),
+                );
+                h.store[slot].push(entry);
+            }
+        }
+        for &(b, slot) in &h.sorted[first..] {
+            h.wanted[b] = usize::MAX;
+            h.store[slot].sort_unstable_by(|p, q| p.0.total_cmp(&q.0));
+        }
+    }
+
+    /// The sorted entries of bucket `b`.
+    fn bucket(&mut self, b: usize) -> &[Entry] {
+        let slot = match self.hist.sorted.iter().find(|(sb, _)| *sb == b) {
+            Some(&(_, slot)) => slot,
             None => {
-                let offset = self.hist.store.len();
-                let wanted = b as u16;
-                for (j, _) in self.keys.iter().enumerate().filter(|(_, k)| **k == wanted) {
-                    self.hist.store.push((self.abs[j], self.dist[j], self.gain[j]));
-                }
-                self.hist.store[offset..].sort_unstable_by(|p, q| p.0.total_cmp(&q.0));
-                self.hist.sorted.push((b, offset));
-                offset
+                self.collect(&[b]);
+                self.hist.sorted.len() - 1
             }
         };
-        &self.hist.store[offset..offset + len]
+        &self.hist.store[slot]
     }
 
     /// The value at sorted position `pos` and the end of its run of equal
