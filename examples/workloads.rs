@@ -12,10 +12,11 @@ use std::time::Instant;
 
 mod common;
 
-use common::{cam_layer, grads, workload_image};
+use common::{cam_layer, grads, occlusion_weights, weighted_sums, workload_image};
 use ndarray::ArrayD;
 use saliency::{
-    BlurIg, CoreSaliency, GradCam, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients,
+    BlurIg, CoreSaliency, GradCam, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, SmoothGradParams,
+    VanillaGradients,
 };
 
 /// A workload: runs once per call; `None` when its method is not built yet.
@@ -66,7 +67,28 @@ fn workload(name: &str) -> Option<Workload> {
                 )
             }))
         }
-        "guided_ig" | "occlusion64" | "segments" | "xrai_full" | "xrai_fast" => None,
+        "guided_ig" => Some(Box::new(move || {
+            GuidedIg::new()
+                .steps(200)
+                .fraction(0.25)
+                .max_dist(0.02)
+                .get_mask(x.view().into_dyn(), &mut grads)
+        })),
+        "occlusion64" => {
+            // X64 is the top-left 64 x 64 crop; windows go to the model 64 at a time.
+            let x64 = x
+                .slice_each_axis(|ax| ndarray::Slice::from(..if ax.axis.index() < 2 { 64 } else { 3 }))
+                .to_owned();
+            let w = occlusion_weights();
+            Some(Box::new(move || {
+                Occlusion::new()
+                    .size(15)
+                    .value(0.0)
+                    .batch_size(64)
+                    .get_mask(x64.view().into_dyn(), &mut |b, _| weighted_sums(b, &w))
+            }))
+        }
+        "segments" | "xrai_full" | "xrai_fast" => None,
         _ => None,
     }
 }

@@ -2,7 +2,7 @@
 //! shared by `examples/workloads.rs` and `benches/methods.rs`.
 #![allow(dead_code)]
 
-use ndarray::{Array3, Array4, ArrayViewD};
+use ndarray::{Array2, Array3, Array4, ArrayViewD};
 use saliency::{BoxError, ModelOutputs, OutputKey};
 
 /// The 224 x 224 x 3 workload image (f32), built in f64 and cast.
@@ -32,4 +32,36 @@ pub fn cam_layer() -> (Array4<f32>, Array4<f32>) {
     let values = Array4::from_shape_fn((1, 14, 14, 512), |idx| (0.001 * a(idx)).sin().abs() as f32);
     let gradients = Array4::from_shape_fn((1, 14, 14, 512), |idx| (0.0007 * a(idx)).cos() as f32 * 0.01);
     (values, gradients)
+}
+
+/// Occlusion's weights: w = cos(0.1 k) over [64, 64, 3] in row-major order.
+pub fn occlusion_weights() -> Vec<f32> {
+    (0..64 * 64 * 3).map(|k| (0.1 * k as f64).cos() as f32).collect()
+}
+
+/// f(x) = sum(x * w) per batch element, shape [B, 1]; eight partial sums so
+/// that the compiler vectorises it, as NumPy does.
+pub fn weighted_sums(batch: ArrayViewD<'_, f32>, w: &[f32]) -> Result<ModelOutputs<f32>, BoxError> {
+    let flat = batch.as_slice().ok_or("batch not contiguous")?;
+    let scores: Vec<f32> = flat
+        .chunks_exact(w.len())
+        .map(|x| {
+            let mut acc = [0.0_f32; 8];
+            for (xs, ws) in x.chunks_exact(8).zip(w.chunks_exact(8)) {
+                for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
+                    *a += xv * wv;
+                }
+            }
+            let tail: f32 = x
+                .chunks_exact(8)
+                .remainder()
+                .iter()
+                .zip(w.chunks_exact(8).remainder())
+                .map(|(a, b)| a * b)
+                .sum();
+            acc.iter().sum::<f32>() + tail
+        })
+        .collect();
+    let n = scores.len();
+    Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, Array2::from_shape_vec((n, 1), scores)?))
 }

@@ -39,9 +39,9 @@ fn check_fraction(name: &'static str, q: f64, scale: f64) -> Result<()> {
     Ok(())
 }
 
-/// Moves the `k`-th smallest value to position `k` (values are finite, so the
-/// total order is the numeric one) and returns it.
-fn select<F: Float>(values: &mut [F], k: usize) -> F {
+/// Moves the `k`-th smallest value to position `k` (`k < values.len()`;
+/// values are finite, so the total order is the numeric one) and returns it.
+pub(crate) fn select<F: Float>(values: &mut [F], k: usize) -> F {
     let (_, v, _) = values.select_nth_unstable_by(k, |a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     *v
 }

@@ -1,0 +1,805 @@
+//! Guided Integrated Gradients
+//! ([Kapishnikov et al., 2021](https://arxiv.org/abs/2106.09788)).
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+
+use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive};
+use crate::error::{Result, SaliencyError};
+use crate::float::Float;
+use crate::imageops::quantile::select;
+use crate::model::{CallModelFunction, OutputKey, call_model};
+
+/// Guided Integrated Gradients: integrated gradients along an adaptive path
+/// that, at every step, moves first the features whose gradient is smallest
+/// in magnitude.
+///
+/// Matches `saliency.core.GuidedIG` of PAIR saliency 0.2.1, computed in
+/// `f64` whatever `F` is (the reference converts to `float64` too). Step
+/// `t = 1..=steps` aims at the L1 distance `(1 - t / steps)` of the total
+/// from the input; every feature stays within `max_dist` (in path fraction
+/// `alpha`) of the straight line. Within a step, repeatedly: features that
+/// fell behind `alpha - max_dist` are brought up to it; among the features
+/// not yet at `alpha + max_dist`, those whose `|gradient|` is at most the
+/// `fraction` quantile (NumPy's `"lower"` method, over all features, the ones
+/// at `alpha + max_dist` counting as infinitely large) are moved towards
+/// `alpha + max_dist`, all the way or just far enough to reach the target.
+/// The attribution is the sum of every move times the gradient at the start
+/// of its step. Features equal to the baseline have no `alpha` and never move.
+///
+/// The model is called once per step with a batch of one, for
+/// [`OutputKey::InputOutputGradients`]; for `f32` the path point is rounded
+/// to `f32` for the model.
+///
+/// Where the reference cannot continue, this stops the step instead: when
+/// every feature has reached `alpha + max_dist` but the target is still not
+/// met (only possible through rounding; the reference loops forever) and when
+/// the target was overshot (the reference fails an assertion).
+///
+/// ```
+/// use ndarray::array;
+/// use saliency::{CoreSaliency, GuidedIg, ModelOutputs, OutputKey};
+///
+/// // f(x) = 2 x0 + x1 is linear, so Guided IG equals Integrated Gradients:
+/// // (x - baseline) * gradient (the reference's own test).
+/// let x = array![10.0_f64, 5.0];
+/// let gig = GuidedIg::new().steps(10).fraction(0.1).max_dist(0.5).baseline(array![-1.0, -3.0]);
+/// let mask = gig.get_mask(x.view().into_dyn(), &mut |batch, _keys| {
+///     let grads = batch.mapv(|_| 0.0) + &array![2.0, 1.0];
+///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
+/// })?;
+/// assert!((mask[[0]] - 22.0).abs() < 1e-9 && (mask[[1]] - 8.0).abs() < 1e-9);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuidedIg<F> {
+    steps: usize,
+    fraction: f64,
+    max_dist: f64,
+    baseline: Option<ArrayD<F>>,
+}
+
+impl<F> Default for GuidedIg<F> {
+    fn default() -> Self {
+        GuidedIg {
+            steps: 200,
+            fraction: 0.25,
+            max_dist: 0.02,
+            baseline: None,
+        }
+    }
+}
+
+impl<F: Float> GuidedIg<F> {
+    /// The reference's defaults: 200 steps, fraction 0.25, maximum distance
+    /// 0.02, zero baseline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of steps of the path (at least 1); one model call each.
+    pub fn steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    /// Fraction (0..=1) of the features, by smallest `|gradient|`, moved at
+    /// each iteration within a step.
+    pub fn fraction(mut self, fraction: f64) -> Self {
+        self.fraction = fraction;
+        self
+    }
+
+    /// How far (0..=1, as a fraction of the path) a feature may run ahead of
+    /// or lag behind the straight line; 0 gives Integrated Gradients on the
+    /// straight line, 1 an unbounded path.
+    pub fn max_dist(mut self, max_dist: f64) -> Self {
+        self.max_dist = max_dist;
+        self
+    }
+
+    /// The baseline the path starts from; it must have the input's shape.
+    /// Without one, the baseline is all zeros.
+    pub fn baseline<D: ndarray::Dimension>(mut self, baseline: ndarray::Array<F, D>) -> Self {
+        self.baseline = Some(baseline.into_dyn());
+        self
+    }
+}
+
+impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
+    fn name(&self) -> &'static str {
+        "Guided Integrated Gradients"
+    }
+
+    fn get_mask_with_progress(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        check_input("input", &x, 1)?;
+        check_positive("steps", self.steps)?;
+        check_unit("fraction", self.fraction)?;
+        check_unit("max_dist", self.max_dist)?;
+        let input: Vec<f64> = x.iter().map(|v| v.as_f64()).collect();
+        let baseline: Vec<f64> = match &self.baseline {
+            Some(b) => {
+                if b.shape() != x.shape() {
+                    return Err(SaliencyError::ShapeMismatch {
+                        what: "baseline",
+                        expected: x.shape().to_vec(),
+                        actual: b.shape().to_vec(),
+                    });
+                }
+                check_finite("baseline", &b.view())?;
+                b.iter().map(|v| v.as_f64()).collect()
+            }
+            None => vec![0.0; input.len()],
+        };
+        let mut path = Path::new(input, baseline);
+        let attr = path.run(x.shape(), self.steps, self.fraction, self.max_dist, model, progress)?;
+        let attr = attr.into_iter().map(F::from_f64_lossy).collect();
+        ArrayD::from_shape_vec(x.raw_dim(), attr)
+            .map_err(|_| SaliencyError::param("steps", self.steps, "internal shape error"))
+    }
+}
+
+fn check_unit(name: &'static str, v: f64) -> Result<()> {
+    if v.is_finite() && (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(SaliencyError::param(name, v, "must be between 0 and 1"))
+    }
+}
+
+/// `math.isclose(a, b, rel_tol=eps, abs_tol=eps)` as Python computes it.
+fn is_close(a: f64, b: f64, eps: f64) -> bool {
+    if a == b {
+        return true;
+    }
+    if a.is_infinite() || b.is_infinite() {
+        return false;
+    }
+    let diff = (b - a).abs();
+    diff <= (eps * b).abs() || diff <= (eps * a).abs() || diff <= eps
+}
+
+/// The reference's tolerance for "the target distance is reached".
+const EPSILON: f64 = 1e-9;
+
+/// The state of the path, flat in the input's row-major order.
+///
+/// The reference recomputes everything over all features at every iteration
+/// of a step. Here a step makes one pass over all features (catch-up, L1
+/// distance, candidates and a histogram of their `|grad|`), finds the
+/// iterations' thresholds from the histogram and the few buckets they fall
+/// in, and moves the features in a second pass that also writes the next
+/// model input; the decisions are the reference's.
+struct Path {
+    input: Vec<f64>,
+    baseline: Vec<f64>,
+    /// `input - baseline`.
+    delta: Vec<f64>,
+    /// The current point.
+    x: Vec<f64>,
+    attr: Vec<f64>,
+    /// Histogram bucket of each feature's `|grad|`, or [`NOT_CANDIDATE`]
+    /// for features at `x_max` (the reference's infinite `grad`).
+    key: Vec<u16>,
+    hist: Histogram,
+    /// The candidates as lists, for steps run iteration by iteration.
+    fallback: Candidates,
+}
+
+/// The path fractions a step keeps every feature between.
+#[derive(Clone, Copy)]
+struct Bounds {
+    min: f64,
+    max: f64,
+}
+
+/// Marks a feature at `x_max` in [`Path::key`].
+const NOT_CANDIDATE: u16 = u16::MAX;
+
+impl Path {
+    fn new(input: Vec<f64>, baseline: Vec<f64>) -> Self {
+        let n = input.len();
+        let delta = input.iter().zip(&baseline).map(|(i, b)| i - b).collect();
+        Path {
+            x: baseline.clone(),
+            input,
+            baseline,
+            delta,
+            attr: vec![0.0; n],
+            key: vec![NOT_CANDIDATE; n],
+            hist: Histogram::new(),
+            fallback: Candidates::default(),
+        }
+    }
+
+    fn run<F: Float>(
+        &mut self,
+        shape: &[usize],
+        steps: usize,
+        fraction: f64,
+        max_dist: f64,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<f64>> {
+        let n = self.input.len();
+        let l1_total: f64 = self.delta.iter().map(|d| d.abs()).sum();
+        if l1_total == 0.0 {
+            return Ok(std::mem::take(&mut self.attr));
+        }
+        // NumPy's "lower" quantile index over all features.
+        let k = ((n - 1) as f64 * fraction).floor() as usize;
+        let key = OutputKey::InputOutputGradients;
+        let mut batch_shape = vec![1];
+        batch_shape.extend_from_slice(shape);
+        let mut batch = ArrayD::<F>::zeros(IxDyn(&batch_shape));
+        fill_model_input(batch.as_slice_mut().unwrap_or_default(), &self.x);
+        for step in 0..steps {
+            let mut outputs = call_model(model, batch.view(), &[key])?;
+            let grads = outputs.take(key)?;
+            let grads = match grads.as_slice() {
+                Some(g) => std::borrow::Cow::Borrowed(g),
+                None => std::borrow::Cow::Owned(grads.iter().copied().collect::<Vec<_>>()),
+            };
+            let alpha = (step as f64 + 1.0) / steps as f64;
+            let bounds = Bounds {
+                min: (alpha - max_dist).max(0.0),
+                max: (alpha + max_dist).min(1.0),
+            };
+            let l1_target = l1_total * (1.0 - (step + 1) as f64 / steps as f64);
+            self.step(bounds, l1_target, k, &grads, batch.as_slice_mut().unwrap_or_default());
+            progress(Progress::new("guided integrated gradients steps", step + 1, steps));
+        }
+        Ok(std::mem::take(&mut self.attr))
+    }
+
+    /// One step: the reference's iterations until the L1 distance to the
+    /// input is `l1_target`; then writes the new point into `model_input`.
+    fn step<F: Float>(&mut self, bounds: Bounds, l1_target: f64, k: usize, grad: &[F], model_input: &mut [F]) {
+        let scale = KeyScale::of(grad);
+        let (l1_current, exact_path_needed) = self.catch_up(bounds, scale, grad);
+        if exact_path_needed {
+            self.iterate(bounds, l1_target, k, l1_current, grad);
+            fill_model_input(model_input, &self.x);
+            return;
+        }
+        // The iterations select, among the candidates sorted by |grad|,
+        // consecutive runs: each ends at rank `k` of the ones left (with its
+        // ties), or takes all that are left.
+        let mut sorted = SortedCandidates {
+            path: Features {
+                key: &self.key,
+                x: &self.x,
+                input: &self.input,
+                baseline: &self.baseline,
+                delta: &self.delta,
+            },
+            grad,
+            alpha_max: bounds.max,
+            hist: &mut self.hist,
+        };
+        let m = sorted.prepare(k);
+        let mut l1_current = l1_current;
+        let (mut moved_all, mut full_cut, mut partial) = (0, f64::NEG_INFINITY, None);
+        while !is_close(l1_target, l1_current, EPSILON) {
+            let (threshold, end) = if k < m - moved_all {
+                sorted.value_and_run_end(moved_all + k)
+            } else {
+                (f64::INFINITY, m)
+            };
+            let (l1_selected, gain) = sorted.sums(moved_all, end);
+            if l1_selected <= 0.0 {
+                // Nothing left to move: the reference would loop forever.
+                break;
+            }
+            let gamma = (l1_current - l1_target) / l1_selected;
+            if gamma <= 0.0 {
+                // Overshot by more than rounding: the reference asserts.
+                break;
+            }
+            if gamma <= 1.0 {
+                partial = Some((threshold, gamma));
+                break;
+            }
+            moved_all = end;
+            full_cut = threshold;
+            l1_current += gain;
+        }
+        self.apply(bounds, full_cut, partial, grad, model_input);
+    }
+
+    /// The first iteration's pass over all features: brings those whose
+    /// alpha is below `bounds.min` up to it, marks the candidates, fills the
+    /// histogram and returns the L1 distance to the input, and whether a
+    /// feature moved to `x_max` could be caught up again by rounding (then the
+    /// step runs iteration by iteration).
+    fn catch_up<F: Float>(&mut self, bounds: Bounds, scale: KeyScale, grad: &[F]) -> (f64, bool) {
+        self.hist.clear(scale);
+        let span = bounds.max - bounds.min;
+        let mut exact_path_needed = false;
+        // Independent partial sums keep the additions from waiting on each other.
+        let mut l1 = [0.0; 4];
+        let features = self
+            .x
+            .iter_mut()
+            .zip(&mut self.attr)
+            .zip(&mut self.key)
+            .zip(grad)
+            .zip(self.baseline.iter().zip(&self.delta).zip(&self.input));
+        for (i, ((((x, a), key), &g), ((&b, &d), &input))) in features.enumerate() {
+            let g = g.as_f64();
+            if d != 0.0 && is_behind(*x - b, d, bounds.min) {
+                let moved = b + d * bounds.min;
+                *a += (moved - *x) * g;
+                *x = moved;
+            }
+            let here = (*x - input).abs();
+            l1[i % 4] += here;
+            let x_max = b + d * bounds.max;
+            // Distinct floats never differ by exactly 0: dist > 0 is x != x_max.
+            let dist = (*x - x_max).abs();
+            let candidate = dist > 0.0;
+            // 0 for non-candidates.
+            let gain = (x_max - input).abs() - here;
+            let k = self.hist.add(i, g.abs(), candidate, dist, gain);
+            *key = if candidate { k } else { NOT_CANDIDATE };
+            // Rounding could put x_max behind alpha_min only when the
+            // window is tiny next to the baseline's magnitude.
+            exact_path_needed |= candidate && span > 0.0 && d.abs() * span <= 1e-12 * (b.abs() + d.abs());
+        }
+        ((l1[0] + l1[1]) + (l1[2] + l1[3]), exact_path_needed)
+    }
+
+    /// Moves the candidates with `|grad| <= full_cut` to `x_max` and those
+    /// with `|grad|` up to the partial threshold the fraction `gamma` of the
+    /// way there, updating the attribution, and writes the new point into
+    /// `model_input`.
+    fn apply<F: Float>(
+        &mut self,
+        bounds: Bounds,
+        full_cut: f64,
+        partial: Option<(f64, f64)>,
+        grad: &[F],
+        model_input: &mut [F],
+    ) {
+        let (partial_cut, gamma) = partial.unwrap_or((f64::NEG_INFINITY, 0.0));
+        let cut = full_cut.max(partial_cut);
+        // Keys are monotonic: a larger key means a larger |grad|.
+        let cut_key = if cut < 0.0 {
+            None
+        } else {
+            Some(self.hist.scale.key(cut))
+        };
+        let features = self
+            .x
+            .iter_mut()
+            .zip(&mut self.attr)
+            .zip(&self.key)
+            .zip(grad)
+            .zip(self.baseline.iter().zip(&self.delta))
+            .zip(model_input.iter_mut());
+        for (((((x, a), &key), &g), (&b, &d)), out) in features {
+            if key != NOT_CANDIDATE && cut_key.is_some_and(|c| key <= c) {
+                let g = g.as_f64();
+                let abs = g.abs();
+                if abs <= cut {
+                    let x_max = b + d * bounds.max;
+                    let moved = if abs <= full_cut {
+                        x_max
+                    } else {
+                        *x + (x_max - *x) * gamma
+                    };
+                    *a += (moved - *x) * g;
+                    *x = moved;
+                }
+            }
+            *out = F::from_f64_lossy(*x);
+        }
+    }
+
+    /// The reference's iterations one by one, for steps where rounding can
+    /// make a feature moved to `x_max` fall behind `alpha_min` again.
+    fn iterate<F: Float>(&mut self, bounds: Bounds, l1_target: f64, k: usize, mut l1_current: f64, grad: &[F]) {
+        let c = &mut self.fallback;
+        c.index.clear();
+        c.abs.clear();
+        c.dist.clear();
+        for (i, (((&key, &g), &x), (&b, &d))) in self
+            .key
+            .iter()
+            .zip(grad)
+            .zip(&self.x)
+            .zip(self.baseline.iter().zip(&self.delta))
+            .enumerate()
+        {
+            if key != NOT_CANDIDATE {
+                c.index.push(i);
+                c.abs.push(g.as_f64().abs());
+                c.dist.push((x - (b + d * bounds.max)).abs());
+            }
+        }
+        loop {
+            if is_close(l1_target, l1_current, EPSILON) {
+                return;
+            }
+            let c = &mut self.fallback;
+            let threshold = match c.abs.len() {
+                m if k < m => {
+                    c.scratch.clear();
+                    c.scratch.extend_from_slice(&c.abs);
+                    select(&mut c.scratch, k)
+                }
+                _ => f64::INFINITY,
+            };
+            let l1_selected: f64 = c
+                .abs
+                .iter()
+                .zip(&c.dist)
+                .map(|(&a, &d)| if a <= threshold { d } else { 0.0 })
+                .sum();
+            if l1_selected <= 0.0 {
+                return;
+            }
+            let gamma = (l1_current - l1_target) / l1_selected;
+            if gamma <= 0.0 {
+                return;
+            }
+            l1_current += self.advance(bounds, threshold, gamma, grad);
+            if gamma <= 1.0 {
+                return;
+            }
+        }
+    }
+
+    /// One iteration's move of the selected candidates (`|grad| <=
+    /// threshold`); returns the change of the L1 distance to the input.
+    ///
+    /// With `gamma > 1` another iteration follows: the moved features get its
+    /// catch-up check here (the others cannot have changed since theirs) and
+    /// leave the candidates if they are at `x_max`.
+    fn advance<F: Float>(&mut self, bounds: Bounds, threshold: f64, gamma: f64, grad: &[F]) -> f64 {
+        let c = &mut self.fallback;
+        let mut l1_change = 0.0;
+        let mut kept = 0;
+        for j in 0..c.index.len() {
+            let (i, abs_grad, dist) = (c.index[j], c.abs[j], c.dist[j]);
+            let mut keep = Some(dist);
+            if abs_grad <= threshold {
+                let (b, d, input) = (self.baseline[i], self.delta[i], self.input[i]);
+                let g = grad[i].as_f64();
+                let old = self.x[i];
+                let x_max = b + d * bounds.max;
+                let mut moved = if gamma > 1.0 {
+                    x_max
+                } else {
+                    old + (x_max - old) * gamma
+                };
+                self.attr[i] += (moved - old) * g;
+                if gamma > 1.0 && d != 0.0 && (moved - b) / d < bounds.min {
+                    let caught_up = b + d * bounds.min;
+                    self.attr[i] += (caught_up - moved) * g;
+                    moved = caught_up;
+                }
+                keep = (moved != x_max).then(|| (moved - x_max).abs());
+                l1_change += (moved - input).abs() - (old - input).abs();
+                self.x[i] = moved;
+            }
+            if let Some(dist) = keep {
+                c.index[kept] = i;
+                c.abs[kept] = abs_grad;
+                c.dist[kept] = dist;
+                kept += 1;
+            }
+        }
+        c.index.truncate(kept);
+        c.abs.truncate(kept);
+        c.dist.truncate(kept);
+        l1_change
+    }
+}
+
+/// Candidate lists for [`Path::iterate`]: index, `|grad|`, `|x - x_max|`.
+#[derive(Default)]
+struct Candidates {
+    index: Vec<usize>,
+    abs: Vec<f64>,
+    dist: Vec<f64>,
+    scratch: Vec<f64>,
+}
+
+/// Writes the path point, rounded to `F`, as the model's input.
+fn fill_model_input<F: Float>(out: &mut [F], x: &[f64]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = F::from_f64_lossy(v);
+    }
+}
+
+/// The reference's `(x - baseline) / (input - baseline) < alpha_min` for
+/// `from_baseline = x - baseline` and `d != 0`, dividing only when the
+/// answer is within rounding of the boundary.
+#[inline]
+fn is_behind(from_baseline: f64, d: f64, alpha_min: f64) -> bool {
+    let target = alpha_min * d;
+    let gap = (from_baseline - target) * d.signum();
+    let margin = 1e-12 * (from_baseline.abs() + target.abs());
+    if gap < -margin {
+        true
+    } else if gap > margin {
+        false
+    } else {
+        from_baseline / d < alpha_min
+    }
+}
+
+/// Number of histogram buckets for the candidates' `|grad|`.
+const BUCKETS: usize = 4096;
+
+/// Maps a non-negative value to a bucket, monotonically: 0 for values below
+/// the smallest positive one, then by the bits of the value (which order
+/// non-negative floats) above it, shifted to fit.
+#[derive(Clone, Copy, Debug)]
+struct KeyScale {
+    min_bits: u64,
+    shift: u32,
+}
+
+impl KeyScale {
+    fn new(min_pos: f64, max: f64) -> Self {
+        if min_pos > max {
+            return KeyScale {
+                min_bits: u64::MAX,
+                shift: 0,
+            };
+        }
+        let min_bits = min_pos.to_bits();
+        let range = max.to_bits() - min_bits;
+        let mut shift = 0;
+        while (range >> shift) >= (BUCKETS - 1) as u64 {
+            shift += 1;
+        }
+        KeyScale { min_bits, shift }
+    }
+
+    /// The scale for the magnitudes of `grad`.
+    fn of<F: Float>(grad: &[F]) -> Self {
+        let (mut min_pos, mut max) = (f64::INFINITY, 0.0_f64);
+        for &g in grad {
+            let a = g.as_f64().abs();
+            if a > 0.0 && a < min_pos {
+                min_pos = a;
+            }
+            max = max.max(a);
+        }
+        KeyScale::new(min_pos, max)
+    }
+
+    #[inline]
+    fn key(self, v: f64) -> u16 {
+        let bits = v.to_bits();
+        if bits < self.min_bits {
+            0
+        } else {
+            // At most BUCKETS - 1 by the choice of `shift`.
+            (((bits - self.min_bits) >> self.shift) + 1).min(BUCKETS as u64 - 1) as u16
+        }
+    }
+}
+
+/// (|grad|, distance to `x_max`, change of the L1 distance if moved there).
+type Entry = (f64, f64, f64);
+
+/// Count, distance sum and L1-change sum of the candidates per bucket, plus
+/// the buckets sorted on demand.
+struct Histogram {
+    scale: KeyScale,
+    /// Per bucket and lane (`2 * bucket + lane`): consecutive features
+    /// alternate lanes so that their updates do not wait on each other.
+    lanes: Vec<(usize, f64, f64)>,
+    count: Vec<usize>,
+    dist: Vec<f64>,
+    gain: Vec<f64>,
+    /// `start[b]`: how many candidates lie in buckets below `b`.
+    start: Vec<usize>,
+    /// Buckets sorted so far: (bucket, index in `store`).
+    sorted: Vec<(usize, usize)>,
+    /// Their entries, reused from step to step.
+    store: Vec<Vec<Entry>>,
+    /// Slot in `sorted` of each bucket being collected, or `usize::MAX`.
+    wanted: Vec<usize>,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            scale: KeyScale::new(f64::INFINITY, 0.0),
+            lanes: vec![(0, 0.0, 0.0); 2 * BUCKETS],
+            count: vec![0; BUCKETS],
+            dist: vec![0.0; BUCKETS],
+            gain: vec![0.0; BUCKETS],
+            start: vec![0; BUCKETS + 1],
+            sorted: Vec::new(),
+            store: Vec::new(),
+            wanted: vec![usize::MAX; BUCKETS],
+        }
+    }
+
+    fn clear(&mut self, scale: KeyScale) {
+        self.scale = scale;
+        self.lanes.fill((0, 0.0, 0.0));
+        self.sorted.clear();
+    }
+
+    /// Counts feature `i` in the bucket of `abs` if it is a candidate (a
+    /// non-candidate's `dist` and `gain` are 0) and returns the bucket.
+    #[inline]
+    fn add(&mut self, i: usize, abs: f64, candidate: bool, dist: f64, gain: f64) -> u16 {
+        let key = self.scale.key(abs);
+        if let Some(slot) = self.lanes.get_mut(2 * usize::from(key) + (i & 1)) {
+            slot.0 += usize::from(candidate);
+            slot.1 += dist;
+            slot.2 += gain;
+        }
+        key
+    }
+}
+
+/// The per-feature state [`SortedCandidates`] reads.
+struct Features<'a> {
+    key: &'a [u16],
+    x: &'a [f64],
+    input: &'a [f64],
+    baseline: &'a [f64],
+    delta: &'a [f64],
+}
+
+/// The candidates in ascending `|grad|` order, as far as a step needs them:
+/// whole buckets through the histogram, boundary buckets sorted on demand.
+struct SortedCandidates<'a, F> {
+    path: Features<'a>,
+    grad: &'a [F],
+    alpha_max: f64,
+    hist: &'a mut Histogram,
+}
+
+impl<F: Float> SortedCandidates<'_, F> {
+    /// Merges the histogram's lanes, computes the bucket starts, collects
+    /// the buckets of the ranks the thresholds have when there are no ties
+    /// (`k`, `2k + 1`, ...), and returns the number of candidates.
+    fn prepare(&mut self, k: usize) -> usize {
+        let h = &mut *self.hist;
+        let mut total = 0;
+        for ((((pair, c), d), g), s) in h
+            .lanes
+            .chunks_exact(2)
+            .zip(&mut h.count)
+            .zip(&mut h.dist)
+            .zip(&mut h.gain)
+            .zip(&mut h.start)
+        {
+            *c = pair[0].0 + pair[1].0;
+            *d = pair[0].1 + pair[1].1;
+            *g = pair[0].2 + pair[1].2;
+            *s = total;
+            total += *c;
+        }
+        if let Some(last) = h.start.last_mut() {
+            *last = total;
+        }
+        let mut buckets = Vec::new();
+        let mut pos = k;
+        while pos < total {
+            let b = self.bucket_of(pos);
+            if buckets.last() != Some(&b) {
+                buckets.push(b);
+            }
+            pos += k + 1;
+        }
+        self.collect(&buckets);
+        total
+    }
+
+    /// The bucket holding sorted position `pos` (< number of candidates).
+    fn bucket_of(&self, pos: usize) -> usize {
+        self.hist.start.partition_point(|&s| s <= pos).saturating_sub(1)
+    }
+
+    /// Collects and sorts the entries of `buckets` in one pass over the keys.
+    fn collect(&mut self, buckets: &[usize]) {
+        let h = &mut *self.hist;
+        let first = h.sorted.len();
+        for &b in buckets {
+            let slot = h.sorted.len();
+            if h.store.len() <= slot {
+                h.store.push(Vec::new());
+            }
+            h.store[slot].clear();
+            h.wanted[b] = slot;
+            h.sorted.push((b, slot));
+        }
+        let p = &self.path;
+        for (i, &key) in p.key.iter().enumerate() {
+            if key == NOT_CANDIDATE {
+                continue;
+            }
+            let slot = h.wanted[usize::from(key)];
+            if slot != usize::MAX {
+                let (x, input) = (p.x[i], p.input[i]);
+                let x_max = p.baseline[i] + p.delta[i] * self.alpha_max;
+                let entry = (
+                    self.grad[i].as_f64().abs(),
+                    (x - x_max).abs(),
+                    (x_max - input).abs() - (x - input).abs(),
+                );
+                h.store[slot].push(entry);
+            }
+        }
+        for &(b, slot) in &h.sorted[first..] {
+            h.wanted[b] = usize::MAX;
+            h.store[slot].sort_unstable_by(|p, q| p.0.total_cmp(&q.0));
+        }
+    }
+
+    /// The sorted entries of bucket `b`.
+    fn bucket(&mut self, b: usize) -> &[Entry] {
+        let slot = match self.hist.sorted.iter().find(|(sb, _)| *sb == b) {
+            Some(&(_, slot)) => slot,
+            None => {
+                self.collect(&[b]);
+                self.hist.sorted.len() - 1
+            }
+        };
+        &self.hist.store[slot]
+    }
+
+    /// The value at sorted position `pos` and the end of its run of equal
+    /// values (equal values share a bucket).
+    fn value_and_run_end(&mut self, pos: usize) -> (f64, usize) {
+        let b = self.bucket_of(pos);
+        let start = self.hist.start[b];
+        let entries = self.bucket(b);
+        let v = entries[pos - start].0;
+        let run = entries[pos - start..].iter().take_while(|e| e.0 == v).count();
+        (v, pos + run)
+    }
+
+    /// Sums of distance and L1 change over sorted positions `lo..hi`.
+    fn sums(&mut self, lo: usize, hi: usize) -> (f64, f64) {
+        if lo >= hi {
+            return (0.0, 0.0);
+        }
+        let (first, last) = (self.bucket_of(lo), self.bucket_of(hi - 1));
+        let mut total = (0.0, 0.0);
+        for b in first..=last {
+            let (start, end) = (self.hist.start[b], self.hist.start[b + 1]);
+            if lo <= start && end <= hi {
+                total.0 += self.hist.dist[b];
+                total.1 += self.hist.gain[b];
+            } else {
+                let (from, to) = (lo.max(start) - start, hi.min(end) - start);
+                for e in &self.bucket(b)[from..to] {
+                    total.0 += e.1;
+                    total.1 += e.2;
+                }
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_close_matches_python() {
+        // math.isclose(1.0, 1.0 + 1e-10, rel_tol=1e-9, abs_tol=1e-9) is True,
+        // math.isclose(0.0, 2e-9, ...) is False, math.isclose(0.0, 5e-10, ...) is True.
+        assert!(is_close(1.0, 1.0 + 1e-10, EPSILON));
+        assert!(!is_close(0.0, 2e-9, EPSILON));
+        assert!(is_close(0.0, 5e-10, EPSILON));
+        assert!(!is_close(f64::INFINITY, 1.0, EPSILON));
+    }
+}
