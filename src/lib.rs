@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adapters;
 mod core;
 pub mod error;
 mod float;
@@ -42,6 +43,7 @@ pub mod visualize;
 pub use crate::core::{CoreSaliency, Progress};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
+pub use methods::guided_backprop::GuidedBackprop;
 pub use methods::integrated_gradients::IntegratedGradients;
 pub use methods::smoothgrad::{SmoothGrad, SmoothGradParams};
 pub use methods::vanilla::VanillaGradients;
