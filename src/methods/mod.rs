@@ -1,5 +1,7 @@
 //! The saliency methods, one module each.
 
+pub mod blur_ig;
+pub mod grad_cam;
 pub mod guided_backprop;
 pub mod integrated_gradients;
 pub mod smoothgrad;
