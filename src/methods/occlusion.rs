@@ -1,0 +1,260 @@
+//! Occlusion ([Zeiler and Fergus, 2014](https://arxiv.org/abs/1311.2901)):
+//! how much does the score drop when a square of the image is hidden?
+
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+
+use crate::core::{CoreSaliency, Progress, check_input, check_positive};
+use crate::error::{Result, SaliencyError};
+use crate::float::Float;
+use crate::model::{CallModelFunction, OutputKey, call_model};
+
+/// Occlusion: slide a `size` x `size` window over the image, replace the
+/// pixels under it (all channels) by `value`, and credit every pixel of the
+/// window with the score difference `f(x) - f(x occluded)`.
+///
+/// Matches `saliency.core.Occlusion` of PAIR saliency 0.2.1 with the default
+/// `stride` of 1. The mask at a pixel is the sum, over every window that
+/// contains it, of `f(x) - f(x with that window occluded)`; windows start at
+/// rows and columns `0, stride, 2 * stride, ...` up to `height - size`
+/// (resp. `width - size`) inclusive, so with a stride above 1 the last rows
+/// or columns may be covered by no window and stay 0. For an
+/// `H x W x C` input the value is the same in every channel.
+///
+/// The model is asked for [`OutputKey::OutputLayerValues`] (one score per
+/// example, shape `[B]` or `[B, 1]`): once for the input, then for the
+/// occluded copies in batches of `batch_size` (the reference sends them one
+/// at a time; the result does not depend on `batch_size`). Sums are
+/// accumulated in `f64` and rounded to `F` once.
+///
+/// Inputs are `H x W` or `H x W x C`; a window larger than the image is an
+/// error (the reference silently returns zeros).
+///
+/// ```
+/// use ndarray::Array2;
+/// use saliency::{CoreSaliency, ModelOutputs, Occlusion, OutputKey};
+///
+/// // The score is 3 * sum(x); two bright pixels on a dark 5 x 5 image.
+/// let mut img = Array2::<f64>::zeros((5, 5));
+/// img[[1, 1]] = 1.0;
+/// img[[3, 3]] = 1.0;
+/// let mask = Occlusion::new().size(3).get_mask(img.view().into_dyn(), &mut |batch, _keys| {
+///     let scores = batch.outer_iter().map(|x| 3.0 * x.sum()).collect::<ndarray::Array1<f64>>();
+///     Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, scores))
+/// })?;
+/// // The centre lies in all nine windows; six of them hide one bright pixel
+/// // and one hides both (the reference's own test expects 24).
+/// assert_eq!(mask[[2, 2]], 24.0);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Occlusion<F> {
+    size: usize,
+    value: F,
+    stride: usize,
+    batch_size: usize,
+}
+
+impl<F: Float> Default for Occlusion<F> {
+    fn default() -> Self {
+        Occlusion {
+            size: 15,
+            value: F::zero(),
+            stride: 1,
+            batch_size: 32,
+        }
+    }
+}
+
+impl<F: Float> Occlusion<F> {
+    /// The reference's defaults (window 15, value 0, stride 1), sending 32
+    /// occluded copies per model call.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Height and width of the square window (at least 1, at most the
+    /// image's height and width).
+    pub fn size(mut self, size: usize) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// The value written under the window (finite).
+    pub fn value(mut self, value: F) -> Self {
+        self.value = value;
+        self
+    }
+
+    /// Distance between consecutive window positions, in rows and in
+    /// columns (at least 1; 1 is the reference's behaviour).
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+
+    /// Maximum number of occluded copies per model call (at least 1).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+}
+
+impl<F: Float> CoreSaliency<F> for Occlusion<F> {
+    fn name(&self) -> &'static str {
+        "Occlusion"
+    }
+
+    fn get_mask_with_progress(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        check_input("input", &x, 2)?;
+        if x.ndim() > 3 {
+            return Err(SaliencyError::InvalidRank {
+                what: "input",
+                expected: "rank 2 (height x width) or 3 (height x width x channels)",
+                actual: x.ndim(),
+                shape: x.shape().to_vec(),
+            });
+        }
+        check_positive("size", self.size)?;
+        check_positive("stride", self.stride)?;
+        check_positive("batch_size", self.batch_size)?;
+        if !self.value.is_finite() {
+            return Err(SaliencyError::param("value", self.value, "must be finite"));
+        }
+        let shape = x.shape();
+        let (h, w) = (shape[0], shape[1]);
+        let channels = shape.get(2).copied().unwrap_or(1);
+        if self.size > h || self.size > w {
+            return Err(SaliencyError::param(
+                "size",
+                format!("{} (image {h} x {w})", self.size),
+                "must not exceed the image's height and width",
+            ));
+        }
+
+        let key = OutputKey::OutputLayerValues;
+        let base = x.as_standard_layout();
+        let base_flat = base.as_slice().ok_or(SaliencyError::EmptyInput {
+            what: "input",
+            shape: shape.to_vec(),
+        })?;
+        let mut outputs = call_model(model, base.view().insert_axis(Axis(0)), &[key])?;
+        let original = outputs.take(key)?.iter().next().map_or(0.0, |v| v.as_f64());
+
+        let starts = |extent: usize| (0..=extent - self.size).step_by(self.stride);
+        let windows: Vec<(usize, usize)> = starts(h).flat_map(|r| starts(w).map(move |c| (r, c))).collect();
+        let window = Window {
+            size: self.size,
+            width: w,
+            channels,
+        };
+
+        // Every slot of the batch holds the base image with one window
+        // occluded; moving to the next window restores only the previous one.
+        let slots = windows.len().min(self.batch_size);
+        let mut batch_shape = vec![slots];
+        batch_shape.extend_from_slice(shape);
+        let image_len = base_flat.len();
+        let mut batch_flat = Vec::with_capacity(slots * image_len);
+        for _ in 0..slots {
+            batch_flat.extend_from_slice(base_flat);
+        }
+        let mut batch = ArrayD::from_shape_vec(IxDyn(&batch_shape), batch_flat)
+            .map_err(|_| SaliencyError::param("batch_size", self.batch_size, "batch buffer too large"))?;
+        let mut occluded: Vec<Option<(usize, usize)>> = vec![None; slots];
+
+        // Window sums through a 2-D difference array: each window adds its
+        // score difference at its four corners, prefix sums spread it.
+        let mut diff = vec![0.0_f64; (h + 1) * (w + 1)];
+        let mut done = 0;
+        for chunk in windows.chunks(self.batch_size) {
+            let flat = batch.as_slice_mut().unwrap_or_default();
+            for ((slot, previous), &(r, c)) in flat.chunks_exact_mut(image_len).zip(&mut occluded).zip(chunk) {
+                if let Some((pr, pc)) = previous.replace((r, c)) {
+                    window.for_each_row(pr, pc, |range| slot[range.clone()].copy_from_slice(&base_flat[range]));
+                }
+                window.for_each_row(r, c, |range| slot[range].fill(self.value));
+            }
+            let points = batch.slice_axis(Axis(0), Slice::from(..chunk.len()));
+            let mut outputs = call_model(model, points, &[key])?;
+            for (&(r, c), y) in chunk.iter().zip(outputs.take(key)?.iter()) {
+                let d = original - y.as_f64();
+                let (r1, c1) = (r + self.size, c + self.size);
+                diff[r * (w + 1) + c] += d;
+                diff[r * (w + 1) + c1] -= d;
+                diff[r1 * (w + 1) + c] -= d;
+                diff[r1 * (w + 1) + c1] += d;
+            }
+            done += chunk.len();
+            progress(Progress::new("occlusion windows", done, windows.len()));
+        }
+
+        prefix_sums_2d(&mut diff, w + 1);
+        let mut mask = Vec::with_capacity(image_len);
+        for row in diff.chunks_exact(w + 1).take(h) {
+            for &v in &row[..w] {
+                let v = F::from_f64_lossy(v);
+                mask.extend(std::iter::repeat_n(v, channels));
+            }
+        }
+        ArrayD::from_shape_vec(x.raw_dim(), mask)
+            .map_err(|_| SaliencyError::param("size", self.size, "internal shape error"))
+    }
+}
+
+/// A square window in a row-major `height x width x channels` image.
+struct Window {
+    size: usize,
+    width: usize,
+    channels: usize,
+}
+
+impl Window {
+    /// Calls `f` with the flat index range of each image row the window at
+    /// `(row, col)` covers (all channels; contiguous within a row).
+    fn for_each_row(&self, row: usize, col: usize, mut f: impl FnMut(std::ops::Range<usize>)) {
+        for r in row..row + self.size {
+            let start = (r * self.width + col) * self.channels;
+            f(start..start + self.size * self.channels);
+        }
+    }
+}
+
+/// In-place inclusive 2-D prefix sums of a row-major array with `width`
+/// columns: `a[i][j]` becomes the sum of `a[..=i][..=j]`.
+fn prefix_sums_2d(a: &mut [f64], width: usize) {
+    let mut above = vec![0.0_f64; width];
+    for row in a.chunks_exact_mut(width) {
+        let mut run = 0.0;
+        for (v, up) in row.iter_mut().zip(above.iter_mut()) {
+            run += *v;
+            *up += run;
+            *v = *up;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_sums_match_direct_sums() {
+        let mut a: Vec<f64> = (0..12).map(f64::from).collect();
+        let orig = a.clone();
+        prefix_sums_2d(&mut a, 4);
+        for i in 0..3 {
+            for j in 0..4 {
+                let direct: f64 = (0..=i)
+                    .flat_map(|ii| (0..=j).map(move |jj| (ii, jj)))
+                    .map(|(ii, jj)| orig[ii * 4 + jj])
+                    .sum();
+                assert_eq!(a[i * 4 + j], direct);
+            }
+        }
+    }
+}

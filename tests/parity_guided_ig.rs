@@ -1,0 +1,297 @@
+//! Guided IG against fixtures written by PAIR saliency 0.2.1
+//! (tests/reference/gen_guided_ig.py), the reference's own tests, and bad
+//! input.
+
+mod common;
+
+use common::{assert_close, fixture, rel_err_f32};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Ix1, Ix2, array};
+use saliency::{BoxError, CoreSaliency, GuidedIg, ModelOutputs, OutputKey, SaliencyError};
+
+const TOPIC: &str = "guided_ig";
+
+/// The fixtures' model: f(x) = v . tanh(W x + b) on the flattened input;
+/// gradient W^T (v * (1 - tanh^2)).
+struct TanhNet {
+    w: Array2<f64>,
+    b: Array1<f64>,
+    v: Array1<f64>,
+}
+
+impl TanhNet {
+    fn load() -> Self {
+        let f = |n| fixture::<f64>(TOPIC, n);
+        TanhNet {
+            w: f("W").into_dimensionality::<Ix2>().unwrap(),
+            b: f("b").into_dimensionality::<Ix1>().unwrap(),
+            v: f("v").into_dimensionality::<Ix1>().unwrap(),
+        }
+    }
+
+    fn grads(&self, batch: ArrayViewD<'_, f64>) -> ArrayD<f64> {
+        let n = batch.shape()[0];
+        let flat = batch.to_shape((n, self.w.ncols())).unwrap();
+        let pre = flat.dot(&self.w.t()) + &self.b;
+        let outer = pre.mapv(|p| 1.0 - p.tanh().powi(2)) * &self.v;
+        outer.dot(&self.w).into_shape_with_order(batch.raw_dim()).unwrap()
+    }
+
+    fn model(&self) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> + '_ {
+        move |b, keys| {
+            assert_eq!(keys, [OutputKey::InputOutputGradients]);
+            assert_eq!(b.shape()[0], 1);
+            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, self.grads(b)))
+        }
+    }
+}
+
+#[test]
+fn guided_ig_matches_reference() {
+    let net = TanhNet::load();
+    let x = fixture::<f64>(TOPIC, "x");
+    let baseline = fixture::<f64>(TOPIC, "baseline");
+    let partial = fixture::<f64>(TOPIC, "partial");
+    let cases = [
+        ("default_f64", GuidedIg::new(), 200),
+        (
+            "baseline_steps50_f64",
+            GuidedIg::new().baseline(baseline).steps(50).fraction(0.1).max_dist(0.1),
+            50,
+        ),
+        (
+            "unbounded_steps30_f64",
+            GuidedIg::new().steps(30).fraction(0.5).max_dist(1.0),
+            30,
+        ),
+        (
+            "straight_steps20_f64",
+            GuidedIg::new().steps(20).fraction(0.25).max_dist(0.0),
+            20,
+        ),
+        (
+            "partial_baseline_f64",
+            GuidedIg::new().baseline(partial).steps(40).fraction(0.3).max_dist(0.05),
+            40,
+        ),
+    ];
+    for (name, gig, steps) in cases {
+        let mut calls = 0;
+        let mut model = net.model();
+        let mask = gig
+            .get_mask(x.view(), &mut |b, k| {
+                calls += 1;
+                model(b, k)
+            })
+            .unwrap();
+        assert_eq!(calls, steps, "{name}: one model call per step");
+        assert_close(
+            &format!("guided_ig {name}"),
+            mask.view(),
+            fixture::<f64>(TOPIC, name).view(),
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn guided_ig_f32_matches_reference() {
+    let net = TanhNet::load();
+    let x = fixture::<f64>(TOPIC, "x").mapv(|v| v as f32);
+    let mask = GuidedIg::new()
+        .get_mask(x.view(), &mut |b, _| {
+            let g = net.grads(b.mapv(f64::from).view()).mapv(|v| v as f32);
+            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
+        })
+        .unwrap();
+    let err = rel_err_f32(mask.view(), fixture::<f64>(TOPIC, "default_f32").view());
+    println!("parity guided_ig default_f32: relative error {err:.3e} (tolerance 1e-4)");
+    assert!(err <= 1e-4, "{err}");
+}
+
+/// A model with a constant gradient `g` (a linear function).
+fn linear(g: [f64; 2]) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> {
+    move |_b, keys| {
+        assert_eq!(keys, [OutputKey::InputOutputGradients]);
+        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, array![[g[0], g[1]]]))
+    }
+}
+
+/// Gradient of 2 x1^2 + x2^2 (independent partials).
+fn quadratic_indep(b: ArrayViewD<'_, f64>, _k: &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> {
+    let g = array![[4.0 * b[[0, 0]], 2.0 * b[[0, 1]]]];
+    Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
+}
+
+/// Gradient of (2 x1 + x2)^2 (dependent partials).
+fn quadratic_dep(b: ArrayViewD<'_, f64>, _k: &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> {
+    let (x1, x2) = (b[[0, 0]], b[[0, 1]]);
+    let g = array![[8.0 * x1 + 4.0 * x2, 4.0 * x1 + 2.0 * x2]];
+    Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
+}
+
+fn assert_rtol(actual: &ArrayD<f64>, expected: [f64; 2], rtol: f64) {
+    for (a, e) in actual.iter().zip(expected) {
+        assert!((a - e).abs() <= rtol * e.abs(), "{actual} vs {expected:?}");
+    }
+}
+
+// The reference's guided_ig_test.py, ported. Expected values are its own
+// (Integrated Gradients of the linear and quadratic functions, and the
+// unbounded path for the dependent quadratic).
+
+#[test]
+fn reference_linear_with_baseline() {
+    let gig = GuidedIg::new()
+        .baseline(array![-1.0, -3.0])
+        .steps(10)
+        .fraction(0.1)
+        .max_dist(0.5);
+    let mask = gig
+        .get_mask(array![10.0, 5.0].into_dyn().view(), &mut linear([2.0, 1.0]))
+        .unwrap();
+    assert_rtol(&mask, [22.0, 8.0], 1e-7);
+}
+
+#[test]
+fn reference_linear_without_baseline() {
+    let gig = GuidedIg::new().steps(10).fraction(0.1).max_dist(0.5);
+    let mask = gig
+        .get_mask(array![10.0, 5.0].into_dyn().view(), &mut linear([2.0, 1.0]))
+        .unwrap();
+    assert_rtol(&mask, [20.0, 5.0], 1e-7);
+}
+
+#[test]
+fn reference_independent_quadratic() {
+    let gig = GuidedIg::new().steps(1000).fraction(0.1).max_dist(0.4);
+    let mask = gig
+        .get_mask(array![3.0, 3.0].into_dyn().view(), &mut quadratic_indep)
+        .unwrap();
+    assert_rtol(&mask, [18.0, 9.0], 0.01);
+    // Input below the baseline.
+    let gig = gig.baseline(array![3.0, 3.0]);
+    let mask = gig
+        .get_mask(array![0.0, 0.0].into_dyn().view(), &mut quadratic_indep)
+        .unwrap();
+    assert_rtol(&mask, [-18.0, -9.0], 0.01);
+}
+
+#[test]
+fn reference_dependent_quadratic() {
+    let x = array![3.0, 3.0].into_dyn();
+    // max_dist 0 or fraction 1 reduce Guided IG to Integrated Gradients.
+    for gig in [
+        GuidedIg::new().steps(1000).fraction(0.1).max_dist(0.0),
+        GuidedIg::new().steps(1000).fraction(1.0).max_dist(0.5),
+    ] {
+        let mask = gig.get_mask(x.view(), &mut quadratic_dep).unwrap();
+        assert_rtol(&mask, [54.0, 27.0], 0.01);
+    }
+    // Unbounded.
+    let gig = GuidedIg::new().steps(1000).fraction(0.1).max_dist(1.0);
+    let mask = gig.get_mask(x.view(), &mut quadratic_dep).unwrap();
+    assert_rtol(&mask, [72.0, 9.0], 0.01);
+    // Bounded: complete (f(3, 3) - f(0, 0) = 81) and between the two.
+    let gig = GuidedIg::new().steps(1000).fraction(0.1).max_dist(0.2);
+    let mask = gig.get_mask(x.view(), &mut quadratic_dep).unwrap();
+    assert!((mask.sum() - 81.0).abs() <= 0.1, "{mask}");
+    assert!(55.0 < mask[[0]] && mask[[0]] < 71.0, "{mask}");
+    assert!(10.0 < mask[[1]] && mask[[1]] < 26.0, "{mask}");
+}
+
+#[test]
+fn input_equal_to_baseline_gives_zeros_without_calling_the_model() {
+    let x = array![1.0, 2.0].into_dyn();
+    let mask = GuidedIg::new()
+        .baseline(x.clone())
+        .get_mask(x.view(), &mut |_b, _k| Err("not called".into()))
+        .unwrap();
+    assert_eq!(mask, ArrayD::<f64>::zeros(vec![2]));
+}
+
+#[test]
+fn progress_is_reported_per_step() {
+    let mut reports = Vec::new();
+    GuidedIg::new()
+        .steps(5)
+        .get_mask_with_progress(array![1.0, 2.0].into_dyn().view(), &mut linear([1.0, 1.0]), &mut |p| {
+            reports.push(p.done)
+        })
+        .unwrap();
+    assert_eq!(reports, vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let x = array![[1.0, 2.0], [3.0, 4.0]].into_dyn();
+    let ok_model = |b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
+        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.to_owned()))
+    };
+    let run = |gig: GuidedIg<f64>, x: ArrayViewD<'_, f64>| gig.get_mask(x, &mut ok_model.clone());
+
+    // Zero steps, fraction and max_dist outside 0..=1.
+    for gig in [
+        GuidedIg::new().steps(0),
+        GuidedIg::new().fraction(1.5),
+        GuidedIg::new().fraction(f64::NAN),
+        GuidedIg::new().max_dist(-0.1),
+    ] {
+        assert!(matches!(
+            run(gig, x.view()),
+            Err(SaliencyError::InvalidParameter { .. })
+        ));
+    }
+    // Mismatched or non-finite baseline.
+    let err = run(GuidedIg::new().baseline(array![1.0, 2.0]), x.view()).unwrap_err();
+    assert!(
+        matches!(err, SaliencyError::ShapeMismatch { what: "baseline", .. }),
+        "{err}"
+    );
+    let err = run(
+        GuidedIg::new().baseline(array![[1.0, f64::INFINITY], [0.0, 0.0]]),
+        x.view(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, SaliencyError::NonFiniteInput { what: "baseline", .. }),
+        "{err}"
+    );
+    // NaN, empty and rank-0 input.
+    let nan = array![[1.0, f64::NAN], [3.0, 4.0]].into_dyn();
+    assert!(matches!(
+        run(GuidedIg::new(), nan.view()),
+        Err(SaliencyError::NonFiniteInput { .. })
+    ));
+    let empty = ArrayD::<f64>::zeros(vec![0]);
+    assert!(matches!(
+        run(GuidedIg::new(), empty.view()),
+        Err(SaliencyError::EmptyInput { .. })
+    ));
+    let scalar = ArrayD::<f64>::zeros(vec![]);
+    assert!(matches!(
+        run(GuidedIg::new(), scalar.view()),
+        Err(SaliencyError::InvalidRank { .. })
+    ));
+
+    // Model returning the wrong key, the wrong shape, NaN, or an error.
+    let gig = GuidedIg::new().steps(3);
+    let wrong_key = gig.get_mask(x.view(), &mut |b, _| {
+        Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, Array1::<f64>::zeros(b.shape()[0])))
+    });
+    assert!(matches!(
+        wrong_key,
+        Err(SaliencyError::MissingOutput {
+            key: OutputKey::InputOutputGradients
+        })
+    ));
+    let wrong_shape = gig.get_mask(x.view(), &mut |_b, _| {
+        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, Array2::<f64>::zeros((1, 4))))
+    });
+    assert!(matches!(wrong_shape, Err(SaliencyError::OutputShapeMismatch { .. })));
+    let nan_grads = gig.get_mask(x.view(), &mut |b, _| {
+        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.mapv(|_| f64::NAN)))
+    });
+    assert!(matches!(nan_grads, Err(SaliencyError::NonFiniteOutput { .. })));
+    let failing = gig.get_mask(x.view(), &mut |_b, _| Err("model down".into()));
+    assert!(matches!(failing, Err(SaliencyError::Model(_))));
+}
