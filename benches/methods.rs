@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::{Array3, Array4, ArrayViewD};
-use saliency::{BlurIg, CoreSaliency, GradCam, ModelOutputs, OutputKey};
+use saliency::{BlurIg, CoreSaliency, GradCam, GuidedBackprop, ModelOutputs, OutputKey};
 
 /// A smooth test image, height x width x 3.
 fn image(h: usize, w: usize) -> Array3<f32> {
@@ -50,5 +50,18 @@ fn grad_cam(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(methods, blur_ig, grad_cam);
+fn guided_backprop(c: &mut Criterion) {
+    let mut group = c.benchmark_group("guided_backprop");
+    let x = image(224, 224);
+    // f(x) = sum(x^2) has no ReLU: the guided gradient is 2x.
+    let mut guided = |batch: ArrayViewD<'_, f32>, _keys: &[OutputKey]| {
+        Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, batch.mapv(|v| 2.0 * v)))
+    };
+    group.bench_function("224x224x3", |b| {
+        b.iter(|| black_box(GuidedBackprop::new().get_mask(x.view().into_dyn(), &mut guided)))
+    });
+    group.finish();
+}
+
+criterion_group!(methods, blur_ig, grad_cam, guided_backprop);
 criterion_main!(methods);

@@ -9,7 +9,7 @@
 //! class 0, vertical bars class 1. A network that learned the task should
 //! look at the bar, so the summary reports, for every method, the share of
 //! the attribution that falls on the bar (the bar covers about 5% of the
-//! image), and draws two of the maps.
+//! image), and draws three of the maps.
 
 use std::time::Instant;
 
@@ -21,8 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
 use saliency::{
-    CoreSaliency, GuidedBackprop, IntegratedGradients, ModelOutputs, OutputKey, SmoothGrad, SmoothGradParams,
-    VanillaGradients, visualize,
+    ActivationLayout, BlurIg, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, Occlusion,
+    OutputKey, SmoothGrad, SmoothGradParams, VanillaGradients, visualize,
 };
 
 type BoxResult<T> = Result<T, saliency::BoxError>;
@@ -204,6 +204,16 @@ fn main() -> BoxResult<()> {
             "SmoothGrad (Guided Backprop)",
             Box::new(SmoothGrad::new(GuidedBackprop::new(), smooth_params)),
         ),
+        // The adapter returns the layer as the model computes it, channels-first.
+        (
+            "Grad-CAM",
+            Box::new(GradCam::new().layout(ActivationLayout::ChannelsFirst)),
+        ),
+        (
+            "Occlusion (4 x 4 windows)",
+            Box::new(Occlusion::new().size(4).batch_size(64)),
+        ),
+        ("Blur IG", Box::new(BlurIg::new().steps(50).batch_size(25))),
     ];
     println!();
     println!(
@@ -222,13 +232,13 @@ fn main() -> BoxResult<()> {
             calls.get() - before,
             100.0 * share_on_bar(&mask, bar),
         );
-        if matches!(*name, "Integrated Gradients" | "Guided Backprop") {
+        if matches!(*name, "Integrated Gradients" | "Guided Backprop" | "Grad-CAM") {
             drawn.push((*name, visualize::grayscale(mask.view(), 99.0)?));
         }
     }
 
     // What the adapter hands Grad-CAM: the second convolution's values and
-    // gradients, channels-first.
+    // gradients, channels-first (Grad-CAM above was told so).
     let outputs: ModelOutputs<f32> = counted(
         image.view().insert_axis(Axis(0)),
         &[OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients],

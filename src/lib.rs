@@ -4,7 +4,9 @@
 //! [PAIR saliency](https://github.com/PAIR-code/saliency) 0.2.1, matching its
 //! numbers, on `ndarray` arrays. The crate never sees the model: every method
 //! calls a closure that runs it (candle, burn, tch, ONNX or anything else)
-//! and returns the outputs the method asks for (see [`model`]).
+//! and returns the outputs the method asks for (see [`model`]). With the
+//! `candle` feature, `adapters::candle::CandleModel` builds that closure from
+//! a candle model's forward pass, guided ReLUs included.
 //!
 //! ```
 //! use ndarray::Array3;

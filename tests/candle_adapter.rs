@@ -11,7 +11,8 @@ use ndarray::{Array1, Array2, Array4, ArrayD, ArrayViewD, Axis, Ix4, array};
 use saliency::adapters::candle::{CandleAdapterError, CandleModel, ForwardContext, ReluMode, Target, guided_relu};
 use saliency::methods::guided_backprop::guided_relu_backward;
 use saliency::{
-    CoreSaliency, GuidedBackprop, IntegratedGradients, ModelOutputs, OutputKey, SaliencyError, VanillaGradients,
+    ActivationLayout, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, OutputKey,
+    SaliencyError, VanillaGradients,
 };
 
 const ALL_PLAIN: [OutputKey; 4] = [
@@ -564,6 +565,74 @@ fn channels_last_convolution_and_both_layouts_agree() {
             "candle layouts agree: input gradients / values",
             get(&out_first, key).view(),
             get(&out_last, key).view(),
+            1e-12,
+        );
+    }
+}
+
+#[test]
+fn grad_cam_through_the_adapter_equals_grad_cam_by_hand() {
+    // The crate's Grad-CAM (no resize) on the adapter, for a channels-first
+    // 3x3 convolution and a channels-last 1x1 one, against the formula
+    // applied to the layer computed directly with candle and its gradient
+    // computed by hand.
+    let kernel = tensor(conv_kernel().view().into_dyn());
+    let bias = Tensor::new(&[0.1_f64, -0.2, 0.3], &Device::Cpu)
+        .unwrap()
+        .reshape((1, K, 1, 1))
+        .unwrap();
+    let v = tensor(head().view().into_dyn());
+    let first = |x: &Tensor, ctx: &ForwardContext| {
+        let conv = ctx.layer(&x.conv2d(&kernel, 1, 1, 1, 1)?.broadcast_add(&bias)?)?;
+        ctx.relu(&conv)?.mean((2, 3))?.matmul(&v)
+    };
+    let weights = Array2::from_shape_fn((C, K), |(c, k)| ((c * 3 + k) as f64 - 2.5) / 2.0);
+    let wt = tensor(weights.view().into_dyn());
+    let last = |x: &Tensor, ctx: &ForwardContext| {
+        let conv = ctx.layer(&x.broadcast_matmul(&wt)?)?;
+        ctx.relu(&conv)?.mean((1, 2))?.matmul(&v)
+    };
+    let batch = image_batch();
+    for n in 0..2 {
+        let image = batch.index_axis(Axis(0), n).to_owned().into_dyn();
+        let one = image.view().insert_axis(Axis(0)).to_owned();
+        let class = n;
+        let cam = GradCam::new().should_resize(false).three_dims(false);
+
+        let mut model = CandleModel::<f64, _>::new(first, Target::class(class)).channels_first(true);
+        let mask = cam
+            .layout(ActivationLayout::ChannelsFirst)
+            .get_mask(image.view(), &mut model.as_fn())
+            .unwrap();
+        let x_cf = tensor(one.view()).permute((0, 3, 1, 2)).unwrap();
+        let direct = to_nd(&x_cf.conv2d(&kernel, 1, 1, 1, 1).unwrap().broadcast_add(&bias).unwrap());
+        let hand = grad_cam_by_hand(&direct, &conv_gradients(&direct, 1, class), true).index_axis_move(Axis(0), 0);
+        assert!(hand.iter().any(|&v| v > 0.0));
+        assert_close(
+            "candle GradCam channels-first vs by hand",
+            mask.view(),
+            hand.view(),
+            1e-12,
+        );
+
+        let mut model = CandleModel::<f64, _>::new(last, Target::class(class));
+        let mask = cam
+            .layout(ActivationLayout::ChannelsLast)
+            .get_mask(image.view(), &mut model.as_fn())
+            .unwrap();
+        let direct = one
+            .clone()
+            .into_shape_with_order((H * W, C))
+            .unwrap()
+            .dot(&weights)
+            .into_shape_with_order(vec![1, H, W, K])
+            .unwrap();
+        let hand = grad_cam_by_hand(&direct, &conv_gradients(&direct, 3, class), false).index_axis_move(Axis(0), 0);
+        assert!(hand.iter().any(|&v| v > 0.0));
+        assert_close(
+            "candle GradCam channels-last vs by hand",
+            mask.view(),
+            hand.view(),
             1e-12,
         );
     }

@@ -44,7 +44,10 @@
 //!
 //! The convolution layer marked with [`ForwardContext::layer`] is returned
 //! as the model produced it: `[B, C, H, W]` for a channels-first model,
-//! `[B, H, W, C]` for a channels-last one. Tell Grad-CAM which.
+//! `[B, H, W, C]` for a channels-last one. Tell Grad-CAM which with
+//! [`GradCam::layout`](crate::GradCam::layout)
+//! ([`ActivationLayout::ChannelsFirst`](crate::ActivationLayout::ChannelsFirst)
+//! for candle-nn's `Conv2d`).
 //!
 //! # Batches
 //!
