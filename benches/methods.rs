@@ -8,8 +8,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use saliency::{
-    BlurIg, CoreSaliency, GradCam, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients,
-    visualize,
+    BlurIg, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams,
+    VanillaGradients, visualize,
 };
 
 #[path = "../examples/common/mod.rs"]
@@ -80,9 +80,20 @@ fn grad_cam(c: &mut Criterion) {
         });
 }
 
+fn guided_backprop(c: &mut Criterion) {
+    let x = workload_image(224, 224).into_dyn();
+    // f(x) = sum(x^2) has no ReLU: the guided gradient is 2x.
+    let mut guided = |batch: ndarray::ArrayViewD<'_, f32>, _keys: &[OutputKey]| {
+        Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, batch.mapv(|v| 2.0 * v)))
+    };
+    c.benchmark_group("guided_backprop").bench_function("224x224x3", |b| {
+        b.iter(|| GuidedBackprop::new().get_mask(x.view(), &mut guided))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = vanilla, integrated_gradients, smoothgrad, visualization, blur_ig, grad_cam
+    targets = vanilla, integrated_gradients, smoothgrad, visualization, blur_ig, grad_cam, guided_backprop
 }
 criterion_main!(benches);

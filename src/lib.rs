@@ -4,7 +4,9 @@
 //! [PAIR saliency](https://github.com/PAIR-code/saliency) 0.2.1, matching its
 //! numbers, on `ndarray` arrays. The crate never sees the model: every method
 //! calls a closure that runs it (candle, burn, tch, ONNX or anything else)
-//! and returns the outputs the method asks for (see [`model`]).
+//! and returns the outputs the method asks for (see [`model`]). With the
+//! `candle` feature, `adapters::candle::CandleModel` builds that closure from
+//! a candle model's forward pass, guided ReLUs included.
 //!
 //! ```
 //! use ndarray::Array3;
@@ -30,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adapters;
 mod core;
 pub mod error;
 mod float;
@@ -49,6 +52,7 @@ pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
 pub use methods::blur_ig::BlurIg;
 pub use methods::grad_cam::{ActivationLayout, GradCam};
+pub use methods::guided_backprop::GuidedBackprop;
 pub use methods::guided_ig::GuidedIg;
 pub use methods::integrated_gradients::IntegratedGradients;
 pub use methods::occlusion::Occlusion;

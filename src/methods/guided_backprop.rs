@@ -1,0 +1,136 @@
+//! Guided Backpropagation: the input gradient computed with a modified ReLU
+//! backward pass ([Springenberg et al., 2014](https://arxiv.org/abs/1412.6806)).
+//!
+//! The reference implements it only for TensorFlow 1 graphs, by swapping the
+//! ReLU gradient. Here it works with any framework: the method asks the model
+//! for [`OutputKey::GuidedInputOutputGradients`], and the model computes them
+//! with the guided rule at every ReLU. [`guided_relu_backward`] applies that
+//! rule to ndarray arrays for models whose backward pass is written by hand;
+//! the `candle` adapter (feature `candle`) provides it as a candle operation.
+
+use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Axis, Dimension, Zip};
+
+use crate::core::{CoreSaliency, Progress, check_input};
+use crate::error::{Result, SaliencyError};
+use crate::float::Float;
+use crate::model::{CallModelFunction, OutputKey, call_model};
+
+/// Guided Backpropagation: one model call, the mask is
+/// [`OutputKey::GuidedInputOutputGradients`] for the input.
+///
+/// # What the model must compute
+///
+/// The gradient of the target output with respect to the input, by the chain
+/// rule as usual, except at every ReLU `y = max(x, 0)`: there the backward
+/// pass turns the incoming gradient `g = d target / d y` into
+///
+/// ```text
+/// d target / d x  =  g   where x > 0 and g > 0
+///                    0   elsewhere
+/// ```
+///
+/// (the ordinary ReLU keeps `g` wherever `x > 0`, whatever its sign). Every
+/// other layer is differentiated normally. [`guided_relu_backward`] is this
+/// rule on arrays. The output has exactly the batch's shape.
+///
+/// It works under SmoothGrad like every method
+/// ([`get_smoothed_mask`](CoreSaliency::get_smoothed_mask)).
+///
+/// ```
+/// use ndarray::{Array1, Array2, Axis, array};
+/// use saliency::methods::guided_backprop::guided_relu_backward;
+/// use saliency::{CoreSaliency, GuidedBackprop, ModelOutputs, OutputKey};
+///
+/// // f(x) = v . relu(W x) for one example x of 2 features and 3 hidden units.
+/// let w = array![[1.0, -1.0], [2.0, 1.0], [-1.0, 0.5]];
+/// let v = array![1.0, -3.0, 2.0];
+/// let x = array![0.5, 0.25];
+/// let mask = GuidedBackprop::new().get_mask(x.view().into_dyn(), &mut |batch, keys| {
+///     assert_eq!(keys, [OutputKey::GuidedInputOutputGradients]);
+///     let batch = batch.into_dimensionality::<ndarray::Ix2>()?;
+///     let mut grads = Array2::<f64>::zeros(batch.raw_dim());
+///     for (xb, mut gb) in batch.outer_iter().zip(grads.outer_iter_mut()) {
+///         let hidden_in: Array1<f64> = w.dot(&xb);
+///         // d f / d relu-output is v; the guided rule filters it.
+///         let g_hidden = guided_relu_backward(hidden_in.view(), v.view())?;
+///         gb.assign(&w.t().dot(&g_hidden));
+///     }
+///     Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, grads))
+/// })?;
+/// // Hidden inputs are (0.25, 1.25, -0.375): only unit 0 is active with a
+/// // positive incoming gradient (1), so the mask is W's row 0 times 1.
+/// assert_eq!(mask, array![1.0, -1.0].into_dyn());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GuidedBackprop {}
+
+impl GuidedBackprop {
+    /// The method; it has no parameters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<F: Float> CoreSaliency<F> for GuidedBackprop {
+    fn name(&self) -> &'static str {
+        "Guided Backpropagation"
+    }
+
+    fn get_mask_with_progress(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        check_input("input", &x, 1)?;
+        let key = OutputKey::GuidedInputOutputGradients;
+        let mut outputs = call_model(model, x.insert_axis(Axis(0)), &[key])?;
+        progress(Progress::new("model calls", 1, 1));
+        Ok(outputs.take(key)?.index_axis_move(Axis(0), 0))
+    }
+}
+
+/// The guided-ReLU backward rule on arrays: given a ReLU's input `relu_input`
+/// and the gradient arriving at its output `incoming`, returns the gradient
+/// to pass on, which is `incoming` where both `relu_input > 0` and
+/// `incoming > 0`, and zero elsewhere.
+///
+/// The two arrays must have the same shape (else
+/// [`SaliencyError::ShapeMismatch`]).
+///
+/// ```
+/// use ndarray::array;
+/// use saliency::methods::guided_backprop::guided_relu_backward;
+///
+/// let relu_input = array![1.0, 1.0, -1.0, 0.0];
+/// let incoming = array![2.0, -2.0, 2.0, 2.0];
+/// let passed = guided_relu_backward(relu_input.view(), incoming.view())?;
+/// assert_eq!(passed, array![2.0, 0.0, 0.0, 0.0]);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub fn guided_relu_backward<F: Float, D: Dimension>(
+    relu_input: ArrayView<'_, F, D>,
+    incoming: ArrayView<'_, F, D>,
+) -> Result<Array<F, D>> {
+    if relu_input.shape() != incoming.shape() {
+        return Err(SaliencyError::ShapeMismatch {
+            what: "the incoming gradient",
+            expected: relu_input.shape().to_vec(),
+            actual: incoming.shape().to_vec(),
+        });
+    }
+    let zero = F::zero();
+    let rule = |x: F, g: F| if x > zero && g > zero { g } else { zero };
+    // Flat loop when both are contiguous in the same order (the common case).
+    if let (Some(xs), Some(gs)) = (relu_input.as_slice(), incoming.as_slice()) {
+        let values: Vec<F> = xs.iter().zip(gs).map(|(&x, &g)| rule(x, g)).collect();
+        return Array::from_shape_vec(relu_input.raw_dim(), values).map_err(|_| SaliencyError::ShapeMismatch {
+            what: "the incoming gradient",
+            expected: relu_input.shape().to_vec(),
+            actual: incoming.shape().to_vec(),
+        });
+    }
+    Ok(Zip::from(&relu_input).and(&incoming).map_collect(|&x, &g| rule(x, g)))
+}
