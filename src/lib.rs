@@ -45,4 +45,5 @@ pub use float::Float;
 pub use methods::integrated_gradients::IntegratedGradients;
 pub use methods::smoothgrad::{SmoothGrad, SmoothGradParams};
 pub use methods::vanilla::VanillaGradients;
+pub use methods::xrai::{Xrai, XraiAlgorithm, XraiOutput, XraiParameters, XraiSegments, get_segments_felzenszwalb};
 pub use model::{CallModelFunction, ModelOutputs, OutputKey, model_fn};

@@ -1,6 +1,12 @@
 //! Numeric kernels shared by the methods. Each reproduces one NumPy, SciPy or
 //! scikit-image function, named after it, and is tested against it.
 
+pub mod felzenszwalb;
+pub mod morphology;
 pub mod quantile;
+pub mod sum;
 
+pub use felzenszwalb::FelzenszwalbGraph;
+pub use morphology::{binary_dilation, disk};
 pub use quantile::{percentile, quantile_lower};
+pub use sum::{mean, sum};

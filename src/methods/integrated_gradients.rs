@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
-use crate::parallel::par_for_each;
+use crate::parallel::for_each_chunk_mut;
 
 use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive};
 use crate::error::{Result, SaliencyError};
@@ -134,41 +134,60 @@ pub(crate) fn integrated_gradients<F: Float>(
 ) -> Result<ArrayD<F>> {
     check_positive("steps", steps)?;
     check_positive("batch_size", batch_size)?;
-    let diff = &x - &baseline;
+    // Flat row-major copies: every loop below runs on contiguous slices.
+    let xs: Vec<F> = x.iter().copied().collect();
+    let bs: Vec<F> = baseline.iter().copied().collect();
+    let diff: Vec<F> = xs.iter().zip(&bs).map(|(&a, &b)| a - b).collect();
+    let n = xs.len();
 
     // One buffer of at most `batch_size` path points, reused for every batch.
     let mut batch_shape = vec![steps.min(batch_size)];
     batch_shape.extend_from_slice(x.shape());
     let mut batch = ArrayD::<F>::zeros(IxDyn(&batch_shape));
-    let mut total = ArrayD::<F>::zeros(x.raw_dim());
+    let mut total = vec![F::zero(); n];
     let key = OutputKey::InputOutputGradients;
 
     let alphas: Vec<f64> = linspace_0_1(steps).collect();
     let mut done = 0;
     for chunk in alphas.chunks(batch_size) {
         let mut points = batch.slice_axis_mut(Axis(0), Slice::from(..chunk.len()));
-        for (mut point, &alpha) in points.outer_iter_mut().zip(chunk) {
-            // As the reference computes it (numpy promotes to f64).
-            par_for_each!(ndarray::Zip::from(&mut point).and(&baseline).and(&diff), |p, &b, &d| {
-                *p = F::from_f64_lossy(b.as_f64() + alpha * d.as_f64());
-            });
-        }
+        let flat = points
+            .as_slice_mut()
+            .ok_or_else(|| SaliencyError::param("batch", n, "is not contiguous"))?;
+        // As the reference computes it (numpy promotes to f64).
+        for_each_chunk_mut(flat, |offset, out| {
+            for (k, p) in out.iter_mut().enumerate() {
+                let flat_index = offset + k;
+                let (step, i) = (flat_index / n, flat_index % n);
+                *p = F::from_f64_lossy(bs[i].as_f64() + chunk[step] * diff[i].as_f64());
+            }
+        });
         let mut outputs = call_model(model, points.view(), &[key])?;
         let grads = outputs.take(key)?;
+        let grads = grads.as_standard_layout();
+        let g = grads.as_slice().unwrap_or(&[]);
+        let rows = chunk.len();
         // Sum the batch first, then add, in the reference's order.
-        par_for_each!(ndarray::Zip::from(&mut total).and(grads.lanes(Axis(0))), |t, lane| {
-            let mut s = F::zero();
-            for &g in lane {
-                s += g;
+        for_each_chunk_mut(&mut total, |offset, out| {
+            for (k, t) in out.iter_mut().enumerate() {
+                let mut s = F::zero();
+                for r in 0..rows {
+                    s += g[r * n + offset + k];
+                }
+                *t += s;
             }
-            *t += s;
         });
         done += chunk.len();
         progress(Progress::new("integrated gradients steps", done, steps));
     }
-    let n = F::from_f64_lossy(steps as f64);
-    par_for_each!(ndarray::Zip::from(&mut total).and(&diff), |t, &d| *t = *t * d / n);
-    Ok(total)
+    let steps_f = F::from_f64_lossy(steps as f64);
+    for_each_chunk_mut(&mut total, |offset, out| {
+        for (k, t) in out.iter_mut().enumerate() {
+            *t = *t * diff[offset + k] / steps_f;
+        }
+    });
+    ArrayD::from_shape_vec(x.raw_dim(), total)
+        .map_err(|_| SaliencyError::param("input", n, "has an inconsistent shape"))
 }
 
 #[cfg(test)]

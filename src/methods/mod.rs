@@ -3,3 +3,4 @@
 pub mod integrated_gradients;
 pub mod smoothgrad;
 pub mod vanilla;
+pub mod xrai;

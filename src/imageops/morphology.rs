@@ -1,0 +1,204 @@
+//! Binary dilation and the disk footprint, as `skimage.morphology.disk` and
+//! `skimage.morphology.dilation` / `scipy.ndimage.binary_dilation` compute
+//! them for boolean images.
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::error::{Result, SaliencyError};
+
+/// The disk footprint of `skimage.morphology.disk(radius)`: a
+/// (2 radius + 1)-square boolean array, true where `dy^2 + dx^2 <= radius^2`.
+///
+/// ```
+/// let d = saliency::imageops::disk(1);
+/// assert_eq!(d.iter().filter(|&&b| b).count(), 5); // a plus sign
+/// ```
+pub fn disk(radius: usize) -> Array2<bool> {
+    let r = radius as i64;
+    let n = 2 * radius + 1;
+    Array2::from_shape_fn((n, n), |(i, j)| {
+        let (dy, dx) = (i as i64 - r, j as i64 - r);
+        dy * dy + dx * dx <= r * r
+    })
+}
+
+/// Binary dilation of `mask` by a centred `footprint` (odd side lengths):
+/// a pixel is set when the footprint, centred on it, meets a set pixel of
+/// the mask. Pixels outside the image count as unset.
+///
+/// For a footprint symmetric about its centre, such as [`disk`], this equals
+/// `skimage.morphology.dilation` (whose default border mode, `reflect`, never
+/// adds a pixel for such footprints) and `scipy.ndimage.binary_dilation`.
+///
+/// ```
+/// use ndarray::Array2;
+/// use saliency::imageops::{binary_dilation, disk};
+/// let mut dot = Array2::from_elem((5, 5), false);
+/// dot[[2, 2]] = true;
+/// let grown = binary_dilation(dot.view(), disk(1).view())?;
+/// assert_eq!(grown.iter().filter(|&&b| b).count(), 5);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub fn binary_dilation(mask: ArrayView2<'_, bool>, footprint: ArrayView2<'_, bool>) -> Result<Array2<bool>> {
+    let (fh, fw) = footprint.dim();
+    if fh % 2 == 0 || fw % 2 == 0 {
+        return Err(SaliencyError::param(
+            "footprint",
+            format!("{fh} x {fw}"),
+            "must have odd side lengths",
+        ));
+    }
+    let (h, w) = mask.dim();
+    let (cy, cx) = (fh / 2, fw / 2);
+    let offsets: Vec<(isize, isize)> = footprint
+        .indexed_iter()
+        .filter(|(_, b)| **b)
+        .map(|((i, j), _)| (i as isize - cy as isize, j as isize - cx as isize))
+        .collect();
+    let mut out = Array2::from_elem((h, w), false);
+    for ((i, j), &set) in mask.indexed_iter() {
+        if !set {
+            continue;
+        }
+        // A set pixel reaches the footprint mirrored about the centre.
+        for &(dy, dx) in &offsets {
+            let (y, x) = (i as isize - dy, j as isize - dx);
+            if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
+                out[[y as usize, x as usize]] = true;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every label of a row-major `height` x `width` label image (labels
+/// `0..n_labels`) dilated by a disk of `radius`, as ascending flat pixel
+/// lists: the same pixels as [`binary_dilation`] of `labels == l` with
+/// [`disk`], computed per label inside its bounding box.
+#[allow(dead_code)]
+pub(crate) fn dilate_labels_disk(
+    labels: &[usize],
+    height: usize,
+    width: usize,
+    n_labels: usize,
+    radius: usize,
+) -> Vec<Vec<u32>> {
+    // Bounding boxes (rows and columns, inclusive).
+    let mut boxes = vec![(usize::MAX, 0usize, usize::MAX, 0usize); n_labels];
+    for (p, &l) in labels.iter().enumerate() {
+        let (i, j) = (p / width, p % width);
+        let b = &mut boxes[l];
+        b.0 = b.0.min(i);
+        b.1 = b.1.max(i);
+        b.2 = b.2.min(j);
+        b.3 = b.3.max(j);
+    }
+    // Half-width of the disk's row at vertical offset dy.
+    let r = radius as i64;
+    let half: Vec<usize> = (0..=radius)
+        .map(|dy| {
+            let dy = dy as i64;
+            let mut k = 0;
+            while (k + 1) * (k + 1) + dy * dy <= r * r {
+                k += 1;
+            }
+            k as usize
+        })
+        .collect();
+    let one = |l: usize| -> Vec<u32> {
+        let (r0, r1, c0, c1) = boxes[l];
+        if r0 == usize::MAX {
+            return Vec::new();
+        }
+        // For each row of the box, the horizontal distance to the label.
+        let bw = c1 - c0 + 1;
+        let far = usize::MAX / 2;
+        let ox0 = c0.saturating_sub(radius);
+        let ox1 = (c1 + radius).min(width - 1);
+        let ow = ox1 - ox0 + 1;
+        let mut dist = vec![far; (r1 - r0 + 1) * ow];
+        for i in r0..=r1 {
+            let row = &labels[i * width + c0..i * width + c0 + bw];
+            let d = &mut dist[(i - r0) * ow..(i - r0 + 1) * ow];
+            let mut last = far;
+            for (x, dx) in d.iter_mut().enumerate() {
+                let col = ox0 + x;
+                if col >= c0 && col <= c1 && row[col - c0] == l {
+                    last = col;
+                }
+                if last != far {
+                    *dx = col - last;
+                }
+            }
+            let mut next = far;
+            for (x, dx) in d.iter_mut().enumerate().rev() {
+                let col = ox0 + x;
+                if col >= c0 && col <= c1 && row[col - c0] == l {
+                    next = col;
+                }
+                if next != far {
+                    *dx = (*dx).min(next - col);
+                }
+            }
+        }
+        let oy0 = r0.saturating_sub(radius);
+        let oy1 = (r1 + radius).min(height - 1);
+        let mut out = Vec::new();
+        for y in oy0..=oy1 {
+            for x in 0..ow {
+                let hit = (y.saturating_sub(radius).max(r0)..=(y + radius).min(r1))
+                    .any(|i| dist[(i - r0) * ow + x] <= half[i.abs_diff(y)]);
+                if hit {
+                    out.push((y * width + ox0 + x) as u32);
+                }
+            }
+        }
+        out
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        (0..n_labels).into_par_iter().map(one).collect()
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        (0..n_labels).map(one).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_five_matches_skimage_row_widths() {
+        // skimage.morphology.disk(5) row sums: 1 7 9 9 9 11 9 9 9 7 1.
+        let d = disk(5);
+        let rows: Vec<usize> = d.rows().into_iter().map(|r| r.iter().filter(|&&b| b).count()).collect();
+        assert_eq!(rows, vec![1, 7, 9, 9, 9, 11, 9, 9, 9, 7, 1]);
+    }
+
+    #[test]
+    fn label_dilation_equals_dense_dilation() {
+        let (h, w) = (23, 31);
+        let labels: Vec<usize> = (0..h * w)
+            .map(|p| {
+                let (i, j) = (p / w, p % w);
+                ((i * 7 + j * 3) / 17 + (i * j) % 3) % 5
+            })
+            .collect();
+        let fp = disk(3);
+        let sparse = dilate_labels_disk(&labels, h, w, 6, 3);
+        for (l, pixels) in sparse.iter().enumerate() {
+            let mask = Array2::from_shape_fn((h, w), |(i, j)| labels[i * w + j] == l);
+            let dense = binary_dilation(mask.view(), fp.view()).unwrap();
+            let expected: Vec<u32> = dense
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b)
+                .map(|(p, _)| p as u32)
+                .collect();
+            assert_eq!(pixels, &expected, "label {l}");
+        }
+    }
+}
