@@ -1,0 +1,184 @@
+//! Grad-CAM: class activation maps from a convolution layer's activations
+//! weighted by their gradients ([Selvaraju et al., 2017](https://arxiv.org/abs/1610.02391)).
+
+use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix4};
+
+use crate::core::{CoreSaliency, Progress, check_input};
+use crate::error::{Result, SaliencyError};
+use crate::float::Float;
+use crate::imageops::resize::{ResizeOptions, resize};
+use crate::model::{CallModelFunction, OutputKey, call_model};
+
+/// The axis order of the convolution layer's activations (and gradients)
+/// the model returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ActivationLayout {
+    /// `[B, H, W, C]`, as TensorFlow and the Python reference use.
+    #[default]
+    ChannelsLast,
+    /// `[B, C, H, W]`, as candle and PyTorch use.
+    ChannelsFirst,
+}
+
+/// Grad-CAM: each channel of the explained convolution layer is weighted by
+/// the mean of its gradient over the layer's height and width; the weighted
+/// sum over channels, through a ReLU, is the map.
+///
+/// Matches `saliency.core.GradCam` of PAIR saliency 0.2.1: with
+/// `should_resize` the map is divided by its maximum (when that is positive)
+/// and resized to the input's height and width with
+/// `skimage.transform.resize`'s defaults (bilinear); with `three_dims` it is
+/// repeated into 3 channels. An all-zero or all-negative map stays zero.
+/// The reference accumulates the map in `float32` whatever the input type;
+/// here it is accumulated in `F` (same channel order), so `f32` results
+/// match it exactly and `f64` results agree to `float32` precision.
+///
+/// The model is called once, with the input as a batch of one, and must
+/// return [`OutputKey::ConvolutionLayerValues`] and
+/// [`OutputKey::ConvolutionOutputGradients`] of rank 4, in the layout set by
+/// [`layout`](Self::layout). The input is `H x W x C` (or `H x W`).
+///
+/// ```
+/// use ndarray::{Array3, Array4};
+/// use saliency::{ActivationLayout, CoreSaliency, GradCam, ModelOutputs, OutputKey};
+///
+/// let image = Array3::<f32>::zeros((8, 8, 3));
+/// // A 2 x 2 layer with one channel (channels first: [1, 1, 2, 2]).
+/// let values = Array4::from_shape_vec((1, 1, 2, 2), vec![1.0_f32, 0.0, 0.0, 2.0]).unwrap();
+/// let grads = Array4::from_elem((1, 1, 2, 2), 0.5_f32);
+/// let cam = GradCam::new().layout(ActivationLayout::ChannelsFirst).three_dims(false);
+/// let mask = cam.get_mask(image.view().into_dyn(), &mut |_batch, _keys| {
+///     Ok(ModelOutputs::new()
+///         .with(OutputKey::ConvolutionLayerValues, values.clone())
+///         .with(OutputKey::ConvolutionOutputGradients, grads.clone()))
+/// })?;
+/// assert_eq!(mask.shape(), &[8, 8]);
+/// // Normalised to a maximum of 1 before the (bilinear) resize.
+/// let max = mask.iter().fold(0.0_f32, |m, &v| m.max(v));
+/// assert!(max <= 1.0 && max > 0.5);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GradCam {
+    should_resize: bool,
+    three_dims: bool,
+    layout: ActivationLayout,
+}
+
+impl Default for GradCam {
+    fn default() -> Self {
+        GradCam {
+            should_resize: true,
+            three_dims: true,
+            layout: ActivationLayout::ChannelsLast,
+        }
+    }
+}
+
+impl GradCam {
+    /// The reference's defaults: resize, three channels, channels-last layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Normalise the map to a maximum of 1 and resize it to the input's
+    /// height and width (default true).
+    pub fn should_resize(mut self, should_resize: bool) -> Self {
+        self.should_resize = should_resize;
+        self
+    }
+
+    /// Repeat the map into 3 channels, `H x W x 3` (default true).
+    pub fn three_dims(mut self, three_dims: bool) -> Self {
+        self.three_dims = three_dims;
+        self
+    }
+
+    /// The layout of the layer's activations and gradients (default
+    /// channels-last).
+    pub fn layout(mut self, layout: ActivationLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+}
+
+impl<F: Float> CoreSaliency<F> for GradCam {
+    fn name(&self) -> &'static str {
+        "Grad-CAM"
+    }
+
+    fn get_mask_with_progress(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        check_input("input", &x, 2)?;
+        let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
+        let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), &keys)?;
+        progress(Progress::new("model calls", 1, 1));
+        let values = layer_output(outputs.take(keys[0])?, keys[0])?;
+        let grads = layer_output(outputs.take(keys[1])?, keys[1])?;
+        // The first example, as [C, H, W] or [H, W, C] views.
+        let (values, grads) = (values.index_axis(Axis(0), 0), grads.index_axis(Axis(0), 0));
+        let (values, grads) = match self.layout {
+            ActivationLayout::ChannelsLast => (values.permuted_axes([2, 0, 1]), grads.permuted_axes([2, 0, 1])),
+            ActivationLayout::ChannelsFirst => (values, grads),
+        };
+        let (channels, h, w) = values.dim();
+        if channels == 0 || h == 0 || w == 0 {
+            return Err(SaliencyError::EmptyInput {
+                what: "convolution layer values",
+                shape: values.shape().to_vec(),
+            });
+        }
+
+        // Channel weights: the mean gradient over height and width, summed
+        // row by row as NumPy reduces the leading axes.
+        let count = F::from_f64_lossy((h * w) as f64);
+        let weights: Vec<F> = grads
+            .outer_iter()
+            .map(|g| g.iter().fold(F::zero(), |s, &v| s + v) / count)
+            .collect();
+
+        // Weighted sum over channels in channel order, then the ReLU.
+        let mut cam = Array2::<F>::zeros((h, w));
+        for (plane, &wc) in values.outer_iter().zip(&weights) {
+            ndarray::Zip::from(&mut cam).and(&plane).for_each(|c, &v| *c += wc * v);
+        }
+        cam.mapv_inplace(|v| if v > F::zero() { v } else { F::zero() });
+
+        let mut cam = cam.into_dyn();
+        if self.should_resize {
+            let max = cam.iter().fold(F::zero(), |m, &v| if v > m { v } else { m });
+            if max > F::zero() {
+                cam.mapv_inplace(|v| v / max);
+            }
+            cam = resize(cam.view(), &x.shape()[..2], &ResizeOptions::default())?;
+        }
+        if self.three_dims {
+            let (rows, cols) = (cam.shape()[0], cam.shape()[1]);
+            let tiled = cam
+                .insert_axis(Axis(2))
+                .broadcast((rows, cols, 3))
+                .map(|v| v.to_owned())
+                .ok_or(SaliencyError::param("three_dims", true, "cannot repeat the map"))?;
+            cam = tiled.into_dyn();
+        }
+        Ok(cam)
+    }
+}
+
+/// Checks that a layer output has rank 4.
+fn layer_output<F: Float>(a: ArrayD<F>, key: OutputKey) -> Result<ndarray::Array4<F>> {
+    let shape = a.shape().to_vec();
+    a.into_dimensionality::<Ix4>().map_err(|_| SaliencyError::InvalidRank {
+        what: match key {
+            OutputKey::ConvolutionLayerValues => "convolution layer values",
+            _ => "convolution output gradients",
+        },
+        expected: "rank 4 ([B, H, W, C] or [B, C, H, W])",
+        actual: shape.len(),
+        shape,
+    })
+}
