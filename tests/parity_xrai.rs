@@ -216,3 +216,88 @@ fn felzenszwalb_kernel_matches_scikit_image() {
         }
     }
 }
+
+/// The workload image of WORKLOADS.md (f32), as the generator builds it.
+fn workload_image(h: usize, w: usize) -> Array3<f32> {
+    let (cy, cx) = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
+    Array3::from_shape_fn((h, w, 3), |(i, j, c)| {
+        let (i, j, c) = (i as f64, j as f64, c as f64);
+        let r = ((i - cy).powi(2) + (j - cx).powi(2)).sqrt();
+        let ring = 0.8 * (-((r - 0.4 * h as f64) / 6.0).powi(2)).exp();
+        let blob = 0.6 * (-((i - 0.62 * h as f64).powi(2) + (j - 0.4 * w as f64).powi(2)) / (2.0 * 25.0 * 25.0)).exp();
+        let tex = 0.15 * (0.35 * i + 0.9 * c).sin() * (0.29 * j - 0.5 * c).cos();
+        let cells =
+            0.35 * (0.9 * i + 2.0 * (0.13 * j).sin()).sin() * (0.7 * j + 2.0 * (0.11 * i).cos() + 0.6 * c).sin();
+        (ring + blob + tex + cells - 0.15 * c) as f32
+    })
+}
+
+/// The generator's `cells_image`: seven coloured Gaussian blobs and a faint
+/// texture.
+fn cells_image(h: usize, w: usize) -> Array3<f32> {
+    Array3::from_shape_fn((h, w, 3), |(i, j, c)| {
+        let (i, j, cf) = (i as f64, j as f64, c as f64);
+        let mut v = 0.05 * (0.7 * i + 0.3 * j + cf).sin();
+        for k in 0..7 {
+            let kf = k as f64;
+            let cy = 10.0 + 12.0 * kf;
+            let cx = 15.0 + 40.0 * ((k * 3) % 7) as f64 / 3.0;
+            let r = 6.0 + 2.0 * (k % 3) as f64;
+            let col = [0.8 - 0.1 * kf, 0.3 + 0.08 * kf, 0.5 * ((k + 1) % 2) as f64][c];
+            v += col * (-((i - cy).powi(2) + (j - cx).powi(2)) / (2.0 * r * r)).exp();
+        }
+        v as f32
+    })
+}
+
+/// The generator's `shapes_image`: a rectangle and a disc on a colour ramp.
+fn shapes_image(h: usize, w: usize) -> Array3<f32> {
+    Array3::from_shape_fn((h, w, 3), |(i, j, c)| {
+        let (i, j, cf) = (i as f64, j as f64, c as f64);
+        let mut v = 0.3 + 0.4 * j / w as f64 - 0.2 * cf * i / h as f64 + 0.04 * (1.3 * i).sin() * (0.9 * j + cf).cos();
+        if (10.0..40.0).contains(&i) && (15.0..50.0).contains(&j) {
+            v += [0.5, -0.2, 0.1][c];
+        }
+        if (i - 60.0).powi(2) + (j - 75.0).powi(2) <= 400.0 {
+            v += [-0.3, 0.4, 0.2][c];
+        }
+        v as f32
+    })
+}
+
+#[test]
+fn felzenszwalb_segmentation_pipeline_agrees_with_reference() {
+    let images = [
+        ("workload", workload_image(224, 224)),
+        ("cells", cells_image(100, 120)),
+        ("shapes", shapes_image(90, 110)),
+    ];
+    for (name, image) in images {
+        let labels = saliency::get_segment_labels_felzenszwalb(image.view().into_dyn()).unwrap();
+        for (scale, ours) in [50, 100, 150, 250, 500, 1200].iter().zip(&labels) {
+            let expected = fixture::<u8>(TOPIC, &format!("labels_{name}_{scale}"))
+                .mapv(usize::from)
+                .into_dimensionality::<Ix2>()
+                .unwrap();
+            let agree = agreement(ours, &expected);
+            println!("parity felzenszwalb segments {name} scale {scale}: agreement {agree:.6}");
+            assert!(agree >= 0.99, "{name} scale {scale}: agreement {agree}");
+        }
+    }
+}
+
+#[test]
+fn dilated_segments_match_reference() {
+    let image = fixture::<f32>(TOPIC, "small_image");
+    let expected = unpack_masks("small_segments_packed", 40, 48);
+    let ours = saliency::get_segments_felzenszwalb(image.view()).unwrap();
+    assert_eq!(ours.len(), expected.len());
+    let same = ours
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| a.iter().zip(b).filter(|(x, y)| x == y).count())
+        .sum::<usize>();
+    let share = same as f64 / (expected.len() * 40 * 48) as f64;
+    println!("parity xrai dilated segments 40x48: {share:.6} of mask pixels equal");
+    assert!(share >= 0.99);
+}

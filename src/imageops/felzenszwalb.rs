@@ -12,9 +12,60 @@
 //! The edge list and its order depend on the image only, so one
 //! [`FelzenszwalbGraph`] serves any number of scales.
 
-use ndarray::{Array2, ArrayView3};
+use ndarray::{Array2, ArrayD, ArrayView3, ArrayViewD, Axis, Ix3};
 
 use crate::error::{Result, SaliencyError};
+use crate::float::Float;
+use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, gaussian_filter};
+
+/// `skimage.segmentation.felzenszwalb(image, scale, sigma, min_size)`: labels
+/// (from 0) of an image of height x width x channels or height x width.
+///
+/// The image is taken as `f64`, smoothed by a Gaussian of `sigma` over the
+/// two spatial axes (mode reflect), and segmented by a
+/// [`FelzenszwalbGraph`]. Equal edge weights are visited in scikit-image's
+/// listing order; scikit-image's unstable sort may visit them otherwise,
+/// which can move a few boundary pixels.
+///
+/// ```
+/// use ndarray::Array3;
+/// use saliency::imageops::felzenszwalb;
+/// let image = Array3::from_shape_fn((20, 30, 3), |(_, j, c)| if j < 15 { 0.0 } else { 1.0 + c as f64 });
+/// let labels = felzenszwalb(image.view().into_dyn(), 100.0, 0.8, 20)?;
+/// assert_eq!((labels[[0, 0]], labels[[19, 29]]), (0, 1));
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub fn felzenszwalb<F: Float>(
+    image: ArrayViewD<'_, F>,
+    scale: f64,
+    sigma: f64,
+    min_size: usize,
+) -> Result<Array2<usize>> {
+    crate::core::check_input("image", &image, 2)?;
+    let image = match image.ndim() {
+        2 => image.mapv(|v| v.as_f64()).insert_axis(Axis(2)),
+        3 => image.mapv(|v| v.as_f64()),
+        n => {
+            return Err(SaliencyError::InvalidRank {
+                what: "image",
+                expected: "rank 2 or 3 (height x width [x channels])",
+                actual: n,
+                shape: image.shape().to_vec(),
+            });
+        }
+    };
+    let smoothed = smooth(image.view(), sigma)?;
+    let smoothed = smoothed
+        .into_dimensionality::<Ix3>()
+        .map_err(|_| SaliencyError::param("image", "", "must be 3-D"))?;
+    FelzenszwalbGraph::new(smoothed.view())?.segment(scale, min_size)
+}
+
+/// The smoothing `felzenszwalb` applies: a Gaussian of `sigma` over the two
+/// spatial axes of a height x width x channels image, mode reflect.
+pub(crate) fn smooth(image: ArrayViewD<'_, f64>, sigma: f64) -> Result<ArrayD<f64>> {
+    gaussian_filter(image, &[sigma, sigma, 0.0], BoundaryMode::Reflect, DEFAULT_TRUNCATE)
+}
 
 /// The sorted 8-connected edge list of a (smoothed) image, ready to be
 /// segmented at any scale.

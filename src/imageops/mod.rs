@@ -8,7 +8,7 @@ pub mod quantile;
 pub mod resize;
 pub mod sum;
 
-pub use felzenszwalb::FelzenszwalbGraph;
+pub use felzenszwalb::{FelzenszwalbGraph, felzenszwalb};
 pub use gaussian::{BoundaryMode, gaussian_filter};
 pub use morphology::{binary_dilation, disk};
 pub use quantile::{percentile, quantile_lower};

@@ -75,7 +75,6 @@ pub fn binary_dilation(mask: ArrayView2<'_, bool>, footprint: ArrayView2<'_, boo
 /// `0..n_labels`) dilated by a disk of `radius`, as ascending flat pixel
 /// lists: the same pixels as [`binary_dilation`] of `labels == l` with
 /// [`disk`], computed per label inside its bounding box.
-#[allow(dead_code)]
 pub(crate) fn dilate_labels_disk(
     labels: &[usize],
     height: usize,

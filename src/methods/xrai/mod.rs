@@ -25,7 +25,7 @@ use crate::float::Float;
 use crate::methods::integrated_gradients::integrated_gradients;
 use crate::model::CallModelFunction;
 
-pub use segments::get_segments_felzenszwalb;
+pub use segments::{get_segment_labels_felzenszwalb, get_segments_felzenszwalb};
 
 use masks::MaskSet;
 
