@@ -11,7 +11,10 @@
 use std::time::Instant;
 
 use ndarray::{Array3, Array4, ArrayD, ArrayViewD};
-use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients};
+use saliency::{
+    CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients, Xrai,
+    XraiAlgorithm, XraiParameters,
+};
 
 /// The 224 x 224 x 3 workload image (f32), built in f64 and cast.
 fn workload_image(h: usize, w: usize) -> Array3<f32> {
@@ -70,7 +73,20 @@ fn workload(name: &str) -> Option<Workload> {
                 &params,
             )
         })),
-        "blur_ig" | "guided_ig" | "grad_cam" | "occlusion64" | "segments" | "xrai_full" | "xrai_fast" => None,
+        "segments" => Some(Box::new(move || {
+            let masks = saliency::get_segments_felzenszwalb(x.view().into_dyn())?;
+            Ok(ArrayD::from_elem(ndarray::IxDyn(&[1]), masks.len() as f32))
+        })),
+        "xrai_full" => Some(Box::new(move || {
+            Xrai::new().batch_size(25).get_mask(x.view().into_dyn(), &mut grads)
+        })),
+        "xrai_fast" => Some(Box::new(move || {
+            Xrai::new()
+                .parameters(XraiParameters::new().algorithm(XraiAlgorithm::Fast))
+                .batch_size(25)
+                .get_mask(x.view().into_dyn(), &mut grads)
+        })),
+        "blur_ig" | "guided_ig" | "grad_cam" | "occlusion64" => None,
         _ => None,
     }
 }

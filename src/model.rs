@@ -248,7 +248,13 @@ fn check_outputs<F: Float>(outputs: &ModelOutputs<F>, batch_shape: &[usize], key
                 }
             }
         }
-        if let Some((count, first_index)) = find_non_finite(value.iter().copied()) {
+        // Contiguous outputs are checked as a flat slice (fast); the element
+        // iterator, which reports the logical index, only runs otherwise.
+        let surely_finite = value.as_slice_memory_order().is_some_and(|flat| {
+            flat.chunks(4096)
+                .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
+        });
+        if !surely_finite && let Some((count, first_index)) = find_non_finite(value.iter().copied()) {
             return Err(SaliencyError::NonFiniteOutput {
                 key,
                 count,

@@ -301,3 +301,57 @@ fn dilated_segments_match_reference() {
     println!("parity xrai dilated segments 40x48: {share:.6} of mask pixels equal");
     assert!(share >= 0.99);
 }
+
+/// Pearson correlation of two equally long sequences.
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+#[test]
+fn xrai_end_to_end_correlates_with_reference() {
+    let image = workload_image(224, 224);
+    // The generator's tanh model: a and b per pixel, built once.
+    let a = Array3::from_shape_fn((224, 224, 3), |(i, j, c)| {
+        1.0 + 0.5 * (0.05 * i as f64 + 0.3 * c as f64).sin() * (0.04 * j as f64).cos()
+    });
+    let b = Array3::from_shape_fn((224, 224, 3), |(i, j, _)| 0.2 * (0.03 * (i + j) as f64).cos());
+    let (a, b) = (a.as_slice().unwrap().to_vec(), b.as_slice().unwrap().to_vec());
+    let mut model = |batch: ArrayViewD<'_, f32>, _: &[OutputKey]| {
+        let flat = batch.as_slice().unwrap();
+        let n = a.len();
+        let grads: Vec<f32> = flat
+            .iter()
+            .enumerate()
+            .map(|(k, &x)| {
+                let (a, b) = (a[k % n], b[k % n]);
+                let t = (a * f64::from(x) + b).tanh();
+                (a * (1.0 - t * t)) as f32
+            })
+            .collect();
+        let grads = ArrayD::from_shape_vec(batch.raw_dim(), grads)?;
+        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
+    };
+    let heatmap = Xrai::new()
+        .batch_size(25)
+        .get_mask_with_details(image.view().into_dyn(), &mut model, &mut |_| {})
+        .unwrap()
+        .attribution_mask;
+    let expected = fixture::<f32>(TOPIC, "e2e_heatmap");
+    let ours: Vec<f64> = heatmap.iter().map(|&v| f64::from(v)).collect();
+    let theirs: Vec<f64> = expected.iter().map(|&v| f64::from(v)).collect();
+    let r = pearson(&ours, &theirs);
+    let err = common::rel_err(
+        ndarray::ArrayView1::from(&ours).into_dyn(),
+        ndarray::ArrayView1::from(&theirs).into_dyn(),
+    );
+    println!("parity xrai end to end (workload image, tanh model, f32): Pearson r {r:.6}, relative error {err:.3e}");
+    assert!(r >= 0.99, "Pearson r {r}");
+}

@@ -160,10 +160,16 @@ impl FelzenszwalbGraph {
                 push(idx(i, j), idx(i + 1, j - 1));
             }
         }
-        let mut order: Vec<u32> = (0..weights.len() as u32).collect();
-        order.sort_by(|&a, &b| weights[a as usize].total_cmp(&weights[b as usize]).then(a.cmp(&b)));
-        let ends = order.iter().map(|&e| ends[e as usize]).collect();
-        let weights = order.iter().map(|&e| weights[e as usize]).collect();
+        // Weights are non-negative, so their bit patterns sort like the
+        // values; the edge index breaks ties in listing order.
+        let mut order: Vec<(u64, u32)> = weights
+            .iter()
+            .enumerate()
+            .map(|(e, w)| (w.to_bits(), e as u32))
+            .collect();
+        order.sort_unstable();
+        let ends = order.iter().map(|&(_, e)| ends[e as usize]).collect();
+        let weights = order.iter().map(|&(w, _)| f64::from_bits(w)).collect();
         Ok(FelzenszwalbGraph {
             height,
             width,
@@ -182,8 +188,11 @@ impl FelzenszwalbGraph {
         let n = self.height * self.width;
         let scale = scale / 255.0;
         let mut forest: Vec<u32> = (0..n as u32).collect();
-        let mut size = vec![1usize; n];
-        let mut internal = vec![0.0_f64; n];
+        let mut size = vec![1u32; n];
+        // The merge threshold of every root: its internal difference plus
+        // scale / size, kept in single precision as scikit-image does, and
+        // updated only when the root changes.
+        let mut threshold = vec![scale as f32; n];
         for (&[a, b], &w) in self.ends.iter().zip(&self.weights) {
             let ra = find_root(&mut forest, a);
             let rb = find_root(&mut forest, b);
@@ -191,13 +200,10 @@ impl FelzenszwalbGraph {
                 continue;
             }
             let (ra, rb) = (ra as usize, rb as usize);
-            // scikit-image keeps these thresholds in single precision.
-            let ta = (internal[ra] + scale / size[ra] as f64) as f32;
-            let tb = (internal[rb] + scale / size[rb] as f64) as f32;
-            if w < f64::from(ta.min(tb)) {
+            if w < f64::from(threshold[ra].min(threshold[rb])) {
                 let root = join(&mut forest, ra, rb);
                 size[root] = size[ra] + size[rb];
-                internal[root] = w;
+                threshold[root] = (w + scale / f64::from(size[root])) as f32;
             }
         }
         for &[a, b] in &self.ends {
@@ -207,37 +213,47 @@ impl FelzenszwalbGraph {
                 continue;
             }
             let (ra, rb) = (ra as usize, rb as usize);
-            if size[ra] < min_size || size[rb] < min_size {
+            if (size[ra] as usize) < min_size || (size[rb] as usize) < min_size {
                 let root = join(&mut forest, ra, rb);
                 size[root] = size[ra] + size[rb];
             }
         }
-        // A component's root is its smallest pixel index, so numbering roots
-        // in pixel order numbers the segments by their first pixel.
-        let mut label_of_root = vec![usize::MAX; n];
+        // Every parent has a smaller index than its child (a root is its
+        // tree's smallest pixel), so one ascending pass flattens the forest,
+        // and numbering roots in pixel order numbers the segments by their
+        // first pixel.
+        let mut labels = vec![0usize; n];
         let mut next = 0;
-        let mut labels = Vec::with_capacity(n);
-        for p in 0..n as u32 {
-            let r = find_root(&mut forest, p) as usize;
-            if label_of_root[r] == usize::MAX {
-                label_of_root[r] = next;
+        for p in 0..n {
+            let parent = forest[p] as usize;
+            if parent == p {
+                labels[p] = next;
                 next += 1;
+            } else {
+                forest[p] = forest[parent];
+                labels[p] = labels[forest[p] as usize];
             }
-            labels.push(label_of_root[r]);
         }
         Array2::from_shape_vec((self.height, self.width), labels)
             .map_err(|_| SaliencyError::param("image", n, "has an inconsistent shape"))
     }
 }
 
-/// The root of `p`'s tree, halving the path on the way.
+/// The root of `p`'s tree, halving the path on the way (writing only where
+/// it shortens the path).
 fn find_root(forest: &mut [u32], mut p: u32) -> u32 {
-    while forest[p as usize] != p {
+    loop {
         let parent = forest[p as usize];
-        forest[p as usize] = forest[parent as usize];
-        p = parent;
+        if parent == p {
+            return p;
+        }
+        let grandparent = forest[parent as usize];
+        if grandparent == parent {
+            return parent;
+        }
+        forest[p as usize] = grandparent;
+        p = grandparent;
     }
-    p
 }
 
 /// Joins two roots under the smaller index and returns it.

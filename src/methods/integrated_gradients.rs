@@ -156,10 +156,20 @@ pub(crate) fn integrated_gradients<F: Float>(
             .ok_or_else(|| SaliencyError::param("batch", n, "is not contiguous"))?;
         // As the reference computes it (numpy promotes to f64).
         for_each_chunk_mut(flat, |offset, out| {
-            for (k, p) in out.iter_mut().enumerate() {
-                let flat_index = offset + k;
-                let (step, i) = (flat_index / n, flat_index % n);
-                *p = F::from_f64_lossy(bs[i].as_f64() + chunk[step] * diff[i].as_f64());
+            // The chunk spans one or more path points: fill it point by
+            // point so the inner loop is a plain zip.
+            let (mut step, mut i) = (offset / n, offset % n);
+            let mut rest = out;
+            while !rest.is_empty() {
+                let take = rest.len().min(n - i);
+                let (head, tail) = rest.split_at_mut(take);
+                let alpha = chunk[step];
+                for ((p, &b), &d) in head.iter_mut().zip(&bs[i..i + take]).zip(&diff[i..i + take]) {
+                    *p = F::from_f64_lossy(b.as_f64() + alpha * d.as_f64());
+                }
+                rest = tail;
+                i = 0;
+                step += 1;
             }
         });
         let mut outputs = call_model(model, points.view(), &[key])?;
@@ -169,12 +179,16 @@ pub(crate) fn integrated_gradients<F: Float>(
         let rows = chunk.len();
         // Sum the batch first, then add, in the reference's order.
         for_each_chunk_mut(&mut total, |offset, out| {
-            for (k, t) in out.iter_mut().enumerate() {
-                let mut s = F::zero();
-                for r in 0..rows {
-                    s += g[r * n + offset + k];
+            let len = out.len();
+            let mut s = vec![F::zero(); len];
+            for r in 0..rows {
+                let row = &g[r * n + offset..r * n + offset + len];
+                for (acc, &v) in s.iter_mut().zip(row) {
+                    *acc += v;
                 }
-                *t += s;
+            }
+            for (t, v) in out.iter_mut().zip(&s) {
+                *t += *v;
             }
         });
         done += chunk.len();
