@@ -139,3 +139,38 @@ pub(crate) fn masks_from_labels(label_maps: &[Array2<usize>], height: usize, wid
     }
     set
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    fn image() -> Array3<f32> {
+        Array3::from_shape_fn((60, 70, 3), |(i, j, c)| {
+            let (i, j, c) = (i as f32, j as f32, c as f32);
+            (0.3 * i + 0.1 * c).sin() * (0.2 * j).cos() + if i > 30.0 && j < 35.0 { 0.8 } else { 0.0 }
+        })
+    }
+
+    #[test]
+    fn masks_are_dilated_labels() {
+        let x = image();
+        let labels = get_segment_labels_felzenszwalb(x.view().into_dyn()).unwrap();
+        let masks = get_segments_felzenszwalb(x.view().into_dyn()).unwrap();
+        let n: usize = labels.iter().map(|l| l.iter().max().unwrap() + 1).sum();
+        assert_eq!(masks.len(), n);
+        // Every mask contains its own segment.
+        let first = labels[0].mapv(|l| l == 0);
+        assert!(first.iter().zip(masks[0].iter()).all(|(&s, &m)| !s || m));
+    }
+
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn result_does_not_depend_on_thread_count() {
+        let x = image();
+        let many = felzenszwalb_masks(x.view().into_dyn()).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let one = pool.install(|| felzenszwalb_masks(x.view().into_dyn()).unwrap());
+        assert_eq!(many, one);
+    }
+}
