@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use ndarray::{Array3, Array4, ArrayD, ArrayViewD};
 use saliency::{
-    CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients, Xrai,
-    XraiAlgorithm, XraiParameters,
+    BlurIg, CoreSaliency, GradCam, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients,
+    Xrai, XraiAlgorithm, XraiParameters,
 };
 
 /// The 224 x 224 x 3 workload image (f32), built in f64 and cast.
@@ -38,7 +38,6 @@ fn grads(batch: ArrayViewD<'_, f32>, _keys: &[OutputKey]) -> Result<ModelOutputs
 
 /// Grad-CAM's fixed layer: values |sin(0.001 a)|, gradients 0.01 cos(0.0007 a)
 /// over a = 0, 1, 2, ... in row-major order of [1, 14, 14, 512].
-#[allow(dead_code)]
 fn cam_layer() -> (Array4<f32>, Array4<f32>) {
     let a = |(b, i, j, k): (usize, usize, usize, usize)| (((b * 14 + i) * 14 + j) * 512 + k) as f64;
     let values = Array4::from_shape_fn((1, 14, 14, 512), |idx| (0.001 * a(idx)).sin().abs() as f32);
@@ -73,6 +72,27 @@ fn workload(name: &str) -> Option<Workload> {
                 &params,
             )
         })),
+        "blur_ig" => Some(Box::new(move || {
+            BlurIg::new()
+                .max_sigma(50.0)
+                .steps(100)
+                .grad_step(0.01)
+                .batch_size(25)
+                .get_mask(x.view().into_dyn(), &mut grads)
+        })),
+        "grad_cam" => {
+            let (values, gradients) = cam_layer();
+            Some(Box::new(move || {
+                GradCam::new().should_resize(true).three_dims(true).get_mask(
+                    x.view().into_dyn(),
+                    &mut |_batch, _keys| {
+                        Ok(ModelOutputs::new()
+                            .with(OutputKey::ConvolutionLayerValues, values.clone())
+                            .with(OutputKey::ConvolutionOutputGradients, gradients.clone()))
+                    },
+                )
+            }))
+        }
         "segments" => Some(Box::new(move || {
             let masks = saliency::get_segments_felzenszwalb(x.view().into_dyn())?;
             Ok(ArrayD::from_elem(ndarray::IxDyn(&[1]), masks.len() as f32))
@@ -86,7 +106,7 @@ fn workload(name: &str) -> Option<Workload> {
                 .batch_size(25)
                 .get_mask(x.view().into_dyn(), &mut grads)
         })),
-        "blur_ig" | "guided_ig" | "grad_cam" | "occlusion64" => None,
+        "guided_ig" | "occlusion64" => None,
         _ => None,
     }
 }

@@ -42,6 +42,7 @@ pub mod visualize;
 pub use crate::core::{CoreSaliency, Progress};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
+pub use methods::blur_ig::BlurIg;
 pub use methods::grad_cam::{ActivationLayout, GradCam};
 pub use methods::integrated_gradients::IntegratedGradients;
 pub use methods::smoothgrad::{SmoothGrad, SmoothGradParams};
