@@ -6,7 +6,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::{Array3, Array4, ArrayViewD};
-use saliency::{BlurIg, CoreSaliency, GradCam, ModelOutputs, OutputKey};
+use saliency::{
+    BlurIg, CoreSaliency, GradCam, ModelOutputs, OutputKey, Xrai, XraiAlgorithm, XraiParameters,
+    get_segments_felzenszwalb,
+};
 
 /// A smooth test image, height x width x 3.
 fn image(h: usize, w: usize) -> Array3<f32> {
@@ -50,5 +53,40 @@ fn grad_cam(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(methods, blur_ig, grad_cam);
+fn segments(c: &mut Criterion) {
+    let mut group = c.benchmark_group("segments");
+    group.sample_size(10);
+    let x = image(224, 224);
+    group.bench_function("224x224x3 Felzenszwalb, 6 scales, dilated masks", |b| {
+        b.iter(|| black_box(get_segments_felzenszwalb(x.view().into_dyn())))
+    });
+    group.finish();
+}
+
+fn xrai(c: &mut Criterion) {
+    let mut group = c.benchmark_group("xrai");
+    group.sample_size(10);
+    let x = image(224, 224);
+    let segments = get_segments_felzenszwalb(x.view().into_dyn()).unwrap_or_default();
+    for (name, algorithm) in [("full", XraiAlgorithm::Full), ("fast", XraiAlgorithm::Fast)] {
+        let method = Xrai::new()
+            .parameters(XraiParameters::new().algorithm(algorithm))
+            .batch_size(25);
+        group.bench_function(format!("224x224x3 {name}, 100 steps, batch 25"), |b| {
+            b.iter(|| black_box(method.get_mask(x.view().into_dyn(), &mut grads)))
+        });
+        // The ranking alone: given segments and base attribution.
+        let ranking = method
+            .clone()
+            .segments(segments.clone())
+            .base_attribution(x.mapv(|v| v * v - 0.3));
+        group.bench_function(
+            format!("224x224x3 {name} ranking, given segments and attribution"),
+            |b| b.iter(|| black_box(ranking.get_mask(x.view().into_dyn(), &mut grads))),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(methods, blur_ig, grad_cam, segments, xrai);
 criterion_main!(methods);
