@@ -162,12 +162,13 @@ impl FelzenszwalbGraph {
         }
         // Weights are non-negative, so their bit patterns sort like the
         // values; the edge index breaks ties in listing order.
-        let mut order: Vec<(u64, u32)> = weights
-            .iter()
-            .enumerate()
-            .map(|(e, w)| (w.to_bits(), e as u32))
-            .collect();
-        order.sort_unstable();
+        let order = radix_sort(
+            weights
+                .iter()
+                .enumerate()
+                .map(|(e, w)| (w.to_bits(), e as u32))
+                .collect(),
+        );
         let ends = order.iter().map(|&(_, e)| ends[e as usize]).collect();
         let weights = order.iter().map(|&(w, _)| f64::from_bits(w)).collect();
         Ok(FelzenszwalbGraph {
@@ -201,12 +202,20 @@ impl FelzenszwalbGraph {
             }
             let (ra, rb) = (ra as usize, rb as usize);
             if w < f64::from(threshold[ra].min(threshold[rb])) {
-                let root = join(&mut forest, ra, rb);
+                let root = join(&mut forest, &size, ra, rb);
                 size[root] = size[ra] + size[rb];
                 threshold[root] = (w + scale / f64::from(size[root])) as f32;
             }
         }
+        // Sizes only grow, so an edge between pixels whose components are
+        // already large enough can never merge anything: skip it without
+        // walking the trees.
+        flatten(&mut forest);
+        let large: Vec<bool> = forest.iter().map(|&r| size[r as usize] as usize >= min_size).collect();
         for &[a, b] in &self.ends {
+            if large[a as usize] && large[b as usize] {
+                continue;
+            }
             let ra = find_root(&mut forest, a);
             let rb = find_root(&mut forest, b);
             if ra == rb {
@@ -214,28 +223,63 @@ impl FelzenszwalbGraph {
             }
             let (ra, rb) = (ra as usize, rb as usize);
             if (size[ra] as usize) < min_size || (size[rb] as usize) < min_size {
-                let root = join(&mut forest, ra, rb);
+                let root = join(&mut forest, &size, ra, rb);
                 size[root] = size[ra] + size[rb];
             }
         }
-        // Every parent has a smaller index than its child (a root is its
-        // tree's smallest pixel), so one ascending pass flattens the forest,
-        // and numbering roots in pixel order numbers the segments by their
-        // first pixel.
-        let mut labels = vec![0usize; n];
+        // Labels in order of each segment's first pixel, as scikit-image's
+        // numbering of its roots (each its segment's smallest pixel) gives.
+        flatten(&mut forest);
+        let mut label_of_root = vec![usize::MAX; n];
         let mut next = 0;
-        for p in 0..n {
-            let parent = forest[p] as usize;
-            if parent == p {
-                labels[p] = next;
+        let mut labels = Vec::with_capacity(n);
+        for &root in &forest {
+            let slot = &mut label_of_root[root as usize];
+            if *slot == usize::MAX {
+                *slot = next;
                 next += 1;
-            } else {
-                forest[p] = forest[parent];
-                labels[p] = labels[forest[p] as usize];
             }
+            labels.push(*slot);
         }
         Array2::from_shape_vec((self.height, self.width), labels)
             .map_err(|_| SaliencyError::param("image", n, "has an inconsistent shape"))
+    }
+}
+
+/// Sorts (key, payload) pairs by key, stably (least significant digit radix
+/// sort, 16 bits at a time; digits shared by every key are skipped).
+fn radix_sort(mut items: Vec<(u64, u32)>) -> Vec<(u64, u32)> {
+    let mut buffer = vec![(0u64, 0u32); items.len()];
+    for shift in [0u32, 16, 32, 48] {
+        let digit = |k: u64| ((k >> shift) & 0xffff) as usize;
+        let mut counts = vec![0usize; 1 << 16];
+        for &(k, _) in &items {
+            counts[digit(k)] += 1;
+        }
+        if counts.iter().any(|&c| c == items.len()) {
+            continue;
+        }
+        let mut next = 0;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = next;
+            next += n;
+        }
+        for &item in &items {
+            let slot = &mut counts[digit(item.0)];
+            buffer[*slot] = item;
+            *slot += 1;
+        }
+        std::mem::swap(&mut items, &mut buffer);
+    }
+    items
+}
+
+/// Points every pixel straight at its root.
+fn flatten(forest: &mut [u32]) {
+    for p in 0..forest.len() as u32 {
+        let root = find_root(forest, p);
+        forest[p as usize] = root;
     }
 }
 
@@ -256,11 +300,12 @@ fn find_root(forest: &mut [u32], mut p: u32) -> u32 {
     }
 }
 
-/// Joins two roots under the smaller index and returns it.
-fn join(forest: &mut [u32], ra: usize, rb: usize) -> usize {
-    let root = ra.min(rb);
-    forest[ra] = root as u32;
-    forest[rb] = root as u32;
+/// Joins two roots, the smaller tree under the larger (which keeps the trees
+/// shallow; which root survives does not change the segmentation), and
+/// returns the surviving root.
+fn join(forest: &mut [u32], size: &[u32], ra: usize, rb: usize) -> usize {
+    let (root, child) = if size[ra] >= size[rb] { (ra, rb) } else { (rb, ra) };
+    forest[child] = root as u32;
     root
 }
 
@@ -268,6 +313,16 @@ fn join(forest: &mut [u32], ra: usize, rb: usize) -> usize {
 mod tests {
     use super::*;
     use ndarray::Array3;
+
+    #[test]
+    fn radix_sort_is_a_stable_sort() {
+        let items: Vec<(u64, u32)> = (0..5000u32)
+            .map(|i| ((u64::from(i) * 2_654_435_761) % 977 * 0x0001_0001_0001, i))
+            .collect();
+        let mut expected = items.clone();
+        expected.sort_by_key(|&(k, _)| k);
+        assert_eq!(radix_sort(items), expected);
+    }
 
     #[test]
     fn edge_count_and_order() {

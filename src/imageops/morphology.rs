@@ -74,7 +74,11 @@ pub fn binary_dilation(mask: ArrayView2<'_, bool>, footprint: ArrayView2<'_, boo
 /// Every label of a row-major `height` x `width` label image (labels
 /// `0..n_labels`) dilated by a disk of `radius`, as ascending flat pixel
 /// lists: the same pixels as [`binary_dilation`] of `labels == l` with
-/// [`disk`], computed per label inside its bounding box.
+/// [`disk`].
+///
+/// Works on runs: a label's horizontal runs, widened by the disk's half-width
+/// at each vertical offset, are merged row by row, so the cost follows the
+/// number of runs and output pixels rather than the segments' bounding boxes.
 pub(crate) fn dilate_labels_disk(
     labels: &[usize],
     height: usize,
@@ -82,15 +86,18 @@ pub(crate) fn dilate_labels_disk(
     n_labels: usize,
     radius: usize,
 ) -> Vec<Vec<u32>> {
-    // Bounding boxes (rows and columns, inclusive).
-    let mut boxes = vec![(usize::MAX, 0usize, usize::MAX, 0usize); n_labels];
-    for (p, &l) in labels.iter().enumerate() {
-        let (i, j) = (p / width, p % width);
-        let b = &mut boxes[l];
-        b.0 = b.0.min(i);
-        b.1 = b.1.max(i);
-        b.2 = b.2.min(j);
-        b.3 = b.3.max(j);
+    // Runs (row, first column, last column) of every label, in row order.
+    let mut runs: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); n_labels];
+    for (i, row) in labels.chunks_exact(width).enumerate() {
+        let mut start = 0;
+        for j in 1..=width {
+            if j == width || row[j] != row[start] {
+                if let Some(r) = runs.get_mut(row[start]) {
+                    r.push((i, start, j - 1));
+                }
+                start = j;
+            }
+        }
     }
     // Half-width of the disk's row at vertical offset dy.
     let r = radius as i64;
@@ -104,52 +111,47 @@ pub(crate) fn dilate_labels_disk(
             k as usize
         })
         .collect();
-    let one = |l: usize| -> Vec<u32> {
-        let (r0, r1, c0, c1) = boxes[l];
-        if r0 == usize::MAX {
+    let one = |runs: &Vec<(usize, usize, usize)>| -> Vec<u32> {
+        let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
             return Vec::new();
+        };
+        let (r0, r1) = (first.0, last.0);
+        // Index of the first run of every row r0..=r1 (and one past the end).
+        let mut row_start = vec![0usize; r1 - r0 + 2];
+        for &(row, _, _) in runs {
+            row_start[row - r0 + 1] += 1;
         }
-        // For each row of the box, the horizontal distance to the label.
-        let bw = c1 - c0 + 1;
-        let far = usize::MAX / 2;
-        let ox0 = c0.saturating_sub(radius);
-        let ox1 = (c1 + radius).min(width - 1);
-        let ow = ox1 - ox0 + 1;
-        let mut dist = vec![far; (r1 - r0 + 1) * ow];
-        for i in r0..=r1 {
-            let row = &labels[i * width + c0..i * width + c0 + bw];
-            let d = &mut dist[(i - r0) * ow..(i - r0 + 1) * ow];
-            let mut last = far;
-            for (x, dx) in d.iter_mut().enumerate() {
-                let col = ox0 + x;
-                if col >= c0 && col <= c1 && row[col - c0] == l {
-                    last = col;
-                }
-                if last != far {
-                    *dx = col - last;
-                }
-            }
-            let mut next = far;
-            for (x, dx) in d.iter_mut().enumerate().rev() {
-                let col = ox0 + x;
-                if col >= c0 && col <= c1 && row[col - c0] == l {
-                    next = col;
-                }
-                if next != far {
-                    *dx = (*dx).min(next - col);
-                }
-            }
+        for k in 1..row_start.len() {
+            row_start[k] += row_start[k - 1];
         }
-        let oy0 = r0.saturating_sub(radius);
-        let oy1 = (r1 + radius).min(height - 1);
         let mut out = Vec::new();
-        for y in oy0..=oy1 {
-            for x in 0..ow {
-                let hit = (y.saturating_sub(radius).max(r0)..=(y + radius).min(r1))
-                    .any(|i| dist[(i - r0) * ow + x] <= half[i.abs_diff(y)]);
-                if hit {
-                    out.push((y * width + ox0 + x) as u32);
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for y in r0.saturating_sub(radius)..=(r1 + radius).min(height - 1) {
+            spans.clear();
+            let lo = y.saturating_sub(radius).max(r0);
+            let hi = (y + radius).min(r1);
+            if lo > hi {
+                continue;
+            }
+            for &(row, a, b) in &runs[row_start[lo - r0]..row_start[hi - r0 + 1]] {
+                let h = half[row.abs_diff(y)];
+                spans.push((a.saturating_sub(h), (b + h).min(width - 1)));
+            }
+            spans.sort_unstable();
+            let mut current: Option<(usize, usize)> = None;
+            for &(a, b) in &spans {
+                match current {
+                    Some((ca, cb)) if a <= cb + 1 => current = Some((ca, cb.max(b))),
+                    _ => {
+                        if let Some((ca, cb)) = current {
+                            out.extend((y * width + ca) as u32..=(y * width + cb) as u32);
+                        }
+                        current = Some((a, b));
+                    }
                 }
+            }
+            if let Some((ca, cb)) = current {
+                out.extend((y * width + ca) as u32..=(y * width + cb) as u32);
             }
         }
         out
@@ -157,11 +159,11 @@ pub(crate) fn dilate_labels_disk(
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
-        (0..n_labels).into_par_iter().map(one).collect()
+        runs.par_iter().map(one).collect()
     }
     #[cfg(not(feature = "rayon"))]
     {
-        (0..n_labels).map(one).collect()
+        runs.iter().map(one).collect()
     }
 }
 
@@ -186,18 +188,20 @@ mod tests {
                 ((i * 7 + j * 3) / 17 + (i * j) % 3) % 5
             })
             .collect();
-        let fp = disk(3);
-        let sparse = dilate_labels_disk(&labels, h, w, 6, 3);
-        for (l, pixels) in sparse.iter().enumerate() {
-            let mask = Array2::from_shape_fn((h, w), |(i, j)| labels[i * w + j] == l);
-            let dense = binary_dilation(mask.view(), fp.view()).unwrap();
-            let expected: Vec<u32> = dense
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| **b)
-                .map(|(p, _)| p as u32)
-                .collect();
-            assert_eq!(pixels, &expected, "label {l}");
+        for radius in [0, 3, 5] {
+            let fp = disk(radius);
+            let sparse = dilate_labels_disk(&labels, h, w, 6, radius);
+            for (l, pixels) in sparse.iter().enumerate() {
+                let mask = Array2::from_shape_fn((h, w), |(i, j)| labels[i * w + j] == l);
+                let dense = binary_dilation(mask.view(), fp.view()).unwrap();
+                let expected: Vec<u32> = dense
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b)
+                    .map(|(p, _)| p as u32)
+                    .collect();
+                assert_eq!(pixels, &expected, "label {l}, radius {radius}");
+            }
         }
     }
 }
