@@ -256,7 +256,7 @@ fn radix_sort(mut items: Vec<(u64, u32)>) -> Vec<(u64, u32)> {
         for &(k, _) in &items {
             counts[digit(k)] += 1;
         }
-        if counts.iter().any(|&c| c == items.len()) {
+        if counts.contains(&items.len()) {
             continue;
         }
         let mut next = 0;
