@@ -58,6 +58,13 @@ pub(crate) fn full<F: Float>(
     let mut gain: Vec<F> = (0..n_masks)
         .map(|m| density(attr, masks.mask(m).iter().copied(), &mut scratch))
         .collect();
+    // Every mask's uncovered pixels, ascending, in one buffer.
+    let mut starts = Vec::with_capacity(n_masks);
+    let mut uncovered: Vec<u32> = Vec::new();
+    for m in 0..n_masks {
+        starts.push(uncovered.len());
+        uncovered.extend_from_slice(masks.mask(m));
+    }
     let mut remaining: Vec<usize> = (0..n_masks).collect();
     let mut alive = vec![true; n_masks];
     let mut stamp = vec![usize::MAX; n_masks];
@@ -82,12 +89,7 @@ pub(crate) fn full<F: Float>(
         // reference then fails, here the loop ends.
         let Some((chosen, best_gain)) = best else { break };
 
-        let added: Vec<u32> = masks
-            .mask(chosen)
-            .iter()
-            .copied()
-            .filter(|&p| !covered[p as usize])
-            .collect();
+        let added: Vec<u32> = uncovered[starts[chosen]..starts[chosen] + count[chosen]].to_vec();
         for &p in &added {
             covered[p as usize] = true;
             output[p as usize] = best_gain;
@@ -111,9 +113,19 @@ pub(crate) fn full<F: Float>(
             }
         }
         for &m in &touched {
-            let uncovered = masks.mask(m).iter().copied().filter(|&p| !covered[p as usize]);
-            gain[m] = density(attr, uncovered, &mut scratch);
-            count[m] = scratch.len();
+            // Compact the mask's list to its uncovered pixels (order kept),
+            // so later recomputations only see what is left.
+            let list = &mut uncovered[starts[m]..starts[m] + count[m]];
+            let mut kept = 0;
+            for k in 0..list.len() {
+                let p = list[k];
+                if !covered[p as usize] {
+                    list[kept] = p;
+                    kept += 1;
+                }
+            }
+            gain[m] = density(attr, list[..kept].iter().copied(), &mut scratch);
+            count[m] = kept;
         }
         trace.push((added, best_gain));
         progress(Progress::new("xrai masks", n_covered, n_pixels));
