@@ -9,7 +9,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use saliency::{
     BlurIg, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams,
-    VanillaGradients, visualize,
+    VanillaGradients, Xrai, XraiAlgorithm, XraiParameters, get_segments_felzenszwalb, visualize,
 };
 
 #[path = "../examples/common/mod.rs"]
@@ -91,9 +91,40 @@ fn guided_backprop(c: &mut Criterion) {
     });
 }
 
+fn segments(c: &mut Criterion) {
+    let x = workload_image(224, 224).into_dyn();
+    c.benchmark_group("segments")
+        .bench_function("224x224x3 Felzenszwalb, 6 scales, dilated masks", |b| {
+            b.iter(|| get_segments_felzenszwalb(x.view()))
+        });
+}
+
+fn xrai(c: &mut Criterion) {
+    let x = workload_image(224, 224).into_dyn();
+    let segments = get_segments_felzenszwalb(x.view()).unwrap_or_default();
+    let mut group = c.benchmark_group("xrai");
+    for (name, algorithm) in [("full", XraiAlgorithm::Full), ("fast", XraiAlgorithm::Fast)] {
+        let method = Xrai::new()
+            .parameters(XraiParameters::new().algorithm(algorithm))
+            .batch_size(25);
+        group.bench_function(format!("224x224x3 {name}, 100 steps, batch 25"), |b| {
+            b.iter(|| method.get_mask(x.view(), &mut grads))
+        });
+        // The ranking alone: given segments and base attribution.
+        let ranking = method
+            .clone()
+            .segments(segments.clone())
+            .base_attribution(x.mapv(|v| v * v - 0.3));
+        group.bench_function(
+            format!("224x224x3 {name} ranking, given segments and attribution"),
+            |b| b.iter(|| ranking.get_mask(x.view(), &mut grads)),
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = vanilla, integrated_gradients, smoothgrad, visualization, blur_ig, grad_cam, guided_backprop
+    targets = vanilla, integrated_gradients, smoothgrad, visualization, blur_ig, grad_cam, guided_backprop, segments, xrai
 }
 criterion_main!(benches);

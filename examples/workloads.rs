@@ -16,7 +16,7 @@ use common::{cam_layer, grads, occlusion_weights, weighted_sums, workload_image}
 use ndarray::ArrayD;
 use saliency::{
     BlurIg, CoreSaliency, GradCam, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, SmoothGradParams,
-    VanillaGradients,
+    VanillaGradients, Xrai, XraiAlgorithm, XraiParameters,
 };
 
 /// A workload: runs once per call; `None` when its method is not built yet.
@@ -88,7 +88,20 @@ fn workload(name: &str) -> Option<Workload> {
                     .get_mask(x64.view().into_dyn(), &mut |b, _| weighted_sums(b, &w))
             }))
         }
-        "segments" | "xrai_full" | "xrai_fast" => None,
+        "segments" => Some(Box::new(move || {
+            // The masks are the output; the mask count stands in for them.
+            let masks = saliency::get_segments_felzenszwalb(x.view().into_dyn())?;
+            Ok(ArrayD::from_elem(ndarray::IxDyn(&[1]), masks.len() as f32))
+        })),
+        "xrai_full" => Some(Box::new(move || {
+            Xrai::new().batch_size(25).get_mask(x.view().into_dyn(), &mut grads)
+        })),
+        "xrai_fast" => Some(Box::new(move || {
+            Xrai::new()
+                .parameters(XraiParameters::new().algorithm(XraiAlgorithm::Fast))
+                .batch_size(25)
+                .get_mask(x.view().into_dyn(), &mut grads)
+        })),
         _ => None,
     }
 }

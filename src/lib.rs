@@ -58,4 +58,8 @@ pub use methods::integrated_gradients::IntegratedGradients;
 pub use methods::occlusion::Occlusion;
 pub use methods::smoothgrad::{SmoothGrad, SmoothGradParams};
 pub use methods::vanilla::VanillaGradients;
+pub use methods::xrai::{
+    Xrai, XraiAlgorithm, XraiOutput, XraiParameters, XraiSegments, get_segment_labels_felzenszwalb,
+    get_segments_felzenszwalb,
+};
 pub use model::{CallModelFunction, ModelOutputs, OutputKey, model_fn};

@@ -8,3 +8,4 @@ pub mod integrated_gradients;
 pub mod occlusion;
 pub mod smoothgrad;
 pub mod vanilla;
+pub mod xrai;

@@ -1,0 +1,176 @@
+//! XRAI's default segmentation: Felzenszwalb segments at six scales, each
+//! segment dilated by a disk (the reference's `_get_segments_felzenszwalb`).
+
+use ndarray::{Array2, ArrayViewD, Axis, Ix2, Ix3};
+
+use crate::error::{Result, SaliencyError};
+use crate::float::Float;
+use crate::imageops::felzenszwalb::{FelzenszwalbGraph, smooth};
+use crate::imageops::morphology::dilate_labels_disk;
+use crate::imageops::resize::{ResizeMode, ResizeOptions, resize};
+
+use super::masks::MaskSet;
+
+/// Felzenszwalb scales, one segmentation each.
+pub(crate) const SCALES: [f64; 6] = [50.0, 100.0, 150.0, 250.0, 500.0, 1200.0];
+/// Gaussian smoothing before segmenting.
+pub(crate) const SIGMA: f64 = 0.8;
+/// Segments smaller than this are merged into a neighbour.
+pub(crate) const MIN_SIZE: usize = 150;
+/// The size the image is resized to for segmenting.
+pub(crate) const SIZE: usize = 224;
+/// Radius of the disk every segment is dilated with.
+pub(crate) const DILATION_RADIUS: usize = 5;
+
+/// The reference's XRAI segments of an image (height x width x channels, or
+/// height x width): boolean masks of the image's height x width, scale by
+/// scale, label by label, each dilated by a disk of radius 5.
+///
+/// As PAIR saliency's `_get_segments_felzenszwalb`: the image is rescaled to
+/// [-1, 1], resized to 224 x 224 (bicubic, anti-aliased, constant mode),
+/// segmented by [`felzenszwalb`](crate::imageops::felzenszwalb::felzenszwalb)
+/// at scales 50, 100, 150, 250, 500 and 1200 (sigma 0.8, minimum size 150),
+/// and the label images are resized back with nearest-neighbour sampling.
+/// The scales run in parallel (feature `rayon`); the result does not depend
+/// on the thread count.
+///
+/// ```
+/// use ndarray::Array3;
+/// let image = Array3::<f32>::from_shape_fn((32, 32, 3), |(i, j, c)| ((i / 8 + j / 8 + c) % 3) as f32);
+/// let masks = saliency::get_segments_felzenszwalb(image.view().into_dyn())?;
+/// assert!(masks.iter().all(|m| m.dim() == (32, 32)));
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub fn get_segments_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Result<Vec<Array2<bool>>> {
+    let set = felzenszwalb_masks(image)?;
+    Ok((0..set.len()).map(|m| set.to_dense(m)).collect())
+}
+
+/// [`get_segments_felzenszwalb`] as sparse masks.
+pub(crate) fn felzenszwalb_masks<F: Float>(image: ArrayViewD<'_, F>) -> Result<MaskSet> {
+    let (height, width) = (image.shape()[0], image.shape()[1]);
+    let label_maps = get_segment_labels_felzenszwalb(image)?;
+    Ok(masks_from_labels(&label_maps, height, width))
+}
+
+/// The label images behind [`get_segments_felzenszwalb`], one per scale, at
+/// the image's height x width (labels from 0, before dilation).
+///
+/// ```
+/// use ndarray::Array2;
+/// let image = Array2::<f64>::from_shape_fn((40, 40), |(i, j)| if i < 20 && j < 20 { 1.0 } else { 0.0 });
+/// let labels = saliency::get_segment_labels_felzenszwalb(image.view().into_dyn())?;
+/// assert_eq!(labels.len(), 6);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Result<Vec<Array2<usize>>> {
+    crate::core::check_input("image", &image, 2)?;
+    if image.ndim() > 3 {
+        return Err(SaliencyError::InvalidRank {
+            what: "image",
+            expected: "rank 2 or 3 (height x width [x channels])",
+            actual: image.ndim(),
+            shape: image.shape().to_vec(),
+        });
+    }
+    let (height, width) = (image.shape()[0], image.shape()[1]);
+    // Rescale to [-1, 1] in the image's own float type, as NumPy does.
+    let (lo, hi) = image.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    });
+    let span = hi - lo;
+    let two = F::from_f64_lossy(2.0);
+    let normalised = image.mapv(|v| {
+        // A constant image (the reference divides by zero) is one segment
+        // either way; map it to -1.
+        let unit = if span > F::zero() { (v - lo) / span } else { F::zero() };
+        unit * two - F::one()
+    });
+    let options = ResizeOptions::default()
+        .order(3)
+        .mode(ResizeMode::Constant)
+        .preserve_range(true)
+        .anti_aliasing(Some(true));
+    let resized = resize(normalised.view(), &[SIZE, SIZE], &options)?;
+    let mut resized = resized.mapv(|v| v.as_f64());
+    if resized.ndim() == 2 {
+        resized = resized.insert_axis(Axis(2));
+    }
+    let smoothed = smooth(resized.view(), SIGMA)?;
+    let graph = FelzenszwalbGraph::new(smoothed.view().into_dimensionality::<Ix3>().map_err(|_| {
+        SaliencyError::param("image", format!("{:?}", smoothed.shape()), "must be 3-D after resizing")
+    })?)?;
+    let back = ResizeOptions::default()
+        .order(0)
+        .mode(ResizeMode::Constant)
+        .preserve_range(true)
+        .anti_aliasing(Some(false));
+    let one_scale = |scale: &f64| -> Result<Array2<usize>> {
+        let labels = graph.segment(*scale, MIN_SIZE)?;
+        let as_float = labels.mapv(|l| l as f64).into_dyn();
+        let sized = resize(as_float.view(), &[height, width], &back)?;
+        // Nearest-neighbour sampling keeps the integer values exactly.
+        sized
+            .mapv(|v| v as usize)
+            .into_dimensionality::<Ix2>()
+            .map_err(|_| SaliencyError::param("image", format!("{height} x {width}"), "has an unexpected shape"))
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        SCALES.par_iter().map(one_scale).collect()
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        SCALES.iter().map(one_scale).collect()
+    }
+}
+
+/// One mask per label of every label image (labels `0..=max`, as the
+/// reference unpacks them), dilated by the disk.
+pub(crate) fn masks_from_labels(label_maps: &[Array2<usize>], height: usize, width: usize) -> MaskSet {
+    let mut set = MaskSet::new(height, width);
+    for labels in label_maps {
+        let flat: Vec<usize> = labels.iter().copied().collect();
+        let n_labels = flat.iter().copied().max().map_or(0, |m| m + 1);
+        for pixels in dilate_labels_disk(&flat, height, width, n_labels, DILATION_RADIUS) {
+            set.push_sorted(pixels);
+        }
+    }
+    set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    fn image() -> Array3<f32> {
+        Array3::from_shape_fn((60, 70, 3), |(i, j, c)| {
+            let (i, j, c) = (i as f32, j as f32, c as f32);
+            (0.3 * i + 0.1 * c).sin() * (0.2 * j).cos() + if i > 30.0 && j < 35.0 { 0.8 } else { 0.0 }
+        })
+    }
+
+    #[test]
+    fn masks_are_dilated_labels() {
+        let x = image();
+        let labels = get_segment_labels_felzenszwalb(x.view().into_dyn()).unwrap();
+        let masks = get_segments_felzenszwalb(x.view().into_dyn()).unwrap();
+        let n: usize = labels.iter().map(|l| l.iter().max().unwrap() + 1).sum();
+        assert_eq!(masks.len(), n);
+        // Every mask contains its own segment.
+        let first = labels[0].mapv(|l| l == 0);
+        assert!(first.iter().zip(masks[0].iter()).all(|(&s, &m)| !s || m));
+    }
+
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn result_does_not_depend_on_thread_count() {
+        let x = image();
+        let many = felzenszwalb_masks(x.view().into_dyn()).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let one = pool.install(|| felzenszwalb_masks(x.view().into_dyn()).unwrap());
+        assert_eq!(many, one);
+    }
+}
