@@ -315,7 +315,7 @@ impl<F: Float> Xrai<F> {
                 None => segments::felzenszwalb_masks(x.view()),
             }
         };
-        let compute_attribution = || -> Result<(ArrayD<F>, Option<Vec<ArrayD<F>>>, Option<Vec<ArrayD<F>>>)> {
+        let compute_attribution = || -> Result<Attribution<F>> {
             match &self.base_attribution {
                 Some(base) => Ok((base.clone(), None, p.return_ig_attributions.then(|| vec![base.clone()]))),
                 None => {
@@ -407,6 +407,10 @@ impl<F: Float> CoreSaliency<F> for Xrai<F> {
             .into_dyn())
     }
 }
+
+/// The attribution XRAI ranks with, the baselines behind it and the
+/// attributions to return.
+type Attribution<F> = (ArrayD<F>, Option<Vec<ArrayD<F>>>, Option<Vec<ArrayD<F>>>);
 
 /// Runs `background` (on the thread pool, with `rayon`) while `foreground`
 /// runs on this thread, and returns both results. Without `rayon` they run
