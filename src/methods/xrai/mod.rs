@@ -301,30 +301,38 @@ impl<F: Float> Xrai<F> {
             }
         }
 
-        let (attribution, baselines, ig_attribution) = match &self.base_attribution {
-            Some(base) => (base.clone(), None, p.return_ig_attributions.then(|| vec![base.clone()])),
-            None => {
-                let baselines = match &self.baselines {
-                    Some(b) => b.clone(),
-                    None => default_baselines(x.view()),
-                };
-                let attrs = self.integrated_gradients(x.view(), &baselines, model, progress)?;
-                let mean = mean_of(&attrs, x.raw_dim());
-                (mean, Some(baselines), p.return_ig_attributions.then_some(attrs))
-            }
-        };
-        let attr = merge_channels(attribution)?;
-
-        let masks = match &self.segments {
-            Some(segments) => {
-                let mut set = MaskSet::new(height, width);
-                for s in segments {
-                    set.push_dense(s.view());
+        // The segments do not depend on the model: with `rayon` they are
+        // computed on the pool while the model runs on this thread.
+        let compute_masks = || -> Result<MaskSet> {
+            match &self.segments {
+                Some(segments) => {
+                    let mut set = MaskSet::new(height, width);
+                    for s in segments {
+                        set.push_dense(s.view());
+                    }
+                    Ok(set)
                 }
-                set
+                None => segments::felzenszwalb_masks(x.view()),
             }
-            None => segments::felzenszwalb_masks(x.view())?,
         };
+        let compute_attribution = || -> Result<Attribution<F>> {
+            match &self.base_attribution {
+                Some(base) => Ok((base.clone(), None, p.return_ig_attributions.then(|| vec![base.clone()]))),
+                None => {
+                    let baselines = match &self.baselines {
+                        Some(b) => b.clone(),
+                        None => default_baselines(x.view()),
+                    };
+                    let attrs = self.integrated_gradients(x.view(), &baselines, model, progress)?;
+                    let mean = mean_of(&attrs, x.raw_dim());
+                    Ok((mean, Some(baselines), p.return_ig_attributions.then_some(attrs)))
+                }
+            }
+        };
+        let (masks, attribution) = alongside(compute_masks, compute_attribution);
+        let (attribution, baselines, ig_attribution) = attribution?;
+        let masks = masks?;
+        let attr = merge_channels(attribution)?;
 
         let flat = standard_vec(attr.view());
         let ranking = match p.algorithm {
@@ -397,6 +405,35 @@ impl<F: Float> CoreSaliency<F> for Xrai<F> {
             .get_mask_with_details(x, model, progress)?
             .attribution_mask
             .into_dyn())
+    }
+}
+
+/// The attribution XRAI ranks with, the baselines behind it and the
+/// attributions to return.
+type Attribution<F> = (ArrayD<F>, Option<Vec<ArrayD<F>>>, Option<Vec<ArrayD<F>>>);
+
+/// Runs `background` (on the thread pool, with `rayon`) while `foreground`
+/// runs on this thread, and returns both results. Without `rayon` they run
+/// one after the other.
+fn alongside<A, B>(background: impl FnOnce() -> Result<A> + Send, foreground: impl FnOnce() -> B) -> (Result<A>, B)
+where
+    A: Send,
+{
+    #[cfg(feature = "rayon")]
+    {
+        let mut done: Option<Result<A>> = None;
+        let b = rayon::in_place_scope(|scope| {
+            scope.spawn(|_| done = Some(background()));
+            foreground()
+        });
+        // The scope waits for the spawned job, so `done` is always set.
+        let a = done.unwrap_or_else(|| Err(SaliencyError::param("segments", "", "were not computed")));
+        (a, b)
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let a = background();
+        (a, foreground())
     }
 }
 
