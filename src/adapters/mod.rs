@@ -1,7 +1,7 @@
 //! Ready-made [`CallModelFunction`](crate::CallModelFunction)s for deep
 //! learning frameworks, each behind a feature of the same name.
 //!
-//! - `candle` (feature `candle`): [`candle::CandleModel`] runs a candle model's
+//! - `candle` (feature `candle`): `candle::CandleModel` runs a candle model's
 //!   forward and backward passes and serves every [`OutputKey`](crate::OutputKey),
 //!   guided gradients included.
 
