@@ -133,8 +133,11 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
                 check_finite("baseline", &b.view())?;
                 b.iter().map(|v| v.as_f64()).collect()
             }
-            None => vec![0.0; input.len()],
+            None => Vec::new(),
         };
+        // An all-zero baseline (the default) is not stored: the passes then
+        // read two arrays fewer.
+        let baseline = (!baseline.iter().all(|b| b.to_bits() == 0)).then_some(baseline);
         let mut path = Path::new(input, baseline);
         let attr = path.run(x.shape(), self.steps, self.fraction, self.max_dist, model, progress)?;
         let attr = attr.into_iter().map(F::from_f64_lossy).collect();
@@ -175,8 +178,10 @@ const EPSILON: f64 = 1e-9;
 /// in, and moves the features in a second pass that also writes the next
 /// model input; the decisions are the reference's.
 struct Path {
-    input: Vec<f64>,
-    baseline: Vec<f64>,
+    /// The input, or `None` when it equals `delta` (zero baseline).
+    input: Option<Vec<f64>>,
+    /// The baseline, or `None` for zeros.
+    baseline: Option<Vec<f64>>,
     /// `input - baseline`.
     delta: Vec<f64>,
     /// The current point.
@@ -188,6 +193,8 @@ struct Path {
     hist: Histogram,
     /// The candidates as lists, for steps run iteration by iteration.
     fallback: Candidates,
+    /// Run every step iteration by iteration (to test the fast path).
+    always_iterate: bool,
 }
 
 /// The path fractions a step keeps every feature between.
@@ -201,11 +208,18 @@ struct Bounds {
 const NOT_CANDIDATE: u16 = u16::MAX;
 
 impl Path {
-    fn new(input: Vec<f64>, baseline: Vec<f64>) -> Self {
+    fn new(input: Vec<f64>, baseline: Option<Vec<f64>>) -> Self {
         let n = input.len();
-        let delta = input.iter().zip(&baseline).map(|(i, b)| i - b).collect();
+        let (delta, x, input) = match &baseline {
+            Some(b) => (
+                input.iter().zip(b).map(|(i, b)| i - b).collect(),
+                b.clone(),
+                Some(input),
+            ),
+            None => (input, vec![0.0; n], None),
+        };
         Path {
-            x: baseline.clone(),
+            x,
             input,
             baseline,
             delta,
@@ -213,6 +227,7 @@ impl Path {
             key: vec![NOT_CANDIDATE; n],
             hist: Histogram::new(),
             fallback: Candidates::default(),
+            always_iterate: false,
         }
     }
 
@@ -225,7 +240,7 @@ impl Path {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<f64>> {
-        let n = self.input.len();
+        let n = self.delta.len();
         let l1_total: f64 = self.delta.iter().map(|d| d.abs()).sum();
         if l1_total == 0.0 {
             return Ok(std::mem::take(&mut self.attr));
@@ -261,7 +276,7 @@ impl Path {
     fn step<F: Float>(&mut self, bounds: Bounds, l1_target: f64, k: usize, grad: &[F], model_input: &mut [F]) {
         let scale = KeyScale::of(grad);
         let (l1_current, exact_path_needed) = self.catch_up(bounds, scale, grad);
-        if exact_path_needed {
+        if exact_path_needed || self.always_iterate {
             self.iterate(bounds, l1_target, k, l1_current, grad);
             fill_model_input(model_input, &self.x);
             return;
@@ -273,8 +288,7 @@ impl Path {
             path: Features {
                 key: &self.key,
                 x: &self.x,
-                input: &self.input,
-                baseline: &self.baseline,
+                baseline: self.baseline.as_deref(),
                 delta: &self.delta,
             },
             grad,
@@ -290,7 +304,7 @@ impl Path {
             } else {
                 (f64::INFINITY, m)
             };
-            let (l1_selected, gain) = sorted.sums(moved_all, end);
+            let l1_selected = sorted.distance(moved_all, end);
             if l1_selected <= 0.0 {
                 // Nothing left to move: the reference would loop forever.
                 break;
@@ -306,7 +320,10 @@ impl Path {
             }
             moved_all = end;
             full_cut = threshold;
-            l1_current += gain;
+            // Every candidate lies between the baseline and its x_max, which
+            // lies between it and the input: moving it to x_max shortens the
+            // distance to the input by its distance to x_max.
+            l1_current -= l1_selected;
         }
         self.apply(bounds, full_cut, partial, grad, model_input);
     }
@@ -318,39 +335,22 @@ impl Path {
     /// step runs iteration by iteration).
     fn catch_up<F: Float>(&mut self, bounds: Bounds, scale: KeyScale, grad: &[F]) -> (f64, bool) {
         self.hist.clear(scale);
-        let span = bounds.max - bounds.min;
-        let mut exact_path_needed = false;
-        // Independent partial sums keep the additions from waiting on each other.
-        let mut l1 = [0.0; 4];
-        let features = self
-            .x
-            .iter_mut()
-            .zip(&mut self.attr)
-            .zip(&mut self.key)
-            .zip(grad)
-            .zip(self.baseline.iter().zip(&self.delta).zip(&self.input));
-        for (i, ((((x, a), key), &g), ((&b, &d), &input))) in features.enumerate() {
-            let g = g.as_f64();
-            if d != 0.0 && is_behind(*x - b, d, bounds.min) {
-                let moved = b + d * bounds.min;
-                *a += (moved - *x) * g;
-                *x = moved;
-            }
-            let here = (*x - input).abs();
-            l1[i % 4] += here;
-            let x_max = b + d * bounds.max;
-            // Distinct floats never differ by exactly 0: dist > 0 is x != x_max.
-            let dist = (*x - x_max).abs();
-            let candidate = dist > 0.0;
-            // 0 for non-candidates.
-            let gain = (x_max - input).abs() - here;
-            let k = self.hist.add(i, g.abs(), candidate, dist, gain);
-            *key = if candidate { k } else { NOT_CANDIDATE };
-            // Rounding could put x_max behind alpha_min only when the
-            // window is tiny next to the baseline's magnitude.
-            exact_path_needed |= candidate && span > 0.0 && d.abs() * span <= 1e-12 * (b.abs() + d.abs());
+        let input = self.input.as_deref().unwrap_or(&self.delta);
+        let (x, attr, key, hist) = (&mut self.x, &mut self.attr, &mut self.key, &mut self.hist);
+        match &self.baseline {
+            Some(b) => catch_up_pass(x, attr, key, hist, grad, b.iter().copied(), &self.delta, input, bounds),
+            None => catch_up_pass(
+                x,
+                attr,
+                key,
+                hist,
+                grad,
+                std::iter::repeat(0.0),
+                &self.delta,
+                input,
+                bounds,
+            ),
         }
-        ((l1[0] + l1[1]) + (l1[2] + l1[3]), exact_path_needed)
     }
 
     /// Moves the candidates with `|grad| <= full_cut` to `x_max` and those
@@ -368,27 +368,30 @@ impl Path {
         let (partial_cut, gamma) = partial.unwrap_or((f64::NEG_INFINITY, 0.0));
         let cut = full_cut.max(partial_cut);
         // Keys are monotonic: a larger key means a larger |grad|.
-        let cut_key = if cut < 0.0 { None } else { Some(self.hist.scale.key(cut)) };
-        let features = self
-            .x
-            .iter_mut()
-            .zip(&mut self.attr)
-            .zip(&self.key)
-            .zip(grad)
-            .zip(self.baseline.iter().zip(&self.delta))
-            .zip(model_input.iter_mut());
-        for (((((x, a), &key), &g), (&b, &d)), out) in features {
-            if key != NOT_CANDIDATE && cut_key.is_some_and(|c| key <= c) {
-                let g = g.as_f64();
-                let abs = g.abs();
-                if abs <= cut {
-                    let x_max = b + d * bounds.max;
-                    let moved = if abs <= full_cut { x_max } else { *x + (x_max - *x) * gamma };
-                    *a += (moved - *x) * g;
-                    *x = moved;
-                }
-            }
-            *out = F::from_f64_lossy(*x);
+        let cut_key = if cut < 0.0 {
+            None
+        } else {
+            Some(self.hist.scale.key(cut))
+        };
+        let moves = Moves {
+            alpha_max: bounds.max,
+            full_cut,
+            cut,
+            cut_key,
+            gamma,
+        };
+        let (x, attr) = (&mut self.x, &mut self.attr);
+        match &self.baseline {
+            Some(b) => moves.apply(x, attr, &self.key, grad, b.iter().copied(), &self.delta, model_input),
+            None => moves.apply(
+                x,
+                attr,
+                &self.key,
+                grad,
+                std::iter::repeat(0.0),
+                &self.delta,
+                model_input,
+            ),
         }
     }
 
@@ -399,15 +402,10 @@ impl Path {
         c.index.clear();
         c.abs.clear();
         c.dist.clear();
-        for (i, (((&key, &g), &x), (&b, &d))) in self
-            .key
-            .iter()
-            .zip(grad)
-            .zip(&self.x)
-            .zip(self.baseline.iter().zip(&self.delta))
-            .enumerate()
-        {
+        let baseline = self.baseline.as_deref();
+        for (i, (((&key, &g), &x), &d)) in self.key.iter().zip(grad).zip(&self.x).zip(&self.delta).enumerate() {
             if key != NOT_CANDIDATE {
+                let b = baseline.map_or(0.0, |b| b[i]);
                 c.index.push(i);
                 c.abs.push(g.as_f64().abs());
                 c.dist.push((x - (b + d * bounds.max)).abs());
@@ -460,11 +458,17 @@ impl Path {
             let (i, abs_grad, dist) = (c.index[j], c.abs[j], c.dist[j]);
             let mut keep = Some(dist);
             if abs_grad <= threshold {
-                let (b, d, input) = (self.baseline[i], self.delta[i], self.input[i]);
+                let b = self.baseline.as_deref().map_or(0.0, |b| b[i]);
+                let d = self.delta[i];
+                let input = self.input.as_deref().map_or(d, |x| x[i]);
                 let g = grad[i].as_f64();
                 let old = self.x[i];
                 let x_max = b + d * bounds.max;
-                let mut moved = if gamma > 1.0 { x_max } else { old + (x_max - old) * gamma };
+                let mut moved = if gamma > 1.0 {
+                    x_max
+                } else {
+                    old + (x_max - old) * gamma
+                };
                 self.attr[i] += (moved - old) * g;
                 if gamma > 1.0 && d != 0.0 && (moved - b) / d < bounds.min {
                     let caught_up = b + d * bounds.min;
@@ -486,6 +490,102 @@ impl Path {
         c.abs.truncate(kept);
         c.dist.truncate(kept);
         l1_change
+    }
+}
+
+/// [`Path::catch_up`]'s loop, for a stored or an all-zero baseline.
+#[allow(clippy::too_many_arguments)]
+fn catch_up_pass<F: Float>(
+    x: &mut [f64],
+    attr: &mut [f64],
+    keys: &mut [u16],
+    hist: &mut Histogram,
+    grad: &[F],
+    baseline: impl Iterator<Item = f64>,
+    delta: &[f64],
+    input: &[f64],
+    bounds: Bounds,
+) -> (f64, bool) {
+    let span = bounds.max - bounds.min;
+    let mut exact_path_needed = false;
+    // Independent partial sums keep the additions from waiting on each other.
+    let mut l1 = [0.0; 4];
+    let features = x
+        .iter_mut()
+        .zip(attr)
+        .zip(keys)
+        .zip(grad)
+        .zip(baseline.zip(delta).zip(input));
+    for (i, ((((x, a), key), &g), ((b, &d), &input))) in features.enumerate() {
+        let g = g.as_f64();
+        if d != 0.0 && is_behind(*x - b, d, bounds.min) {
+            let moved = b + d * bounds.min;
+            *a += (moved - *x) * g;
+            *x = moved;
+        }
+        let here = (*x - input).abs();
+        l1[i % 4] += here;
+        let x_max = b + d * bounds.max;
+        // Distinct floats never differ by exactly 0: dist > 0 is x != x_max.
+        let dist = (*x - x_max).abs();
+        let candidate = dist > 0.0;
+        let k = hist.add(i, g.abs(), candidate, dist);
+        *key = if candidate { k } else { NOT_CANDIDATE };
+        // Rounding could put x_max behind alpha_min only when the window is
+        // tiny next to the baseline's magnitude.
+        exact_path_needed |= candidate && span > 0.0 && d.abs() * span <= 1e-12 * (b.abs() + d.abs());
+    }
+    ((l1[0] + l1[1]) + (l1[2] + l1[3]), exact_path_needed)
+}
+
+/// What a step does to the candidates: move those with `|grad| <=
+/// full_cut` to `x_max`, those up to `cut` the fraction `gamma` of the way.
+struct Moves {
+    alpha_max: f64,
+    full_cut: f64,
+    cut: f64,
+    /// The bucket of `cut`; `None` when nothing moves.
+    cut_key: Option<u16>,
+    gamma: f64,
+}
+
+impl Moves {
+    /// [`Path::apply`]'s loop, for a stored or an all-zero baseline.
+    #[allow(clippy::too_many_arguments)]
+    fn apply<F: Float>(
+        &self,
+        x: &mut [f64],
+        attr: &mut [f64],
+        keys: &[u16],
+        grad: &[F],
+        baseline: impl Iterator<Item = f64>,
+        delta: &[f64],
+        model_input: &mut [F],
+    ) {
+        let features = x
+            .iter_mut()
+            .zip(attr)
+            .zip(keys)
+            .zip(grad)
+            .zip(baseline.zip(delta))
+            .zip(model_input.iter_mut());
+        for (((((x, a), &key), &g), (b, &d)), out) in features {
+            if key != NOT_CANDIDATE && self.cut_key.is_some_and(|c| key <= c) {
+                let g = g.as_f64();
+                let abs = g.abs();
+                if abs <= self.cut {
+                    let x_max = b + d * self.alpha_max;
+                    let moved = if abs <= self.full_cut {
+                        x_max
+                    } else {
+                        *x + (x_max - *x) * self.gamma
+                    };
+                    *a += (moved - *x) * g;
+                    *x = moved;
+                }
+            }
+            *out = F::from_f64_lossy(*x);
+        }
     }
 }
 
@@ -518,16 +618,28 @@ fn is_behind(from_baseline: f64, d: f64, alpha_min: f64) -> bool {
     } else if gap > margin {
         false
     } else {
-        from_baseline / d < alpha_min
+        divides_behind(from_baseline, d, alpha_min)
     }
 }
 
+/// The exact test, kept out of line so that the division is not computed
+/// speculatively for every feature.
+#[cold]
+#[inline(never)]
+fn divides_behind(from_baseline: f64, d: f64, alpha_min: f64) -> bool {
+    from_baseline / d < alpha_min
+}
+
 /// Number of histogram buckets for the candidates' `|grad|`.
-const BUCKETS: usize = 4096;
+const BUCKETS: usize = 1024;
+
+/// Histogram lanes: consecutive features go to different lanes so that
+/// updates of one bucket do not wait on each other.
+const LANES: usize = 4;
 
 /// Maps a non-negative value to a bucket, monotonically: 0 for values below
-/// the smallest positive one, then by the bits of the value (which order
-/// non-negative floats) above it, shifted to fit.
+/// the smallest positive one (or below `max / 2^24`), then by the bits of
+/// the value (which order non-negative floats) above it, shifted to fit.
 #[derive(Clone, Copy, Debug)]
 struct KeyScale {
     min_bits: u64,
@@ -542,7 +654,7 @@ impl KeyScale {
                 shift: 0,
             };
         }
-        let min_bits = min_pos.to_bits();
+        let min_bits = min_pos.max(max * f64::powi(2.0, -24)).to_bits();
         let range = max.to_bits() - min_bits;
         let mut shift = 0;
         while (range >> shift) >= (BUCKETS - 1) as u64 {
@@ -576,19 +688,17 @@ impl KeyScale {
     }
 }
 
-/// (|grad|, distance to `x_max`, change of the L1 distance if moved there).
-type Entry = (f64, f64, f64);
+/// (|grad|, distance to `x_max`) of a candidate.
+type Entry = (f64, f64);
 
-/// Count, distance sum and L1-change sum of the candidates per bucket, plus
-/// the buckets sorted on demand.
+/// Count and distance sum of the candidates per bucket, plus the buckets
+/// sorted on demand.
 struct Histogram {
     scale: KeyScale,
-    /// Per bucket and lane (`2 * bucket + lane`): consecutive features
-    /// alternate lanes so that their updates do not wait on each other.
-    lanes: Vec<(usize, f64, f64)>,
+    /// Per bucket and lane, at `LANES * bucket + lane`.
+    lanes: Vec<(usize, f64)>,
     count: Vec<usize>,
     dist: Vec<f64>,
-    gain: Vec<f64>,
     /// `start[b]`: how many candidates lie in buckets below `b`.
     start: Vec<usize>,
     /// Buckets sorted so far: (bucket, index in `store`).
@@ -603,10 +713,9 @@ impl Histogram {
     fn new() -> Self {
         Histogram {
             scale: KeyScale::new(f64::INFINITY, 0.0),
-            lanes: vec![(0, 0.0, 0.0); 2 * BUCKETS],
+            lanes: vec![(0, 0.0); LANES * BUCKETS],
             count: vec![0; BUCKETS],
             dist: vec![0.0; BUCKETS],
-            gain: vec![0.0; BUCKETS],
             start: vec![0; BUCKETS + 1],
             sorted: Vec::new(),
             store: Vec::new(),
@@ -616,19 +725,18 @@ impl Histogram {
 
     fn clear(&mut self, scale: KeyScale) {
         self.scale = scale;
-        self.lanes.fill((0, 0.0, 0.0));
+        self.lanes.fill((0, 0.0));
         self.sorted.clear();
     }
 
     /// Counts feature `i` in the bucket of `abs` if it is a candidate (a
-    /// non-candidate's `dist` and `gain` are 0) and returns the bucket.
+    /// non-candidate's `dist` is 0) and returns the bucket.
     #[inline]
-    fn add(&mut self, i: usize, abs: f64, candidate: bool, dist: f64, gain: f64) -> u16 {
+    fn add(&mut self, i: usize, abs: f64, candidate: bool, dist: f64) -> u16 {
         let key = self.scale.key(abs);
-        if let Some(slot) = self.lanes.get_mut(2 * usize::from(key) + (i & 1)) {
+        if let Some(slot) = self.lanes.get_mut(LANES * usize::from(key) + i % LANES) {
             slot.0 += usize::from(candidate);
             slot.1 += dist;
-            slot.2 += gain;
         }
         key
     }
@@ -638,8 +746,7 @@ impl Histogram {
 struct Features<'a> {
     key: &'a [u16],
     x: &'a [f64],
-    input: &'a [f64],
-    baseline: &'a [f64],
+    baseline: Option<&'a [f64]>,
     delta: &'a [f64],
 }
 
@@ -659,17 +766,15 @@ impl<F: Float> SortedCandidates<'_, F> {
     fn prepare(&mut self, k: usize) -> usize {
         let h = &mut *self.hist;
         let mut total = 0;
-        for ((((pair, c), d), g), s) in h
+        for (((lanes, c), d), s) in h
             .lanes
-            .chunks_exact(2)
+            .chunks_exact(LANES)
             .zip(&mut h.count)
             .zip(&mut h.dist)
-            .zip(&mut h.gain)
             .zip(&mut h.start)
         {
-            *c = pair[0].0 + pair[1].0;
-            *d = pair[0].1 + pair[1].1;
-            *g = pair[0].2 + pair[1].2;
+            *c = lanes.iter().map(|l| l.0).sum();
+            *d = lanes.iter().fold(0.0, |acc, l| acc + l.1);
             *s = total;
             total += *c;
         }
@@ -714,14 +819,8 @@ impl<F: Float> SortedCandidates<'_, F> {
             }
             let slot = h.wanted[usize::from(key)];
             if slot != usize::MAX {
-                let (x, input) = (p.x[i], p.input[i]);
-                let x_max = p.baseline[i] + p.delta[i] * self.alpha_max;
-                let entry = (
-                    self.grad[i].as_f64().abs(),
-                    (x - x_max).abs(),
-                    (x_max - input).abs() - (x - input).abs(),
-                );
-                h.store[slot].push(entry);
+                let x_max = p.baseline.map_or(0.0, |b| b[i]) + p.delta[i] * self.alpha_max;
+                h.store[slot].push((self.grad[i].as_f64().abs(), (p.x[i] - x_max).abs()));
             }
         }
         for &(b, slot) in &h.sorted[first..] {
@@ -753,24 +852,20 @@ impl<F: Float> SortedCandidates<'_, F> {
         (v, pos + run)
     }
 
-    /// Sums of distance and L1 change over sorted positions `lo..hi`.
-    fn sums(&mut self, lo: usize, hi: usize) -> (f64, f64) {
+    /// The sum of the distances to `x_max` over sorted positions `lo..hi`.
+    fn distance(&mut self, lo: usize, hi: usize) -> f64 {
         if lo >= hi {
-            return (0.0, 0.0);
+            return 0.0;
         }
         let (first, last) = (self.bucket_of(lo), self.bucket_of(hi - 1));
-        let mut total = (0.0, 0.0);
+        let mut total = 0.0;
         for b in first..=last {
             let (start, end) = (self.hist.start[b], self.hist.start[b + 1]);
             if lo <= start && end <= hi {
-                total.0 += self.hist.dist[b];
-                total.1 += self.hist.gain[b];
+                total += self.hist.dist[b];
             } else {
                 let (from, to) = (lo.max(start) - start, hi.min(end) - start);
-                for e in &self.bucket(b)[from..to] {
-                    total.0 += e.1;
-                    total.1 += e.2;
-                }
+                total += self.bucket(b)[from..to].iter().map(|e| e.1).sum::<f64>();
             }
         }
         total
@@ -780,6 +875,61 @@ impl<F: Float> SortedCandidates<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::BoxError;
+    use crate::model::ModelOutputs;
+
+    /// A deterministic nonlinear gradient with many ties (quantized) and
+    /// zeros, for comparing the histogram path with the plain iterations.
+    fn grads(batch: ArrayViewD<'_, f64>, _keys: &[OutputKey]) -> std::result::Result<ModelOutputs<f64>, BoxError> {
+        let flat: Vec<f64> = batch.iter().copied().collect();
+        let g = (0..flat.len())
+            .map(|i| {
+                let next = flat.get(i + 1).copied().unwrap_or(0.0);
+                let v = (3.0 * flat[i] + next).sin() * (1.0 + (i % 7) as f64);
+                if i % 11 == 0 { 0.0 } else { (v * 8.0).round() / 8.0 }
+            })
+            .collect::<Vec<_>>();
+        Ok(ModelOutputs::new().with(
+            OutputKey::InputOutputGradients,
+            ArrayD::from_shape_vec(batch.raw_dim(), g)?,
+        ))
+    }
+
+    #[test]
+    fn histogram_path_matches_plain_iterations() {
+        let n = 997;
+        let mut seed = 12345_u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let input: Vec<f64> = (0..n).map(|_| next()).collect();
+        let baseline: Vec<f64> = (0..n)
+            .map(|i| if i % 5 == 0 { input[i] } else { 0.3 * next() })
+            .collect();
+        for (steps, fraction, max_dist, with_baseline) in [
+            (50, 0.25, 0.02, false),
+            (40, 0.1, 0.1, true),
+            (30, 0.5, 1.0, true),
+            (20, 0.25, 0.0, false),
+            (25, 1.0, 0.05, true),
+            (35, 0.0, 0.03, true),
+        ] {
+            let run = |always_iterate: bool| {
+                let mut path = Path::new(input.clone(), with_baseline.then(|| baseline.clone()));
+                path.always_iterate = always_iterate;
+                path.run(&[n], steps, fraction, max_dist, &mut grads, &mut |_| {})
+                    .unwrap()
+            };
+            let (fast, plain) = (run(false), run(true));
+            let scale = plain.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+            let err = fast.iter().zip(&plain).fold(0.0_f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err <= 1e-12 * scale,
+                "steps {steps} fraction {fraction} max_dist {max_dist}: {err} of {scale}"
+            );
+        }
+    }
 
     #[test]
     fn is_close_matches_python() {
