@@ -55,8 +55,8 @@ fn occlusion(c: &mut Criterion) {
         let s: Vec<f32> = flat
             .chunks_exact(w.len())
             .map(|img| {
-                let mut acc = [0.0_f32; 8];
-                for (xs, ws) in img.chunks_exact(8).zip(w.chunks_exact(8)) {
+                let mut acc = [0.0_f32; 32];
+                for (xs, ws) in img.chunks_exact(32).zip(w.chunks_exact(32)) {
                     for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
                         *a += xv * wv;
                     }
