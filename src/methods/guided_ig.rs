@@ -740,14 +740,20 @@ impl KeyScale {
 
     /// The scale for the magnitudes of `grad`.
     fn of<F: Float>(grad: &[F]) -> Self {
-        let (mut min_pos, mut max) = (f64::INFINITY, 0.0_f64);
-        for &g in grad {
-            let a = g.as_f64().abs();
-            if a > 0.0 && a < min_pos {
-                min_pos = a;
-            }
-            max = max.max(a);
-        }
+        let extremes = |chunk: &[F]| {
+            chunk.iter().fold((f64::INFINITY, 0.0_f64), |(min_pos, max), &g| {
+                let a = g.as_f64().abs();
+                (if a > 0.0 { min_pos.min(a) } else { min_pos }, max.max(a))
+            })
+        };
+        let both = |a: (f64, f64), b: (f64, f64)| (a.0.min(b.0), a.1.max(b.1));
+        #[cfg(feature = "rayon")]
+        let (min_pos, max) = grad
+            .par_chunks(CHUNK)
+            .map(extremes)
+            .reduce(|| (f64::INFINITY, 0.0), both);
+        #[cfg(not(feature = "rayon"))]
+        let (min_pos, max) = grad.chunks(CHUNK).map(extremes).fold((f64::INFINITY, 0.0), both);
         KeyScale::new(min_pos, max)
     }
 
@@ -994,6 +1000,25 @@ mod tests {
                 "steps {steps} fraction {fraction} max_dist {max_dist}: {err} of {scale}"
             );
         }
+    }
+
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn result_does_not_depend_on_thread_count() {
+        // Several chunks of features.
+        let n = 3 * crate::parallel::CHUNK + 123;
+        let input: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut path = Path::new(input.clone(), None);
+                path.run(&[n], 12, 0.25, 0.05, &mut grads, &mut |_| {}).unwrap()
+            })
+        };
+        let one = run(1);
+        assert!(one.iter().any(|&v| v != 0.0));
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
     }
 
     #[test]
