@@ -69,7 +69,7 @@ fn occlusion(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("occlusion");
     group.sample_size(10);
-    for batch_size in [1, 64] {
+    for batch_size in [1, 16] {
         group.bench_function(format!("64x64x3 window 15 batch {batch_size}"), |b| {
             b.iter(|| {
                 let occ = Occlusion::new().size(15).batch_size(batch_size);
