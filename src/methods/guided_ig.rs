@@ -183,7 +183,7 @@ const EPSILON: f64 = 1e-9;
 /// of a step. Here a step makes one pass over all features (catch-up, L1
 /// distance, candidates and a histogram of their `|grad|`), then finds the
 /// iterations' thresholds from the histogram and the few buckets they fall
-/// in (sorted exactly), and moves the features in a second pass that also
+/// in (exact selection there), and moves the features in a second pass that also
 /// writes the next model input. Both passes run on fixed chunks (in parallel
 /// with the `rayon` feature), combined in chunk order. The decisions are
 /// the reference's; sums differ from NumPy's only in summation order.
@@ -327,7 +327,7 @@ impl Path {
             } else {
                 (f64::INFINITY, m)
             };
-            let l1_selected = sorted.distance(moved_all, end);
+            let l1_selected = sorted.distance(moved_all, end, full_cut, threshold);
             if l1_selected <= 0.0 {
                 // Nothing left to move: the reference would loop forever.
                 break;
@@ -773,7 +773,7 @@ impl KeyScale {
 type Entry = (f64, f64);
 
 /// Count and distance sum of the candidates per bucket, plus the buckets
-/// sorted on demand.
+/// collected on demand.
 struct Histogram {
     scale: KeyScale,
     /// Per chunk of features, bucket and lane, at
@@ -783,7 +783,7 @@ struct Histogram {
     dist: Vec<f64>,
     /// `start[b]`: how many candidates lie in buckets below `b`.
     start: Vec<usize>,
-    /// Buckets sorted so far: (bucket, index in `store`).
+    /// Buckets collected so far: (bucket, index in `store`).
     sorted: Vec<(usize, usize)>,
     /// Their entries, reused from step to step.
     store: Vec<Vec<Entry>>,
@@ -822,7 +822,7 @@ struct Features<'a> {
 }
 
 /// The candidates in ascending `|grad|` order, as far as a step needs them:
-/// whole buckets through the histogram, boundary buckets sorted on demand.
+/// whole buckets through the histogram, boundary buckets collected on demand.
 struct SortedCandidates<'a, F> {
     path: Features<'a>,
     grad: &'a [F],
@@ -870,7 +870,7 @@ impl<F: Float> SortedCandidates<'_, F> {
         self.hist.start.partition_point(|&s| s <= pos).saturating_sub(1)
     }
 
-    /// Collects and sorts the entries of `buckets` in one pass over the keys.
+    /// Collects the entries of `buckets` in one pass over the keys.
     fn collect(&mut self, buckets: &[usize]) {
         let h = &mut *self.hist;
         let first = h.sorted.len();
@@ -894,14 +894,13 @@ impl<F: Float> SortedCandidates<'_, F> {
                 h.store[slot].push((self.grad[i].as_f64().abs(), (p.x[i] - x_max).abs()));
             }
         }
-        for &(b, slot) in &h.sorted[first..] {
+        for &(b, _) in &h.sorted[first..] {
             h.wanted[b] = usize::MAX;
-            h.store[slot].sort_unstable_by(|p, q| p.0.total_cmp(&q.0));
         }
     }
 
-    /// The sorted entries of bucket `b`.
-    fn bucket(&mut self, b: usize) -> &[Entry] {
+    /// The entries of bucket `b`, in no particular order.
+    fn bucket(&mut self, b: usize) -> &mut [Entry] {
         let slot = match self.hist.sorted.iter().find(|(sb, _)| *sb == b) {
             Some(&(_, slot)) => slot,
             None => {
@@ -909,22 +908,25 @@ impl<F: Float> SortedCandidates<'_, F> {
                 self.hist.sorted.len() - 1
             }
         };
-        &self.hist.store[slot]
+        &mut self.hist.store[slot]
     }
 
     /// The value at sorted position `pos` and the end of its run of equal
-    /// values (equal values share a bucket).
+    /// values: the number of candidates at most that value (equal values
+    /// share a bucket). A selection within the bucket, not a sort.
     fn value_and_run_end(&mut self, pos: usize) -> (f64, usize) {
         let b = self.bucket_of(pos);
         let start = self.hist.start[b];
         let entries = self.bucket(b);
-        let v = entries[pos - start].0;
-        let run = entries[pos - start..].iter().take_while(|e| e.0 == v).count();
-        (v, pos + run)
+        let (_, &mut (v, _), _) = entries.select_nth_unstable_by(pos - start, |p, q| p.0.total_cmp(&q.0));
+        let at_most = entries.iter().filter(|e| e.0 <= v).count();
+        (v, start + at_most)
     }
 
-    /// The sum of the distances to `x_max` over sorted positions `lo..hi`.
-    fn distance(&mut self, lo: usize, hi: usize) -> f64 {
+    /// The sum of the distances to `x_max` over sorted positions `lo..hi`,
+    /// which are the candidates with `above < |grad| <= up_to` (`lo` and
+    /// `hi` end runs of equal values).
+    fn distance(&mut self, lo: usize, hi: usize, above: f64, up_to: f64) -> f64 {
         if lo >= hi {
             return 0.0;
         }
@@ -935,8 +937,8 @@ impl<F: Float> SortedCandidates<'_, F> {
             if lo <= start && end <= hi {
                 total += self.hist.dist[b];
             } else {
-                let (from, to) = (lo.max(start) - start, hi.min(end) - start);
-                total += self.bucket(b)[from..to].iter().map(|e| e.1).sum::<f64>();
+                let inside = |e: &&mut Entry| above < e.0 && e.0 <= up_to;
+                total += self.bucket(b).iter_mut().filter(inside).map(|e| e.1).sum::<f64>();
             }
         }
         total
