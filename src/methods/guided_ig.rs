@@ -741,9 +741,14 @@ impl KeyScale {
     /// The scale for the magnitudes of `grad`.
     fn of<F: Float>(grad: &[F]) -> Self {
         let extremes = |chunk: &[F]| {
+            // Plain comparisons (the values are finite) compile to min/max
+            // instructions without NaN handling.
             chunk.iter().fold((f64::INFINITY, 0.0_f64), |(min_pos, max), &g| {
                 let a = g.as_f64().abs();
-                (if a > 0.0 { min_pos.min(a) } else { min_pos }, max.max(a))
+                (
+                    if a > 0.0 && a < min_pos { a } else { min_pos },
+                    if a > max { a } else { max },
+                )
             })
         };
         let both = |a: (f64, f64), b: (f64, f64)| (a.0.min(b.0), a.1.max(b.1));
