@@ -794,6 +794,8 @@ struct Histogram {
     store: Vec<Vec<Entry>>,
     /// Slot in `sorted` of each bucket being collected, or `usize::MAX`.
     wanted: Vec<usize>,
+    /// Per chunk of features: (slot, entry) found by [`SortedCandidates::collect`].
+    found: Vec<Vec<(usize, Entry)>>,
 }
 
 impl Histogram {
@@ -807,6 +809,7 @@ impl Histogram {
             sorted: Vec::new(),
             store: Vec::new(),
             wanted: vec![usize::MAX; BUCKETS],
+            found: Vec::new(),
         }
     }
 
@@ -888,16 +891,28 @@ impl<F: Float> SortedCandidates<'_, F> {
             h.wanted[b] = slot;
             h.sorted.push((b, slot));
         }
-        let p = &self.path;
-        for (i, &key) in p.key.iter().enumerate() {
-            if key == NOT_CANDIDATE {
-                continue;
+        let (p, grad, alpha_max) = (&self.path, self.grad, self.alpha_max);
+        let wanted = &h.wanted[..];
+        // Fixed chunks scanned in parallel, appended in chunk order.
+        let scan = |(c, found): (usize, &mut Vec<(usize, Entry)>)| {
+            found.clear();
+            let start = c * CHUNK;
+            let keys = p.key.iter().enumerate().skip(start).take(CHUNK);
+            // `NOT_CANDIDATE` is no bucket: `get` gives `None`.
+            for (i, slot) in keys.filter_map(|(i, &key)| Some((i, *wanted.get(usize::from(key))?))) {
+                if slot != usize::MAX {
+                    let x_max = p.baseline.map_or(0.0, |b| b[i]) + p.delta[i] * alpha_max;
+                    found.push((slot, (grad[i].as_f64().abs(), (p.x[i] - x_max).abs())));
+                }
             }
-            let slot = h.wanted[usize::from(key)];
-            if slot != usize::MAX {
-                let x_max = p.baseline.map_or(0.0, |b| b[i]) + p.delta[i] * self.alpha_max;
-                h.store[slot].push((self.grad[i].as_f64().abs(), (p.x[i] - x_max).abs()));
-            }
+        };
+        h.found.resize_with(p.key.len().div_ceil(CHUNK), Vec::new);
+        #[cfg(feature = "rayon")]
+        h.found.par_iter_mut().enumerate().for_each(scan);
+        #[cfg(not(feature = "rayon"))]
+        h.found.iter_mut().enumerate().for_each(scan);
+        for &(slot, entry) in h.found.iter().flatten() {
+            h.store[slot].push(entry);
         }
         for &(b, _) in &h.sorted[first..] {
             h.wanted[b] = usize::MAX;
