@@ -8,7 +8,7 @@ use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::quantile::select;
 use crate::model::{CallModelFunction, OutputKey, call_model};
-use crate::parallel::CHUNK;
+use crate::parallel::{CHUNK, for_each_chunk_mut};
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
 
@@ -672,9 +672,11 @@ struct Candidates {
 
 /// Writes the path point, rounded to `F`, as the model's input.
 fn fill_model_input<F: Float>(out: &mut [F], x: &[f64]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = F::from_f64_lossy(v);
-    }
+    for_each_chunk_mut(out, |offset, chunk| {
+        for (o, &v) in chunk.iter_mut().zip(x.iter().skip(offset)) {
+            *o = F::from_f64_lossy(v);
+        }
+    });
 }
 
 /// The reference's `(x - baseline) / (input - baseline) < alpha_min` for
