@@ -38,10 +38,10 @@ use rayon::prelude::*;
 /// met (only possible through rounding; the reference loops forever) and when
 /// the target was overshot (the reference fails an assertion).
 ///
-/// The crate's own cost per step is two passes over the features (the
-/// reference makes about thirty NumPy passes per iteration, several
-/// iterations per step), parallel with the `rayon` feature; the result does
-/// not depend on the number of threads.
+/// The crate's own cost per step is two passes over the features and a scan
+/// of their histogram buckets (the reference makes about thirty NumPy passes
+/// per iteration, several iterations per step), parallel with the `rayon`
+/// feature; the result does not depend on the number of threads.
 ///
 /// ```
 /// use ndarray::array;
