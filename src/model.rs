@@ -251,7 +251,6 @@ fn check_outputs<F: Float>(outputs: &ModelOutputs<F>, batch_shape: &[usize], key
         // Contiguous outputs are scanned as slices (iterating an IxDyn array
         // element by element is slow).
         let non_finite = match value.as_slice() {
-            Some(flat) if all_finite(flat) => None,
             Some(flat) => find_non_finite(flat.iter().copied()),
             None => find_non_finite(value.iter().copied()),
         };
@@ -265,14 +264,6 @@ fn check_outputs<F: Float>(outputs: &ModelOutputs<F>, batch_shape: &[usize], key
         }
     }
     Ok(())
-}
-
-/// Whether every value is finite; checks blocks without stopping early
-/// inside them, so that the check is vectorised.
-fn all_finite<F: Float>(values: &[F]) -> bool {
-    values
-        .chunks(64)
-        .all(|block| block.iter().fold(true, |ok, v| ok & v.is_finite()))
 }
 
 /// `None` when every value is finite, else the count of non-finite values and
