@@ -8,14 +8,14 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use saliency::{
-    BlurIg, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams,
-    VanillaGradients, Xrai, XraiAlgorithm, XraiParameters, get_segments_felzenszwalb, visualize,
+    BlurIg, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey,
+    SmoothGradParams, VanillaGradients, Xrai, XraiAlgorithm, XraiParameters, get_segments_felzenszwalb, visualize,
 };
 
 #[path = "../examples/common/mod.rs"]
 mod common;
 
-use common::{cam_layer, grads, workload_image};
+use common::{cam_layer, grads, occlusion_weights, weighted_sums, workload_image};
 
 fn vanilla(c: &mut Criterion) {
     let x = workload_image(224, 224).into_dyn();
@@ -122,9 +122,29 @@ fn xrai(c: &mut Criterion) {
     }
 }
 
+fn guided_ig(c: &mut Criterion) {
+    let x = workload_image(224, 224).into_dyn();
+    c.benchmark_group("guided_ig")
+        .bench_function("224x224x3 200 steps", |b| {
+            b.iter(|| GuidedIg::new().get_mask(x.view(), &mut grads))
+        });
+}
+
+fn occlusion(c: &mut Criterion) {
+    let x = workload_image(64, 64).into_dyn();
+    let w = occlusion_weights();
+    let mut group = c.benchmark_group("occlusion");
+    for batch_size in [1, 16] {
+        let occ = Occlusion::new().size(15).batch_size(batch_size);
+        group.bench_function(format!("64x64x3 window 15 batch {batch_size}"), |b| {
+            b.iter(|| occ.get_mask(x.view(), &mut |batch, _| weighted_sums(batch, &w)))
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = vanilla, integrated_gradients, smoothgrad, visualization, blur_ig, grad_cam, guided_backprop, segments, xrai
+    targets = vanilla, integrated_gradients, smoothgrad, visualization, blur_ig, grad_cam, guided_backprop, guided_ig, occlusion, segments, xrai
 }
 criterion_main!(benches);

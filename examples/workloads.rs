@@ -75,7 +75,7 @@ fn workload(name: &str) -> Option<Workload> {
                 .get_mask(x.view().into_dyn(), &mut grads)
         })),
         "occlusion64" => {
-            // X64 is the top-left 64 x 64 crop; windows go to the model 64 at a time.
+            // X64 is the top-left 64 x 64 crop; windows go to the model 16 at a time.
             let x64 = x
                 .slice_each_axis(|ax| ndarray::Slice::from(..if ax.axis.index() < 2 { 64 } else { 3 }))
                 .to_owned();
@@ -84,7 +84,7 @@ fn workload(name: &str) -> Option<Workload> {
                 Occlusion::new()
                     .size(15)
                     .value(0.0)
-                    .batch_size(64)
+                    .batch_size(16)
                     .get_mask(x64.view().into_dyn(), &mut |b, _| weighted_sums(b, &w))
             }))
         }

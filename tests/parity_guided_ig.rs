@@ -93,6 +93,31 @@ fn guided_ig_matches_reference() {
     }
 }
 
+/// Input and baseline near 1e11, 1/64 apart at most: x_max rounds coarsely
+/// and can fall behind alpha_min, so steps run iteration by iteration.
+#[test]
+fn guided_ig_far_from_zero_matches_reference() {
+    let net = TanhNet::load();
+    let x = fixture::<f64>(TOPIC, "far_x");
+    let gig = GuidedIg::new()
+        .baseline(fixture::<f64>(TOPIC, "far_baseline"))
+        .steps(30)
+        .fraction(0.25)
+        .max_dist(0.05);
+    let mask = gig
+        .get_mask(x.view(), &mut |b, _| {
+            let shifted = b.mapv(|v| v - 1e11);
+            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, net.grads(shifted.view())))
+        })
+        .unwrap();
+    assert_close(
+        "guided_ig far_steps30_f64",
+        mask.view(),
+        fixture::<f64>(TOPIC, "far_steps30_f64").view(),
+        1e-6,
+    );
+}
+
 #[test]
 fn guided_ig_f32_matches_reference() {
     let net = TanhNet::load();

@@ -39,24 +39,24 @@ pub fn occlusion_weights() -> Vec<f32> {
     (0..64 * 64 * 3).map(|k| (0.1 * k as f64).cos() as f32).collect()
 }
 
-/// f(x) = sum(x * w) per batch element, shape [B, 1]; eight partial sums so
+/// f(x) = sum(x * w) per batch element, shape [B, 1]; 32 partial sums so
 /// that the compiler vectorises it, as NumPy does.
 pub fn weighted_sums(batch: ArrayViewD<'_, f32>, w: &[f32]) -> Result<ModelOutputs<f32>, BoxError> {
     let flat = batch.as_slice().ok_or("batch not contiguous")?;
     let scores: Vec<f32> = flat
         .chunks_exact(w.len())
         .map(|x| {
-            let mut acc = [0.0_f32; 8];
-            for (xs, ws) in x.chunks_exact(8).zip(w.chunks_exact(8)) {
+            let mut acc = [0.0_f32; 32];
+            for (xs, ws) in x.chunks_exact(32).zip(w.chunks_exact(32)) {
                 for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
                     *a += xv * wv;
                 }
             }
             let tail: f32 = x
-                .chunks_exact(8)
+                .chunks_exact(32)
                 .remainder()
                 .iter()
-                .zip(w.chunks_exact(8).remainder())
+                .zip(w.chunks_exact(32).remainder())
                 .map(|(a, b)| a * b)
                 .sum();
             acc.iter().sum::<f32>() + tail

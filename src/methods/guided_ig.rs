@@ -8,6 +8,9 @@ use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::quantile::select;
 use crate::model::{CallModelFunction, OutputKey, call_model};
+use crate::parallel::{CHUNK, for_each_chunk_mut};
+#[cfg(feature = "rayon")]
+use rayon::prelude::*;
 
 /// Guided Integrated Gradients: integrated gradients along an adaptive path
 /// that, at every step, moves first the features whose gradient is smallest
@@ -34,6 +37,11 @@ use crate::model::{CallModelFunction, OutputKey, call_model};
 /// every feature has reached `alpha + max_dist` but the target is still not
 /// met (only possible through rounding; the reference loops forever) and when
 /// the target was overshot (the reference fails an assertion).
+///
+/// The crate's own cost per step is two passes over the features and a scan
+/// of their histogram buckets (the reference makes about thirty NumPy passes
+/// per iteration, several iterations per step), parallel with the `rayon`
+/// feature; the result does not depend on the number of threads.
 ///
 /// ```
 /// use ndarray::array;
@@ -133,8 +141,11 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
                 check_finite("baseline", &b.view())?;
                 b.iter().map(|v| v.as_f64()).collect()
             }
-            None => vec![0.0; input.len()],
+            None => Vec::new(),
         };
+        // An all-zero baseline (the default) is not stored: the passes then
+        // read two arrays fewer.
+        let baseline = (!baseline.iter().all(|b| b.to_bits() == 0)).then_some(baseline);
         let mut path = Path::new(input, baseline);
         let attr = path.run(x.shape(), self.steps, self.fraction, self.max_dist, model, progress)?;
         let attr = attr.into_iter().map(F::from_f64_lossy).collect();
@@ -170,13 +181,21 @@ const EPSILON: f64 = 1e-9;
 ///
 /// The reference recomputes everything over all features at every iteration
 /// of a step. Here a step makes one pass over all features (catch-up, L1
-/// distance, candidates and a histogram of their `|grad|`), finds the
+/// distance, candidates and a histogram of their `|grad|`), then finds the
 /// iterations' thresholds from the histogram and the few buckets they fall
-/// in, and moves the features in a second pass that also writes the next
-/// model input; the decisions are the reference's.
+/// in (exact selection there), and moves the features in a second pass that also
+/// writes the next model input. Both passes run on fixed chunks (in parallel
+/// with the `rayon` feature), combined in chunk order. The decisions are
+/// the reference's; sums differ from NumPy's only in summation order.
+///
+/// Steps where rounding could move a feature from `x_max` back behind
+/// `alpha_min` (a baseline huge next to `input - baseline`) run the
+/// reference's iterations one by one instead.
 struct Path {
-    input: Vec<f64>,
-    baseline: Vec<f64>,
+    /// The input, or `None` when it equals `delta` (zero baseline).
+    input: Option<Vec<f64>>,
+    /// The baseline, or `None` for zeros.
+    baseline: Option<Vec<f64>>,
     /// `input - baseline`.
     delta: Vec<f64>,
     /// The current point.
@@ -188,7 +207,17 @@ struct Path {
     hist: Histogram,
     /// The candidates as lists, for steps run iteration by iteration.
     fallback: Candidates,
+    /// Run every step iteration by iteration (to test the fast path).
+    always_iterate: bool,
+    /// Per chunk of [`Path::catch_up`]: L1 distance and the exactness flag.
+    chunk_results: Vec<(f64, bool)>,
 }
+
+/// A chunk's `x`, `attr`, keys and histogram, as the zipped iterators give them.
+type CatchUpChunk<'a> = (((&'a mut [f64], &'a mut [f64]), &'a mut [u16]), &'a mut [Lane]);
+
+/// A chunk's `x`, `attr` and model input.
+type ApplyChunk<'a, F> = ((&'a mut [f64], &'a mut [f64]), &'a mut [F]);
 
 /// The path fractions a step keeps every feature between.
 #[derive(Clone, Copy)]
@@ -201,11 +230,18 @@ struct Bounds {
 const NOT_CANDIDATE: u16 = u16::MAX;
 
 impl Path {
-    fn new(input: Vec<f64>, baseline: Vec<f64>) -> Self {
+    fn new(input: Vec<f64>, baseline: Option<Vec<f64>>) -> Self {
         let n = input.len();
-        let delta = input.iter().zip(&baseline).map(|(i, b)| i - b).collect();
+        let (delta, x, input) = match &baseline {
+            Some(b) => (
+                input.iter().zip(b).map(|(i, b)| i - b).collect(),
+                b.clone(),
+                Some(input),
+            ),
+            None => (input, vec![0.0; n], None),
+        };
         Path {
-            x: baseline.clone(),
+            x,
             input,
             baseline,
             delta,
@@ -213,6 +249,8 @@ impl Path {
             key: vec![NOT_CANDIDATE; n],
             hist: Histogram::new(),
             fallback: Candidates::default(),
+            always_iterate: false,
+            chunk_results: Vec::new(),
         }
     }
 
@@ -225,7 +263,7 @@ impl Path {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<f64>> {
-        let n = self.input.len();
+        let n = self.delta.len();
         let l1_total: f64 = self.delta.iter().map(|d| d.abs()).sum();
         if l1_total == 0.0 {
             return Ok(std::mem::take(&mut self.attr));
@@ -261,7 +299,7 @@ impl Path {
     fn step<F: Float>(&mut self, bounds: Bounds, l1_target: f64, k: usize, grad: &[F], model_input: &mut [F]) {
         let scale = KeyScale::of(grad);
         let (l1_current, exact_path_needed) = self.catch_up(bounds, scale, grad);
-        if exact_path_needed {
+        if exact_path_needed || self.always_iterate {
             self.iterate(bounds, l1_target, k, l1_current, grad);
             fill_model_input(model_input, &self.x);
             return;
@@ -273,8 +311,7 @@ impl Path {
             path: Features {
                 key: &self.key,
                 x: &self.x,
-                input: &self.input,
-                baseline: &self.baseline,
+                baseline: self.baseline.as_deref(),
                 delta: &self.delta,
             },
             grad,
@@ -290,7 +327,7 @@ impl Path {
             } else {
                 (f64::INFINITY, m)
             };
-            let (l1_selected, gain) = sorted.sums(moved_all, end);
+            let l1_selected = sorted.distance(moved_all, end, full_cut, threshold);
             if l1_selected <= 0.0 {
                 // Nothing left to move: the reference would loop forever.
                 break;
@@ -306,7 +343,10 @@ impl Path {
             }
             moved_all = end;
             full_cut = threshold;
-            l1_current += gain;
+            // Every candidate lies between the baseline and its x_max, which
+            // lies between it and the input: moving it to x_max shortens the
+            // distance to the input by its distance to x_max.
+            l1_current -= l1_selected;
         }
         self.apply(bounds, full_cut, partial, grad, model_input);
     }
@@ -317,40 +357,56 @@ impl Path {
     /// feature moved to `x_max` could be caught up again by rounding (then the
     /// step runs iteration by iteration).
     fn catch_up<F: Float>(&mut self, bounds: Bounds, scale: KeyScale, grad: &[F]) -> (f64, bool) {
-        self.hist.clear(scale);
-        let span = bounds.max - bounds.min;
-        let mut exact_path_needed = false;
-        // Independent partial sums keep the additions from waiting on each other.
-        let mut l1 = [0.0; 4];
-        let features = self
-            .x
-            .iter_mut()
-            .zip(&mut self.attr)
-            .zip(&mut self.key)
-            .zip(grad)
-            .zip(self.baseline.iter().zip(&self.delta).zip(&self.input));
-        for (i, ((((x, a), key), &g), ((&b, &d), &input))) in features.enumerate() {
-            let g = g.as_f64();
-            if d != 0.0 && is_behind(*x - b, d, bounds.min) {
-                let moved = b + d * bounds.min;
-                *a += (moved - *x) * g;
-                *x = moved;
+        self.hist.clear(scale, self.x.len().div_ceil(CHUNK));
+        let input = self.input.as_deref().unwrap_or(&self.delta);
+        let (baseline, delta) = (self.baseline.as_deref(), &self.delta[..]);
+        // Fixed chunks, each with its own histogram, combined in order: the
+        // result does not depend on the number of threads.
+        let work = |(c, (((x, attr), key), lanes)): (usize, CatchUpChunk<'_>)| {
+            let range = c * CHUNK..c * CHUNK + x.len();
+            let (g, d, input) = (&grad[range.clone()], &delta[range.clone()], &input[range.clone()]);
+            match baseline {
+                Some(b) => catch_up_pass(
+                    x,
+                    attr,
+                    key,
+                    lanes,
+                    scale,
+                    g,
+                    b[range].iter().copied(),
+                    d,
+                    input,
+                    bounds,
+                ),
+                None => catch_up_pass(x, attr, key, lanes, scale, g, std::iter::repeat(0.0), d, input, bounds),
             }
-            let here = (*x - input).abs();
-            l1[i % 4] += here;
-            let x_max = b + d * bounds.max;
-            // Distinct floats never differ by exactly 0: dist > 0 is x != x_max.
-            let dist = (*x - x_max).abs();
-            let candidate = dist > 0.0;
-            // 0 for non-candidates.
-            let gain = (x_max - input).abs() - here;
-            let k = self.hist.add(i, g.abs(), candidate, dist, gain);
-            *key = if candidate { k } else { NOT_CANDIDATE };
-            // Rounding could put x_max behind alpha_min only when the
-            // window is tiny next to the baseline's magnitude.
-            exact_path_needed |= candidate && span > 0.0 && d.abs() * span <= 1e-12 * (b.abs() + d.abs());
+        };
+        let chunk_lanes = LANES * BUCKETS;
+        #[cfg(feature = "rayon")]
+        self.x
+            .par_chunks_mut(CHUNK)
+            .zip(self.attr.par_chunks_mut(CHUNK))
+            .zip(self.key.par_chunks_mut(CHUNK))
+            .zip(self.hist.lanes.par_chunks_mut(chunk_lanes))
+            .enumerate()
+            .map(work)
+            .collect_into_vec(&mut self.chunk_results);
+        #[cfg(not(feature = "rayon"))]
+        {
+            self.chunk_results.clear();
+            self.chunk_results.extend(
+                self.x
+                    .chunks_mut(CHUNK)
+                    .zip(self.attr.chunks_mut(CHUNK))
+                    .zip(self.key.chunks_mut(CHUNK))
+                    .zip(self.hist.lanes.chunks_mut(chunk_lanes))
+                    .enumerate()
+                    .map(work),
+            );
         }
-        ((l1[0] + l1[1]) + (l1[2] + l1[3]), exact_path_needed)
+        self.chunk_results
+            .iter()
+            .fold((0.0, false), |(l1, exact), &(l, e)| (l1 + l, exact || e))
     }
 
     /// Moves the candidates with `|grad| <= full_cut` to `x_max` and those
@@ -373,31 +429,36 @@ impl Path {
         } else {
             Some(self.hist.scale.key(cut))
         };
-        let features = self
-            .x
-            .iter_mut()
-            .zip(&mut self.attr)
-            .zip(&self.key)
-            .zip(grad)
-            .zip(self.baseline.iter().zip(&self.delta))
-            .zip(model_input.iter_mut());
-        for (((((x, a), &key), &g), (&b, &d)), out) in features {
-            if key != NOT_CANDIDATE && cut_key.is_some_and(|c| key <= c) {
-                let g = g.as_f64();
-                let abs = g.abs();
-                if abs <= cut {
-                    let x_max = b + d * bounds.max;
-                    let moved = if abs <= full_cut {
-                        x_max
-                    } else {
-                        *x + (x_max - *x) * gamma
-                    };
-                    *a += (moved - *x) * g;
-                    *x = moved;
-                }
+        let moves = Moves {
+            alpha_max: bounds.max,
+            full_cut,
+            cut,
+            cut_key,
+            gamma,
+        };
+        let (baseline, delta, keys) = (self.baseline.as_deref(), &self.delta[..], &self.key[..]);
+        let work = |(c, ((x, attr), out)): (usize, ApplyChunk<'_, F>)| {
+            let range = c * CHUNK..c * CHUNK + x.len();
+            let (k, g, d) = (&keys[range.clone()], &grad[range.clone()], &delta[range.clone()]);
+            match baseline {
+                Some(b) => moves.apply(x, attr, k, g, b[range].iter().copied(), d, out),
+                None => moves.apply(x, attr, k, g, std::iter::repeat(0.0), d, out),
             }
-            *out = F::from_f64_lossy(*x);
-        }
+        };
+        #[cfg(feature = "rayon")]
+        self.x
+            .par_chunks_mut(CHUNK)
+            .zip(self.attr.par_chunks_mut(CHUNK))
+            .zip(model_input.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(work);
+        #[cfg(not(feature = "rayon"))]
+        self.x
+            .chunks_mut(CHUNK)
+            .zip(self.attr.chunks_mut(CHUNK))
+            .zip(model_input.chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(work);
     }
 
     /// The reference's iterations one by one, for steps where rounding can
@@ -407,15 +468,10 @@ impl Path {
         c.index.clear();
         c.abs.clear();
         c.dist.clear();
-        for (i, (((&key, &g), &x), (&b, &d))) in self
-            .key
-            .iter()
-            .zip(grad)
-            .zip(&self.x)
-            .zip(self.baseline.iter().zip(&self.delta))
-            .enumerate()
-        {
+        let baseline = self.baseline.as_deref();
+        for (i, (((&key, &g), &x), &d)) in self.key.iter().zip(grad).zip(&self.x).zip(&self.delta).enumerate() {
             if key != NOT_CANDIDATE {
+                let b = baseline.map_or(0.0, |b| b[i]);
                 c.index.push(i);
                 c.abs.push(g.as_f64().abs());
                 c.dist.push((x - (b + d * bounds.max)).abs());
@@ -468,7 +524,9 @@ impl Path {
             let (i, abs_grad, dist) = (c.index[j], c.abs[j], c.dist[j]);
             let mut keep = Some(dist);
             if abs_grad <= threshold {
-                let (b, d, input) = (self.baseline[i], self.delta[i], self.input[i]);
+                let b = self.baseline.as_deref().map_or(0.0, |b| b[i]);
+                let d = self.delta[i];
+                let input = self.input.as_deref().map_or(d, |x| x[i]);
                 let g = grad[i].as_f64();
                 let old = self.x[i];
                 let x_max = b + d * bounds.max;
@@ -501,6 +559,108 @@ impl Path {
     }
 }
 
+/// [`Path::catch_up`]'s loop, for a stored or an all-zero baseline.
+#[allow(clippy::too_many_arguments)]
+fn catch_up_pass<F: Float>(
+    x: &mut [f64],
+    attr: &mut [f64],
+    keys: &mut [u16],
+    lanes: &mut [Lane],
+    scale: KeyScale,
+    grad: &[F],
+    baseline: impl Iterator<Item = f64>,
+    delta: &[f64],
+    input: &[f64],
+    bounds: Bounds,
+) -> (f64, bool) {
+    let span = bounds.max - bounds.min;
+    let mut exact_path_needed = false;
+    // Independent partial sums keep the additions from waiting on each other.
+    let mut l1 = [0.0; 4];
+    let features = x
+        .iter_mut()
+        .zip(attr)
+        .zip(keys)
+        .zip(grad)
+        .zip(baseline.zip(delta).zip(input));
+    for (i, ((((x, a), key), &g), ((b, &d), &input))) in features.enumerate() {
+        let g = g.as_f64();
+        if d != 0.0 && is_behind(*x - b, d, bounds.min) {
+            let moved = b + d * bounds.min;
+            *a += (moved - *x) * g;
+            *x = moved;
+        }
+        let here = (*x - input).abs();
+        l1[i % 4] += here;
+        let x_max = b + d * bounds.max;
+        // Distinct floats never differ by exactly 0: dist > 0 is x != x_max.
+        let dist = (*x - x_max).abs();
+        let candidate = dist > 0.0;
+        // Count a candidate in its bucket (a non-candidate's dist is 0).
+        let k = scale.key(g.abs());
+        if let Some(slot) = lanes.get_mut(LANES * usize::from(k) + i % LANES) {
+            slot.0 += usize::from(candidate);
+            slot.1 += dist;
+        }
+        *key = if candidate { k } else { NOT_CANDIDATE };
+        // Rounding could put x_max behind alpha_min only when the window is
+        // tiny next to the baseline's magnitude.
+        exact_path_needed |= candidate && span > 0.0 && d.abs() * span <= 1e-12 * (b.abs() + d.abs());
+    }
+    ((l1[0] + l1[1]) + (l1[2] + l1[3]), exact_path_needed)
+}
+
+/// What a step does to the candidates: move those with `|grad| <=
+/// full_cut` to `x_max`, those up to `cut` the fraction `gamma` of the way.
+struct Moves {
+    alpha_max: f64,
+    full_cut: f64,
+    cut: f64,
+    /// The bucket of `cut`; `None` when nothing moves.
+    cut_key: Option<u16>,
+    gamma: f64,
+}
+
+impl Moves {
+    /// [`Path::apply`]'s loop, for a stored or an all-zero baseline.
+    #[allow(clippy::too_many_arguments)]
+    fn apply<F: Float>(
+        &self,
+        x: &mut [f64],
+        attr: &mut [f64],
+        keys: &[u16],
+        grad: &[F],
+        baseline: impl Iterator<Item = f64>,
+        delta: &[f64],
+        model_input: &mut [F],
+    ) {
+        let features = x
+            .iter_mut()
+            .zip(attr)
+            .zip(keys)
+            .zip(grad)
+            .zip(baseline.zip(delta))
+            .zip(model_input.iter_mut());
+        for (((((x, a), &key), &g), (b, &d)), out) in features {
+            if key != NOT_CANDIDATE && self.cut_key.is_some_and(|c| key <= c) {
+                let g = g.as_f64();
+                let abs = g.abs();
+                if abs <= self.cut {
+                    let x_max = b + d * self.alpha_max;
+                    let moved = if abs <= self.full_cut {
+                        x_max
+                    } else {
+                        *x + (x_max - *x) * self.gamma
+                    };
+                    *a += (moved - *x) * g;
+                    *x = moved;
+                }
+            }
+            *out = F::from_f64_lossy(*x);
+        }
+    }
+}
+
 /// Candidate lists for [`Path::iterate`]: index, `|grad|`, `|x - x_max|`.
 #[derive(Default)]
 struct Candidates {
@@ -512,9 +672,11 @@ struct Candidates {
 
 /// Writes the path point, rounded to `F`, as the model's input.
 fn fill_model_input<F: Float>(out: &mut [F], x: &[f64]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = F::from_f64_lossy(v);
-    }
+    for_each_chunk_mut(out, |offset, chunk| {
+        for (o, &v) in chunk.iter_mut().zip(x.iter().skip(offset)) {
+            *o = F::from_f64_lossy(v);
+        }
+    });
 }
 
 /// The reference's `(x - baseline) / (input - baseline) < alpha_min` for
@@ -530,16 +692,31 @@ fn is_behind(from_baseline: f64, d: f64, alpha_min: f64) -> bool {
     } else if gap > margin {
         false
     } else {
-        from_baseline / d < alpha_min
+        divides_behind(from_baseline, d, alpha_min)
     }
 }
 
+/// The exact test, kept out of line so that the division is not computed
+/// speculatively for every feature.
+#[cold]
+#[inline(never)]
+fn divides_behind(from_baseline: f64, d: f64, alpha_min: f64) -> bool {
+    from_baseline / d < alpha_min
+}
+
 /// Number of histogram buckets for the candidates' `|grad|`.
-const BUCKETS: usize = 4096;
+const BUCKETS: usize = 1024;
+
+/// Histogram lanes: consecutive features go to different lanes so that
+/// updates of one bucket do not wait on each other.
+const LANES: usize = 2;
+
+/// A histogram cell: candidate count and distance sum.
+type Lane = (usize, f64);
 
 /// Maps a non-negative value to a bucket, monotonically: 0 for values below
-/// the smallest positive one, then by the bits of the value (which order
-/// non-negative floats) above it, shifted to fit.
+/// the smallest positive one (or below `max / 2^24`), then by the bits of
+/// the value (which order non-negative floats) above it, shifted to fit.
 #[derive(Clone, Copy, Debug)]
 struct KeyScale {
     min_bits: u64,
@@ -554,7 +731,7 @@ impl KeyScale {
                 shift: 0,
             };
         }
-        let min_bits = min_pos.to_bits();
+        let min_bits = min_pos.max(max * f64::powi(2.0, -24)).to_bits();
         let range = max.to_bits() - min_bits;
         let mut shift = 0;
         while (range >> shift) >= (BUCKETS - 1) as u64 {
@@ -565,14 +742,25 @@ impl KeyScale {
 
     /// The scale for the magnitudes of `grad`.
     fn of<F: Float>(grad: &[F]) -> Self {
-        let (mut min_pos, mut max) = (f64::INFINITY, 0.0_f64);
-        for &g in grad {
-            let a = g.as_f64().abs();
-            if a > 0.0 && a < min_pos {
-                min_pos = a;
-            }
-            max = max.max(a);
-        }
+        let extremes = |chunk: &[F]| {
+            // Plain comparisons (the values are finite) compile to min/max
+            // instructions without NaN handling.
+            chunk.iter().fold((f64::INFINITY, 0.0_f64), |(min_pos, max), &g| {
+                let a = g.as_f64().abs();
+                (
+                    if a > 0.0 && a < min_pos { a } else { min_pos },
+                    if a > max { a } else { max },
+                )
+            })
+        };
+        let both = |a: (f64, f64), b: (f64, f64)| (a.0.min(b.0), a.1.max(b.1));
+        #[cfg(feature = "rayon")]
+        let (min_pos, max) = grad
+            .par_chunks(CHUNK)
+            .map(extremes)
+            .reduce(|| (f64::INFINITY, 0.0), both);
+        #[cfg(not(feature = "rayon"))]
+        let (min_pos, max) = grad.chunks(CHUNK).map(extremes).fold((f64::INFINITY, 0.0), both);
         KeyScale::new(min_pos, max)
     }
 
@@ -588,61 +776,50 @@ impl KeyScale {
     }
 }
 
-/// (|grad|, distance to `x_max`, change of the L1 distance if moved there).
-type Entry = (f64, f64, f64);
+/// (|grad|, distance to `x_max`) of a candidate.
+type Entry = (f64, f64);
 
-/// Count, distance sum and L1-change sum of the candidates per bucket, plus
-/// the buckets sorted on demand.
+/// Count and distance sum of the candidates per bucket, plus the buckets
+/// collected on demand.
 struct Histogram {
     scale: KeyScale,
-    /// Per bucket and lane (`2 * bucket + lane`): consecutive features
-    /// alternate lanes so that their updates do not wait on each other.
-    lanes: Vec<(usize, f64, f64)>,
+    /// Per chunk of features, bucket and lane, at
+    /// `LANES * (BUCKETS * chunk + bucket) + lane`.
+    lanes: Vec<Lane>,
     count: Vec<usize>,
     dist: Vec<f64>,
-    gain: Vec<f64>,
     /// `start[b]`: how many candidates lie in buckets below `b`.
     start: Vec<usize>,
-    /// Buckets sorted so far: (bucket, index in `store`).
+    /// Buckets collected so far: (bucket, index in `store`).
     sorted: Vec<(usize, usize)>,
     /// Their entries, reused from step to step.
     store: Vec<Vec<Entry>>,
     /// Slot in `sorted` of each bucket being collected, or `usize::MAX`.
     wanted: Vec<usize>,
+    /// Per chunk of features: (slot, entry) found by [`SortedCandidates::collect`].
+    found: Vec<Vec<(usize, Entry)>>,
 }
 
 impl Histogram {
     fn new() -> Self {
         Histogram {
             scale: KeyScale::new(f64::INFINITY, 0.0),
-            lanes: vec![(0, 0.0, 0.0); 2 * BUCKETS],
+            lanes: Vec::new(),
             count: vec![0; BUCKETS],
             dist: vec![0.0; BUCKETS],
-            gain: vec![0.0; BUCKETS],
             start: vec![0; BUCKETS + 1],
             sorted: Vec::new(),
             store: Vec::new(),
             wanted: vec![usize::MAX; BUCKETS],
+            found: Vec::new(),
         }
     }
 
-    fn clear(&mut self, scale: KeyScale) {
+    fn clear(&mut self, scale: KeyScale, chunks: usize) {
         self.scale = scale;
-        self.lanes.fill((0, 0.0, 0.0));
+        self.lanes.clear();
+        self.lanes.resize(chunks * LANES * BUCKETS, (0, 0.0));
         self.sorted.clear();
-    }
-
-    /// Counts feature `i` in the bucket of `abs` if it is a candidate (a
-    /// non-candidate's `dist` and `gain` are 0) and returns the bucket.
-    #[inline]
-    fn add(&mut self, i: usize, abs: f64, candidate: bool, dist: f64, gain: f64) -> u16 {
-        let key = self.scale.key(abs);
-        if let Some(slot) = self.lanes.get_mut(2 * usize::from(key) + (i & 1)) {
-            slot.0 += usize::from(candidate);
-            slot.1 += dist;
-            slot.2 += gain;
-        }
-        key
     }
 }
 
@@ -650,13 +827,12 @@ impl Histogram {
 struct Features<'a> {
     key: &'a [u16],
     x: &'a [f64],
-    input: &'a [f64],
-    baseline: &'a [f64],
+    baseline: Option<&'a [f64]>,
     delta: &'a [f64],
 }
 
 /// The candidates in ascending `|grad|` order, as far as a step needs them:
-/// whole buckets through the histogram, boundary buckets sorted on demand.
+/// whole buckets through the histogram, boundary buckets collected on demand.
 struct SortedCandidates<'a, F> {
     path: Features<'a>,
     grad: &'a [F],
@@ -670,20 +846,18 @@ impl<F: Float> SortedCandidates<'_, F> {
     /// (`k`, `2k + 1`, ...), and returns the number of candidates.
     fn prepare(&mut self, k: usize) -> usize {
         let h = &mut *self.hist;
+        h.count.fill(0);
+        h.dist.fill(0.0);
+        for chunk in h.lanes.chunks_exact(LANES * BUCKETS) {
+            for ((lanes, c), d) in chunk.chunks_exact(LANES).zip(&mut h.count).zip(&mut h.dist) {
+                *c += lanes.iter().map(|l| l.0).sum::<usize>();
+                *d = lanes.iter().fold(*d, |acc, l| acc + l.1);
+            }
+        }
         let mut total = 0;
-        for ((((pair, c), d), g), s) in h
-            .lanes
-            .chunks_exact(2)
-            .zip(&mut h.count)
-            .zip(&mut h.dist)
-            .zip(&mut h.gain)
-            .zip(&mut h.start)
-        {
-            *c = pair[0].0 + pair[1].0;
-            *d = pair[0].1 + pair[1].1;
-            *g = pair[0].2 + pair[1].2;
+        for (s, &c) in h.start.iter_mut().zip(&h.count) {
             *s = total;
-            total += *c;
+            total += c;
         }
         if let Some(last) = h.start.last_mut() {
             *last = total;
@@ -706,7 +880,7 @@ impl<F: Float> SortedCandidates<'_, F> {
         self.hist.start.partition_point(|&s| s <= pos).saturating_sub(1)
     }
 
-    /// Collects and sorts the entries of `buckets` in one pass over the keys.
+    /// Collects the entries of `buckets` in one pass over the keys.
     fn collect(&mut self, buckets: &[usize]) {
         let h = &mut *self.hist;
         let first = h.sorted.len();
@@ -719,31 +893,36 @@ impl<F: Float> SortedCandidates<'_, F> {
             h.wanted[b] = slot;
             h.sorted.push((b, slot));
         }
-        let p = &self.path;
-        for (i, &key) in p.key.iter().enumerate() {
-            if key == NOT_CANDIDATE {
-                continue;
+        let (p, grad, alpha_max) = (&self.path, self.grad, self.alpha_max);
+        let wanted = &h.wanted[..];
+        // Fixed chunks scanned in parallel, appended in chunk order.
+        let scan = |(c, found): (usize, &mut Vec<(usize, Entry)>)| {
+            found.clear();
+            let start = c * CHUNK;
+            let keys = p.key.iter().enumerate().skip(start).take(CHUNK);
+            // `NOT_CANDIDATE` is no bucket: `get` gives `None`.
+            for (i, slot) in keys.filter_map(|(i, &key)| Some((i, *wanted.get(usize::from(key))?))) {
+                if slot != usize::MAX {
+                    let x_max = p.baseline.map_or(0.0, |b| b[i]) + p.delta[i] * alpha_max;
+                    found.push((slot, (grad[i].as_f64().abs(), (p.x[i] - x_max).abs())));
+                }
             }
-            let slot = h.wanted[usize::from(key)];
-            if slot != usize::MAX {
-                let (x, input) = (p.x[i], p.input[i]);
-                let x_max = p.baseline[i] + p.delta[i] * self.alpha_max;
-                let entry = (
-                    self.grad[i].as_f64().abs(),
-                    (x - x_max).abs(),
-                    (x_max - input).abs() - (x - input).abs(),
-                );
-                h.store[slot].push(entry);
-            }
+        };
+        h.found.resize_with(p.key.len().div_ceil(CHUNK), Vec::new);
+        #[cfg(feature = "rayon")]
+        h.found.par_iter_mut().enumerate().for_each(scan);
+        #[cfg(not(feature = "rayon"))]
+        h.found.iter_mut().enumerate().for_each(scan);
+        for &(slot, entry) in h.found.iter().flatten() {
+            h.store[slot].push(entry);
         }
-        for &(b, slot) in &h.sorted[first..] {
+        for &(b, _) in &h.sorted[first..] {
             h.wanted[b] = usize::MAX;
-            h.store[slot].sort_unstable_by(|p, q| p.0.total_cmp(&q.0));
         }
     }
 
-    /// The sorted entries of bucket `b`.
-    fn bucket(&mut self, b: usize) -> &[Entry] {
+    /// The entries of bucket `b`, in no particular order.
+    fn bucket(&mut self, b: usize) -> &mut [Entry] {
         let slot = match self.hist.sorted.iter().find(|(sb, _)| *sb == b) {
             Some(&(_, slot)) => slot,
             None => {
@@ -751,38 +930,37 @@ impl<F: Float> SortedCandidates<'_, F> {
                 self.hist.sorted.len() - 1
             }
         };
-        &self.hist.store[slot]
+        &mut self.hist.store[slot]
     }
 
     /// The value at sorted position `pos` and the end of its run of equal
-    /// values (equal values share a bucket).
+    /// values: the number of candidates at most that value (equal values
+    /// share a bucket). A selection within the bucket, not a sort.
     fn value_and_run_end(&mut self, pos: usize) -> (f64, usize) {
         let b = self.bucket_of(pos);
         let start = self.hist.start[b];
         let entries = self.bucket(b);
-        let v = entries[pos - start].0;
-        let run = entries[pos - start..].iter().take_while(|e| e.0 == v).count();
-        (v, pos + run)
+        let (_, &mut (v, _), _) = entries.select_nth_unstable_by(pos - start, |p, q| p.0.total_cmp(&q.0));
+        let at_most = entries.iter().filter(|e| e.0 <= v).count();
+        (v, start + at_most)
     }
 
-    /// Sums of distance and L1 change over sorted positions `lo..hi`.
-    fn sums(&mut self, lo: usize, hi: usize) -> (f64, f64) {
+    /// The sum of the distances to `x_max` over sorted positions `lo..hi`,
+    /// which are the candidates with `above < |grad| <= up_to` (`lo` and
+    /// `hi` end runs of equal values).
+    fn distance(&mut self, lo: usize, hi: usize, above: f64, up_to: f64) -> f64 {
         if lo >= hi {
-            return (0.0, 0.0);
+            return 0.0;
         }
         let (first, last) = (self.bucket_of(lo), self.bucket_of(hi - 1));
-        let mut total = (0.0, 0.0);
+        let mut total = 0.0;
         for b in first..=last {
             let (start, end) = (self.hist.start[b], self.hist.start[b + 1]);
             if lo <= start && end <= hi {
-                total.0 += self.hist.dist[b];
-                total.1 += self.hist.gain[b];
+                total += self.hist.dist[b];
             } else {
-                let (from, to) = (lo.max(start) - start, hi.min(end) - start);
-                for e in &self.bucket(b)[from..to] {
-                    total.0 += e.1;
-                    total.1 += e.2;
-                }
+                let inside = |e: &&mut Entry| above < e.0 && e.0 <= up_to;
+                total += self.bucket(b).iter_mut().filter(inside).map(|e| e.1).sum::<f64>();
             }
         }
         total
@@ -792,6 +970,80 @@ impl<F: Float> SortedCandidates<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::BoxError;
+    use crate::model::ModelOutputs;
+
+    /// A deterministic nonlinear gradient with many ties (quantized) and
+    /// zeros, for comparing the histogram path with the plain iterations.
+    fn grads(batch: ArrayViewD<'_, f64>, _keys: &[OutputKey]) -> std::result::Result<ModelOutputs<f64>, BoxError> {
+        let flat: Vec<f64> = batch.iter().copied().collect();
+        let g = (0..flat.len())
+            .map(|i| {
+                let next = flat.get(i + 1).copied().unwrap_or(0.0);
+                let v = (3.0 * flat[i] + next).sin() * (1.0 + (i % 7) as f64);
+                if i % 11 == 0 { 0.0 } else { (v * 8.0).round() / 8.0 }
+            })
+            .collect::<Vec<_>>();
+        Ok(ModelOutputs::new().with(
+            OutputKey::InputOutputGradients,
+            ArrayD::from_shape_vec(batch.raw_dim(), g)?,
+        ))
+    }
+
+    #[test]
+    fn histogram_path_matches_plain_iterations() {
+        let n = 997;
+        let mut seed = 12345_u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let input: Vec<f64> = (0..n).map(|_| next()).collect();
+        let baseline: Vec<f64> = (0..n)
+            .map(|i| if i % 5 == 0 { input[i] } else { 0.3 * next() })
+            .collect();
+        for (steps, fraction, max_dist, with_baseline) in [
+            (50, 0.25, 0.02, false),
+            (40, 0.1, 0.1, true),
+            (30, 0.5, 1.0, true),
+            (20, 0.25, 0.0, false),
+            (25, 1.0, 0.05, true),
+            (35, 0.0, 0.03, true),
+        ] {
+            let run = |always_iterate: bool| {
+                let mut path = Path::new(input.clone(), with_baseline.then(|| baseline.clone()));
+                path.always_iterate = always_iterate;
+                path.run(&[n], steps, fraction, max_dist, &mut grads, &mut |_| {})
+                    .unwrap()
+            };
+            let (fast, plain) = (run(false), run(true));
+            let scale = plain.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+            let err = fast.iter().zip(&plain).fold(0.0_f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err <= 1e-12 * scale,
+                "steps {steps} fraction {fraction} max_dist {max_dist}: {err} of {scale}"
+            );
+        }
+    }
+
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn result_does_not_depend_on_thread_count() {
+        // Several chunks of features.
+        let n = 3 * crate::parallel::CHUNK + 123;
+        let input: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut path = Path::new(input.clone(), None);
+                path.run(&[n], 12, 0.25, 0.05, &mut grads, &mut |_| {}).unwrap()
+            })
+        };
+        let one = run(1);
+        assert!(one.iter().any(|&v| v != 0.0));
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
 
     #[test]
     fn is_close_matches_python() {

@@ -46,5 +46,15 @@ def generate():
     save(TOPIC, "straight_steps20_f64", gig.GetMask(x, model, x_steps=20, fraction=0.25, max_dist=0.0))
     save(TOPIC, "partial_baseline_f64",
          gig.GetMask(x, model, x_baseline=partial, x_steps=40, fraction=0.3, max_dist=0.05))
+    # Input and baseline far from 0 but close to each other: x_max rounds
+    # coarsely next to alpha_min.
+    far_x = 1e11 + np.round(x * 64) / 64
+    far_baseline = 1e11 + np.round(baseline * 64) / 64
+    save(TOPIC, "far_x", far_x)
+    save(TOPIC, "far_baseline", far_baseline)
+    save(TOPIC, "far_steps30_f64",
+         gig.GetMask(far_x, lambda b, call_model_args=None, expected_keys=None:
+                     model(b - 1e11, call_model_args, expected_keys),
+                     x_baseline=far_baseline, x_steps=30, fraction=0.25, max_dist=0.05))
     # The reference computes in float64 whatever the input's dtype.
     save(TOPIC, "default_f32", gig.GetMask(x.astype(np.float32), model))
