@@ -35,6 +35,8 @@ pub mod error;
 mod float;
 pub mod imageops;
 pub mod methods;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod model;
 mod parallel;
 pub mod visualize;
