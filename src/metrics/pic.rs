@@ -304,7 +304,10 @@ pub const DEFAULT_THRESHOLDS: [f64; 13] = [
 /// use saliency::metrics::{PicMetric, generate_random_mask, estimate_image_entropy};
 ///
 /// // A textured image and a saliency map that prefers its left half.
-/// let image = Array3::<u8>::from_shape_fn((48, 48, 3), |(i, j, c)| ((i * 31 + j * 17 + c * 50) % 256) as u8);
+/// let image = Array3::<u8>::from_shape_fn((48, 48, 3), |(i, j, c)| {
+///     let (y, x) = (i as f64, j as f64);
+///     (128.0 + 60.0 * (0.3 * y + c as f64).sin() * (0.2 * x).cos() + 30.0 * (0.9 * y).sin()) as u8
+/// });
 /// let saliency = Array2::<f64>::from_shape_fn((48, 48), |(i, j)| (48 - j) as f64 + 0.01 * i as f64);
 /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 /// let random_mask = generate_random_mask(48, 48, 0.01, &mut rng)?;
