@@ -47,4 +47,6 @@ pub use float::Float;
 pub use methods::integrated_gradients::IntegratedGradients;
 pub use methods::smoothgrad::{SmoothGrad, SmoothGradParams};
 pub use methods::vanilla::VanillaGradients;
+#[cfg(feature = "metrics")]
+pub use metrics::{AggregateMetricResult, Aggregation, PicMetric, PicMetricResult};
 pub use model::{CallModelFunction, ModelOutputs, OutputKey, model_fn};
