@@ -103,7 +103,25 @@ fn cross(a: (i64, i64), b: (i64, i64), p: (i64, i64)) -> i64 {
     (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0)
 }
 
-/// Interpolates every unfilled pixel inside or on the edge of the triangle.
+/// The columns `c` of row `r` with `cross(a, b, (r, c)) >= 0`, as an
+/// inclusive range clipped to `lo..=hi` (empty when `lo > hi`). The edge
+/// function is `B * c + K` with `B = b.0 - a.0`.
+#[inline]
+fn edge_span(a: (i64, i64), b: (i64, i64), r: i64, (lo, hi): (i64, i64)) -> (i64, i64) {
+    let coef = b.0 - a.0;
+    let k = -coef * a.1 - (b.1 - a.1) * (r - a.0);
+    match coef.signum() {
+        // c >= ceil(-k / coef)
+        1 => (lo.max(-k.div_euclid(coef)), hi),
+        // c <= floor(k / -coef)
+        -1 => (lo, hi.min(k.div_euclid(-coef))),
+        _ if k >= 0 => (lo, hi),
+        _ => (1, 0),
+    }
+}
+
+/// Interpolates every unfilled pixel inside or on the edge of the triangle,
+/// row by row over the exact span of columns inside it.
 fn rasterise(
     values: &mut [f64],
     filled: &mut [bool],
@@ -121,14 +139,15 @@ fn rasterise(
         a.0.min(b.0).min(c.0).max(0),
         a.0.max(b.0).max(c.0).min(height as i64 - 1),
     );
-    let (cmin, cmax) = (
+    let bbox = (
         a.1.min(b.1).min(c.1).max(0),
         a.1.max(b.1).max(c.1).min(width as i64 - 1),
     );
     let idx = |(r, col): (i64, i64)| (r as usize * width + col as usize) * channels;
     let (ia, ib, ic) = (idx(a), idx(b), idx(c));
     for r in rmin..=rmax {
-        for col in cmin..=cmax {
+        let span = edge_span(a, b, r, edge_span(b, c, r, edge_span(c, a, r, bbox)));
+        for col in span.0..=span.1 {
             let p = r as usize * width + col as usize;
             if filled.get(p).copied().unwrap_or(true) {
                 continue;
@@ -152,6 +171,51 @@ fn rasterise(
             if let Some(f) = filled.get_mut(p) {
                 *f = true;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row spans hold exactly the pixels whose three edge tests are >= 0.
+    #[test]
+    fn spans_match_brute_force() {
+        let mut state = 12345_u64;
+        let mut next = |m: i64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 33) % m as u64) as i64
+        };
+        for _ in 0..500 {
+            let [a, b, c] = [(next(20), next(20)), (next(20), next(20)), (next(20), next(20))];
+            let (b, c) = if cross(a, b, c) < 0 { (c, b) } else { (b, c) };
+            for r in -1..21 {
+                let span = edge_span(a, b, r, edge_span(b, c, r, edge_span(c, a, r, (0, 19))));
+                for col in 0..20 {
+                    let q = (r, col);
+                    let inside = cross(a, b, q) >= 0 && cross(b, c, q) >= 0 && cross(c, a, q) >= 0;
+                    assert_eq!(inside, (span.0..=span.1).contains(&col), "{a:?} {b:?} {c:?} at {q:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn linear_interpolation_is_exact_on_a_plane() {
+        // v = 2 r + 3 c + 1 is reproduced exactly by any triangulation.
+        let (h, w) = (9, 11);
+        let plane = |p: usize| 2.0 * (p / w) as f64 + 3.0 * (p % w) as f64 + 1.0;
+        let corners = [0, w - 1, (h - 1) * w, h * w - 1];
+        let known: Vec<bool> = (0..h * w)
+            .map(|p| p % 7 == 0 || p % 13 == 5 || corners.contains(&p))
+            .collect();
+        let mut values: Vec<f64> = (0..h * w).map(|p| if known[p] { plane(p) } else { -1.0 }).collect();
+        griddata(&mut values, &known, (h, w, 1), Interpolation::Linear, &[0.0]).unwrap();
+        for (p, v) in values.iter().enumerate() {
+            assert!((v - plane(p)).abs() < 1e-12, "pixel {p}: {v} vs {}", plane(p));
         }
     }
 }
