@@ -487,3 +487,22 @@ fn u8_rounding_is_half_to_even_after_float32() {
     let flat: Vec<u8> = blurred.iter().copied().collect();
     assert_eq!(flat, [0, 0, 1, 1, 2, 2]);
 }
+
+#[cfg(feature = "rayon")]
+#[test]
+fn result_does_not_depend_on_the_thread_count() {
+    let img = image();
+    let mask = generate_random_mask(64, 64, 0.01, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+    let saliency = random_saliency(64, 64, 6);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            PicMetric::new()
+                .compute(img.view(), saliency.view(), mask.view(), entropy_prediction)
+                .unwrap()
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(3));
+    assert_eq!(one, run(8));
+}
