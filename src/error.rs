@@ -134,9 +134,75 @@ pub enum SaliencyError {
         #[source]
         source: BoxError,
     },
+
+    /// PIC skip condition: the model's prediction on the original image is
+    /// below `min_pred_value`. Skip the image (or lower `min_pred_value`).
+    #[error(
+        "the model prediction on the original image is lower than min_pred_value: skip this image or \
+         decrease min_pred_value (min_pred_value = {min_pred_value}, the image prediction = {prediction})"
+    )]
+    PicPredictionTooLow {
+        /// The threshold that was set.
+        min_pred_value: f64,
+        /// The prediction on the original image.
+        prediction: f64,
+    },
+
+    /// PIC skip condition: the completely blurred image holds at least as
+    /// much information (lossless WebP bytes) as the original. Exclude the
+    /// image from the evaluation.
+    #[error(
+        "the entropy of the completely blurred image is not lower than that of the original image: \
+         exclude this image from the evaluation (blurred entropy {blurred}, original entropy {original})"
+    )]
+    PicBlurredEntropyNotLower {
+        /// Size of the blurred image's encoding, in bytes.
+        blurred: usize,
+        /// Size of the original image's encoding, in bytes.
+        original: usize,
+    },
+
+    /// PIC skip condition: the model's prediction on the completely blurred
+    /// image is not lower than on the original. Exclude the image from the
+    /// evaluation.
+    #[error(
+        "the model prediction on the completely blurred image is not lower than on the original image: \
+         exclude this image from the evaluation (blurred score {blurred}, original score {original})"
+    )]
+    PicBlurredPredictionNotLower {
+        /// The prediction on the completely blurred image.
+        blurred: f64,
+        /// The prediction on the original image.
+        original: f64,
+    },
+
+    /// Estimating an image's information (its compressed size) failed, for
+    /// example because the image is too large for the format.
+    #[error("cannot estimate the image's information with {format}: {source}")]
+    ImageEncoding {
+        /// The format or estimator, such as "lossless WebP".
+        format: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl SaliencyError {
+    /// `true` for the three conditions under which the PIC metric of an image
+    /// is undefined and the image should be skipped
+    /// ([`PicPredictionTooLow`](Self::PicPredictionTooLow),
+    /// [`PicBlurredEntropyNotLower`](Self::PicBlurredEntropyNotLower),
+    /// [`PicBlurredPredictionNotLower`](Self::PicBlurredPredictionNotLower)).
+    pub fn is_pic_skip(&self) -> bool {
+        matches!(
+            self,
+            SaliencyError::PicPredictionTooLow { .. }
+                | SaliencyError::PicBlurredEntropyNotLower { .. }
+                | SaliencyError::PicBlurredPredictionNotLower { .. }
+        )
+    }
+
     /// Shorthand for [`SaliencyError::InvalidParameter`].
     pub(crate) fn param(name: &'static str, value: impl std::fmt::Display, reason: &'static str) -> Self {
         SaliencyError::InvalidParameter {

@@ -38,6 +38,8 @@ pub mod error;
 mod float;
 pub mod imageops;
 pub mod methods;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod model;
 mod parallel;
 pub mod visualize;
@@ -62,4 +64,6 @@ pub use methods::xrai::{
     Xrai, XraiAlgorithm, XraiOutput, XraiParameters, XraiSegments, get_segment_labels_felzenszwalb,
     get_segments_felzenszwalb,
 };
+#[cfg(feature = "metrics")]
+pub use metrics::{AggregateMetricResult, Aggregation, PicMetric, PicMetricResult};
 pub use model::{CallModelFunction, ModelOutputs, OutputKey, model_fn};

@@ -3,14 +3,18 @@
 
 pub mod felzenszwalb;
 pub mod gaussian;
+pub mod interp;
 pub mod morphology;
 pub mod quantile;
 pub mod resize;
 pub mod sum;
+pub mod trapz;
 
 pub use felzenszwalb::{FelzenszwalbGraph, felzenszwalb};
 pub use gaussian::{BoundaryMode, gaussian_filter};
+pub use interp::interp;
 pub use morphology::{binary_dilation, disk};
-pub use quantile::{percentile, quantile_lower};
+pub use quantile::{percentile, quantile, quantile_lower};
 pub use resize::{ResizeMode, ResizeOptions, resize};
 pub use sum::{mean, sum};
+pub use trapz::{pairwise_sum, trapz};

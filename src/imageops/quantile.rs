@@ -61,10 +61,33 @@ pub(crate) fn select<F: Float>(values: &mut [F], k: usize) -> F {
 /// ```
 pub fn percentile<F: Float>(values: &mut [F], q: f64) -> Result<F> {
     check_fraction("percentile", q, 100.0)?;
+    // NumPy divides first and then proceeds as `quantile`.
+    linear(values, q / 100.0)
+}
+
+/// `numpy.quantile(values, q)` with the default `method="linear"`: the same
+/// arithmetic as [`percentile`] with `q` given as a fraction (NumPy's
+/// `percentile` divides by 100 first, which can differ from `q` by one unit
+/// in the last place). `values` is reordered.
+///
+/// Errors on an empty slice, on non-finite values, and on `q` outside 0..=1.
+///
+/// ```
+/// use saliency::imageops::quantile;
+/// let mut v = vec![4.0, 1.0, 3.0, 2.0];
+/// assert_eq!(quantile(&mut v, 0.75)?, 3.25); // numpy.quantile([4, 1, 3, 2], 0.75)
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub fn quantile<F: Float>(values: &mut [F], q: f64) -> Result<F> {
+    check_fraction("quantile", q, 1.0)?;
+    linear(values, q)
+}
+
+fn linear<F: Float>(values: &mut [F], q: f64) -> Result<F> {
     check_nonempty(values)?;
     check_finite(values)?;
     let n = values.len();
-    let virtual_index = (n - 1) as f64 * (q / 100.0);
+    let virtual_index = (n - 1) as f64 * q;
     if virtual_index >= (n - 1) as f64 {
         return Ok(select(values, n - 1));
     }
@@ -111,6 +134,18 @@ mod tests {
         assert!((percentile(&mut v, 99.0).unwrap() - 79.47).abs() < 1e-12);
         // np.percentile([5.0], 37) = 5.0
         assert_eq!(percentile(&mut [5.0_f64], 37.0).unwrap(), 5.0);
+    }
+
+    #[test]
+    fn quantile_matches_numpy() {
+        // np.quantile(np.arange(10.)**2, 0.99) = 79.47; np.quantile([2., 7.], 0.3) = 3.5
+        let mut v: Vec<f64> = (0..10).map(|i| f64::from(i * i)).collect();
+        assert!((quantile(&mut v, 0.99).unwrap() - 79.47).abs() < 1e-12);
+        assert_eq!(quantile(&mut [7.0_f64, 2.0], 0.3).unwrap(), 3.5);
+        assert!(matches!(
+            quantile(&mut [1.0_f64], 1.5),
+            Err(SaliencyError::InvalidParameter { .. })
+        ));
     }
 
     #[test]

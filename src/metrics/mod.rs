@@ -1,0 +1,27 @@
+//! Evaluation metrics for saliency maps: the Performance Information Curves
+//! (Softmax Information Curve, SIC, and Accuracy Information Curve, AIC) of
+//! [XRAI: Better Attributions Through Regions](https://arxiv.org/abs/1906.02825),
+//! as `saliency.metrics` of the reference computes them (feature `metrics`).
+//!
+//! The curve of one image reveals the most salient pixels of a saliency map
+//! step by step in a blurred version of the image, and plots the model's
+//! normalized prediction against the normalized information (the lossless
+//! WebP size) of each partly revealed image. A better saliency map reaches a
+//! high prediction with less information: a larger area under the curve.
+//!
+//! Parity with the reference: the blurred images match SciPy's
+//! `griddata(method="linear")` wherever the Delaunay triangulation of the kept
+//! pixels is unique; on integer grids it often is not (co-circular pixels),
+//! and then Qhull and `spade` may pick different triangles. The WebP encoder
+//! is the `image` crate's, not libwebp, so image sizes differ; the area under
+//! the curve stays close (see the parity tests).
+
+mod griddata;
+mod pic;
+
+pub use griddata::Interpolation;
+pub use pic::{
+    AggregateMetricResult, Aggregation, DEFAULT_THRESHOLDS, PicMetric, PicMetricResult, Pixel,
+    aggregate_individual_pic_results, compute_pic_metric, create_blurred_image, estimate_image_entropy,
+    generate_random_mask,
+};
