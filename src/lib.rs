@@ -29,7 +29,10 @@
 //! assert_eq!(picture.dim(), (32, 32));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
+// The only `unsafe` is the call into libwebp (feature `metrics`), in one
+// function that allows it; everything else may not opt out.
+#![cfg_attr(not(feature = "metrics"), forbid(unsafe_code))]
+#![cfg_attr(feature = "metrics", deny(unsafe_code))]
 #![warn(missing_docs)]
 
 pub mod adapters;

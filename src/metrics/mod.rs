@@ -12,11 +12,11 @@
 //! Parity with the reference: the blurred images match SciPy's
 //! `griddata(method="linear")` wherever the Delaunay triangulation of the kept
 //! pixels is unique; on integer grids it often is not (co-circular pixels),
-//! and then Qhull and `spade` may pick different triangles. The WebP encoder
-//! is the `image` crate's, not libwebp, so image sizes differ; the area under
-//! the curve stays close (see the parity tests).
+//! and then Qhull and `spade` may pick different triangles. The WebP sizes
+//! come from libwebp encoding as Pillow does (see [`estimate_image_entropy`]).
 
 mod griddata;
+mod libwebp;
 mod pic;
 
 pub use griddata::Interpolation;

@@ -2,14 +2,13 @@
 //! [XRAI: Better Attributions Through Regions](https://arxiv.org/abs/1906.02825),
 //! as `saliency.metrics.pic` computes them.
 
-use std::io::Write;
+use std::borrow::Cow;
 
-use image::ExtendedColorType;
-use image::codecs::webp::WebPEncoder;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, IxDyn};
 use rand::Rng;
 
 use super::griddata::{Interpolation, griddata};
+use super::libwebp::{self, Layout};
 use crate::error::{BoxError, Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::{interp, quantile, trapz};
@@ -212,30 +211,20 @@ pub fn generate_random_mask<R: Rng + ?Sized>(
         .map_err(|_| SaliencyError::param("height * width", size, "is not a valid image size"))
 }
 
-/// A `Write` that only counts bytes.
-struct ByteCounter(usize);
-
-impl Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Estimates the information in an image as the size in bytes of its
 /// lossless WebP encoding, as `saliency.metrics.pic.estimate_image_entropy`.
 ///
 /// `image` is `[H, W]` (grey), or `[H, W, C]` with 1 (grey), 2 (grey and
-/// alpha), 3 (RGB) or 4 (RGBA) channels. The encoder is the `image` crate's
-/// (`image-webp`), not libwebp as in Pillow, so sizes are larger than the
-/// reference's; the PIC curve only uses them relative to the fully blurred
-/// and the original image.
+/// alpha), 3 (RGB) or 4 (RGBA) channels. The encoder is libwebp (built from
+/// its bundled source) with the settings Pillow uses for
+/// `save(format="webp", lossless=True, quality=100)`: method 4, transparent
+/// pixels' colours not kept (`exact` off), and grey images converted to RGB
+/// (grey with alpha to RGBA) first, as Pillow converts them. The bundled
+/// libwebp is version 1.6.0; against a Pillow with the same libwebp the sizes
+/// are the reference's to the byte (other versions can give other sizes).
 ///
 /// Errors on a wrong rank or channel count, an empty image, or one the
-/// encoder rejects (WebP allows at most 16384 pixels per side).
+/// encoder rejects (WebP allows at most 16383 pixels per side).
 ///
 /// ```
 /// use ndarray::Array2;
@@ -248,11 +237,25 @@ impl Write for ByteCounter {
 /// ```
 pub fn estimate_image_entropy(image: ArrayViewD<'_, u8>) -> Result<usize> {
     let (h, w, c) = image_dims("image", &image)?;
-    let color = match c {
-        1 => ExtendedColorType::L8,
-        2 => ExtendedColorType::La8,
-        3 => ExtendedColorType::Rgb8,
-        4 => ExtendedColorType::Rgba8,
+    let data = image.as_standard_layout();
+    let bytes = data
+        .as_slice()
+        .ok_or_else(|| SaliencyError::param("image", "a non-contiguous array", "must be contiguous"))?;
+    // Pillow encodes only RGB and RGBA: it converts L to RGB and LA to RGBA.
+    let (pixels, layout): (Cow<'_, [u8]>, Layout) = match c {
+        1 => (bytes.iter().flat_map(|&l| [l, l, l]).collect(), Layout::Rgb),
+        2 => (
+            bytes
+                .chunks_exact(2)
+                .flat_map(|la| match *la {
+                    [l, a] => [l, l, l, a],
+                    _ => [0; 4],
+                })
+                .collect(),
+            Layout::Rgba,
+        ),
+        3 => (Cow::Borrowed(bytes), Layout::Rgb),
+        4 => (Cow::Borrowed(bytes), Layout::Rgba),
         _ => {
             return Err(SaliencyError::param(
                 "channels",
@@ -261,21 +264,10 @@ pub fn estimate_image_entropy(image: ArrayViewD<'_, u8>) -> Result<usize> {
             ));
         }
     };
-    let too_large = |side: usize| SaliencyError::param("image side", side, "is too large to encode as WebP");
-    let width = u32::try_from(w).map_err(|_| too_large(w))?;
-    let height = u32::try_from(h).map_err(|_| too_large(h))?;
-    let data = image.as_standard_layout();
-    let bytes = data
-        .as_slice()
-        .ok_or_else(|| SaliencyError::param("image", "a non-contiguous array", "must be contiguous"))?;
-    let mut counter = ByteCounter(0);
-    WebPEncoder::new_lossless(&mut counter)
-        .encode(bytes, width, height, color)
-        .map_err(|e| SaliencyError::ImageEncoding {
-            format: "lossless WebP",
-            source: Box::new(e),
-        })?;
-    Ok(counter.0)
+    libwebp::lossless_size(&pixels, layout, w, h).map_err(|source| SaliencyError::ImageEncoding {
+        format: "lossless WebP",
+        source,
+    })
 }
 
 /// The saliency thresholds of the XRAI paper (the reference's documented
@@ -480,9 +472,8 @@ impl PicMetric {
 
     /// [`PicMetric::compute`] with another estimate of an image's
     /// information in place of [`estimate_image_entropy`], for example the
-    /// size of a libwebp encoding (the reference uses Pillow's libwebp,
-    /// lossless, quality 100) when the curve must match the reference's
-    /// closely. `entropy` is called from several threads at once.
+    /// size in another lossless format. `entropy` is called from several
+    /// threads at once.
     ///
     /// Its errors are returned as [`SaliencyError::ImageEncoding`].
     pub fn compute_with_entropy<F, P, E>(

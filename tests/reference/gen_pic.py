@@ -21,7 +21,7 @@ import numpy as np
 from scipy.spatial import Delaunay, cKDTree
 from saliency.metrics import pic
 
-from compat import save, workload_image
+from compat import FIXTURES, save, workload_image
 
 # NumPy 2.4 removed np.trapz, which the reference calls for the AUC;
 # np.trapezoid is the same formula.
@@ -154,6 +154,29 @@ def save_pic(name, img, saliency, random_mask, thresholds, keep_monotonous=True,
     print(f"  {name}: AUC {r.auc:.6f}")
 
 
+MASK_NAMES = ["sparse_a", "sparse_b", "sparse_c", "medium", "dense_random", "grid2"]
+
+
+def alpha_channel(h, w):
+    """An alpha channel with fully transparent pixels (whose colour the encoder may change)."""
+    i = np.arange(h)[:, None]
+    j = np.arange(w)[None, :]
+    return np.where((i + j) % 5 == 0, 0, (i * 37 + j * 11) % 256).astype(np.uint8)
+
+
+def save_webp_sizes():
+    """estimate_image_entropy of stored images (RGB and grey) and of two built
+    from them with alpha_channel (grey + alpha, RGBA), in this order."""
+    load = lambda name: np.load(f"{FIXTURES}/{TOPIC}/{name}.npy")
+    names = (["blur_image_u8"] + [f"blur_{m}_u8" for m in MASK_NAMES] + [f"nearest_{m}_u8" for m in MASK_NAMES]
+             + ["pic64_image", "pic64_grey_image", "pic224_image"])
+    images = [load(n) for n in names]
+    grey, rgb = load("pic64_grey_image"), load("pic64_image")
+    images.append(np.dstack([grey, alpha_channel(*grey.shape)]))
+    images.append(np.dstack([rgb, alpha_channel(*grey.shape)]))
+    save(TOPIC, "webp_sizes", np.array([pic.estimate_image_entropy(i) for i in images], dtype=np.int64))
+
+
 def generate():
     base = workload_image(H, W).astype(np.float64)
     img_u8 = to_u8(base)
@@ -226,3 +249,5 @@ def generate():
             r = pic.aggregate_individual_pic_results(results, method=method)
             save(TOPIC, f"{name}_{method}_y", np.asarray(r.curve_y, dtype=np.float64))
             save(TOPIC, f"{name}_{method}_auc", np.array([r.auc]))
+
+    save_webp_sizes()
