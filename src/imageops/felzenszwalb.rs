@@ -248,13 +248,17 @@ impl FelzenszwalbGraph {
     }
 }
 
-/// Sorts (key, payload) pairs by key, stably (least significant digit radix
-/// sort, 16 bits at a time; digits shared by every key are skipped).
+/// Sorts (key, payload) pairs by key, then payload (for distinct payloads,
+/// a stable sort by key when the payloads ascend). A radix sort on the key's
+/// upper 32 bits (three passes of 11 bits, so the buckets stay in cache;
+/// digits shared by every key are skipped), then each run of equal upper
+/// bits, short in practice, is sorted by the whole pair.
 fn radix_sort(mut items: Vec<(u64, u32)>) -> Vec<(u64, u32)> {
-    let mut buffer = vec![(0u64, 0u32); items.len()];
-    for shift in [0u32, 16, 32, 48] {
-        let digit = |k: u64| ((k >> shift) & 0xffff) as usize;
-        let mut counts = vec![0usize; 1 << 16];
+    const BITS: u32 = 11;
+    let mut buffer = items.clone();
+    for shift in [32u32, 43, 54] {
+        let digit = |k: u64| ((k >> shift) & ((1 << BITS) - 1)) as usize;
+        let mut counts = vec![0usize; 1 << BITS];
         for &(k, _) in &items {
             counts[digit(k)] += 1;
         }
@@ -273,6 +277,18 @@ fn radix_sort(mut items: Vec<(u64, u32)>) -> Vec<(u64, u32)> {
             *slot += 1;
         }
         std::mem::swap(&mut items, &mut buffer);
+    }
+    let mut start = 0;
+    while start < items.len() {
+        let high = items[start].0 >> 32;
+        let mut end = start + 1;
+        while end < items.len() && items[end].0 >> 32 == high {
+            end += 1;
+        }
+        if end - start > 1 {
+            items[start..end].sort_unstable();
+        }
+        start = end;
     }
     items
 }
