@@ -197,6 +197,11 @@ impl FelzenszwalbGraph {
         // updated only when the root changes.
         let mut threshold = vec![scale as f32; n];
         for (&[a, b], &w) in self.ends.iter().zip(&self.weights) {
+            // Most late edges join pixels with the same parent: skip those
+            // without walking the trees.
+            if forest[a as usize] == forest[b as usize] {
+                continue;
+            }
             let ra = find_root(&mut forest, a);
             let rb = find_root(&mut forest, b);
             if ra == rb {
