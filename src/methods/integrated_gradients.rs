@@ -1,6 +1,6 @@
 //! Integrated Gradients ([Sundararajan et al., 2017](https://arxiv.org/abs/1703.01365)).
 
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice};
 
 use crate::parallel::for_each_chunk_mut;
 
@@ -132,18 +132,49 @@ pub(crate) fn integrated_gradients<F: Float>(
     model: &mut dyn CallModelFunction<F>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ArrayD<F>> {
+    integrated_gradients_in(x, baseline, steps, batch_size, model, progress, &mut Vec::new())
+}
+
+/// [`integrated_gradients`] with the batch buffer supplied, so that several
+/// runs (XRAI's baselines) share one allocation.
+pub(crate) fn integrated_gradients_in<F: Float>(
+    x: ArrayViewD<'_, F>,
+    baseline: ArrayViewD<'_, F>,
+    steps: usize,
+    batch_size: usize,
+    model: &mut dyn CallModelFunction<F>,
+    progress: &mut dyn FnMut(Progress),
+    buffer: &mut Vec<F>,
+) -> Result<ArrayD<F>> {
     check_positive("steps", steps)?;
     check_positive("batch_size", batch_size)?;
-    // Flat row-major copies: every loop below runs on contiguous slices.
-    let xs: Vec<F> = x.iter().copied().collect();
-    let bs: Vec<F> = baseline.iter().copied().collect();
-    let diff: Vec<F> = xs.iter().zip(&bs).map(|(&a, &b)| a - b).collect();
+    // Flat row-major data: every loop below runs on contiguous slices.
+    let x_copy: Vec<F>;
+    let xs: &[F] = match x.as_slice() {
+        Some(flat) => flat,
+        None => {
+            x_copy = x.iter().copied().collect();
+            &x_copy
+        }
+    };
+    let b_copy: Vec<F>;
+    let bs: &[F] = match baseline.as_slice() {
+        Some(flat) => flat,
+        None => {
+            b_copy = baseline.iter().copied().collect();
+            &b_copy
+        }
+    };
+    let diff: Vec<F> = xs.iter().zip(bs).map(|(&a, &b)| a - b).collect();
     let n = xs.len();
 
     // One buffer of at most `batch_size` path points, reused for every batch.
     let mut batch_shape = vec![steps.min(batch_size)];
     batch_shape.extend_from_slice(x.shape());
-    let mut batch = ArrayD::<F>::zeros(IxDyn(&batch_shape));
+    let len = batch_shape.iter().product::<usize>();
+    buffer.resize(len, F::zero());
+    let mut batch = ArrayViewMutD::from_shape(IxDyn(&batch_shape), &mut buffer[..len])
+        .map_err(|_| SaliencyError::param("batch", len, "does not fit its shape"))?;
     let mut total = vec![F::zero(); n];
     let key = OutputKey::InputOutputGradients;
 

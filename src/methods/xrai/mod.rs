@@ -22,7 +22,7 @@ use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2};
 use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::methods::integrated_gradients::integrated_gradients;
+use crate::methods::integrated_gradients::integrated_gradients_in;
 use crate::model::CallModelFunction;
 
 pub use segments::{get_segment_labels_felzenszwalb, get_segments_felzenszwalb};
@@ -375,15 +375,17 @@ impl<F: Float> Xrai<F> {
         let steps = self.parameters.steps;
         let total = steps * baselines.len();
         let mut attrs = Vec::with_capacity(baselines.len());
+        let mut buffer = Vec::new();
         for (k, b) in baselines.iter().enumerate() {
             let mut report = |pr: Progress| progress(Progress::new(pr.stage, k * steps + pr.done, total));
-            attrs.push(integrated_gradients(
+            attrs.push(integrated_gradients_in(
                 x.view(),
                 b.view(),
                 steps,
                 self.batch_size,
                 model,
                 &mut report,
+                &mut buffer,
             )?);
         }
         Ok(attrs)
