@@ -196,7 +196,13 @@ impl FelzenszwalbGraph {
         // scale / size, kept in single precision as scikit-image does, and
         // updated only when the root changes.
         let mut threshold = vec![scale as f32; n];
+        // No threshold ever exceeds the largest one assigned so far; edges
+        // come in ascending weight, so once one reaches it nothing merges.
+        let mut ceiling = scale as f32;
         for (&[a, b], &w) in self.ends.iter().zip(&self.weights) {
+            if w >= f64::from(ceiling) {
+                break;
+            }
             // Most late edges join pixels with the same parent: skip those
             // without walking the trees.
             if forest[a as usize] == forest[b as usize] {
@@ -212,6 +218,7 @@ impl FelzenszwalbGraph {
                 let root = join(&mut forest, &size, ra, rb);
                 size[root] = size[ra] + size[rb];
                 threshold[root] = (w + scale / f64::from(size[root])) as f32;
+                ceiling = ceiling.max(threshold[root]);
             }
         }
         // Sizes only grow, so an edge between pixels whose components are
@@ -219,7 +226,14 @@ impl FelzenszwalbGraph {
         // walking the trees.
         flatten(&mut forest);
         let large: Vec<bool> = forest.iter().map(|&r| size[r as usize] as usize >= min_size).collect();
+        // Once no component is small, nothing is left to merge.
+        let mut small = (0..n)
+            .filter(|&p| forest[p] as usize == p && (size[p] as usize) < min_size)
+            .count();
         for &[a, b] in &self.ends {
+            if small == 0 {
+                break;
+            }
             if large[a as usize] && large[b as usize] {
                 continue;
             }
@@ -229,9 +243,12 @@ impl FelzenszwalbGraph {
                 continue;
             }
             let (ra, rb) = (ra as usize, rb as usize);
-            if (size[ra] as usize) < min_size || (size[rb] as usize) < min_size {
+            let (small_a, small_b) = ((size[ra] as usize) < min_size, (size[rb] as usize) < min_size);
+            if small_a || small_b {
                 let root = join(&mut forest, &size, ra, rb);
                 size[root] = size[ra] + size[rb];
+                small =
+                    small + usize::from((size[root] as usize) < min_size) - usize::from(small_a) - usize::from(small_b);
             }
         }
         // Labels in order of each segment's first pixel, as scikit-image's
