@@ -6,7 +6,7 @@ use ndarray::{ArrayD, ArrayViewD};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::methods::smoothgrad::{self, SmoothGradParams};
-use crate::model::{CallModelFunction, find_non_finite};
+use crate::model::{CallModelFunction, all_finite, find_non_finite};
 
 /// How far a long computation has come: `done` of `total` units of `stage`
 /// (for example path steps of integrated gradients).
@@ -104,6 +104,10 @@ pub(crate) fn check_input<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>, m
 
 /// Checks that every value of an input array is finite.
 pub(crate) fn check_finite<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>) -> Result<()> {
+    // Contiguous arrays take the fast flat check; details only on failure.
+    if x.as_slice_memory_order().is_some_and(all_finite) {
+        return Ok(());
+    }
     match find_non_finite(x.iter().copied()) {
         None => Ok(()),
         Some((count, first_index)) => Err(SaliencyError::NonFiniteInput {

@@ -265,7 +265,7 @@ fn check_outputs<F: Float>(outputs: &ModelOutputs<F>, batch_shape: &[usize], key
 
 /// Whether every value of a slice is finite: branch-free within blocks (so it
 /// vectorises), in parallel with the `rayon` feature.
-fn all_finite<F: Float>(flat: &[F]) -> bool {
+pub(crate) fn all_finite<F: Float>(flat: &[F]) -> bool {
     let block = |c: &[F]| c.iter().fold(true, |ok, v| ok & v.is_finite());
     #[cfg(feature = "rayon")]
     {

@@ -75,9 +75,7 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
     }
     let (height, width) = (image.shape()[0], image.shape()[1]);
     // Rescale to [-1, 1] in the image's own float type, as NumPy does.
-    let (lo, hi) = image.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = super::min_max(image.view());
     let span = hi - lo;
     let two = F::from_f64_lossy(2.0);
     let normalised = image.mapv(|v| {
