@@ -210,16 +210,23 @@ pub(crate) fn integrated_gradients_in<F: Float>(
         let rows = chunk.len();
         // Sum the batch first, then add, in the reference's order.
         for_each_chunk_mut(&mut total, |offset, out| {
-            let len = out.len();
-            let mut s = vec![F::zero(); len];
-            for r in 0..rows {
-                let row = &g[r * n + offset..r * n + offset + len];
-                for (acc, &v) in s.iter_mut().zip(row) {
-                    *acc += v;
+            // Partial sums in a small stack block that stays in L1.
+            const BLOCK: usize = 1024;
+            let mut s = [F::zero(); BLOCK];
+            for (b, t_block) in out.chunks_mut(BLOCK).enumerate() {
+                let start = offset + b * BLOCK;
+                let len = t_block.len();
+                let acc = &mut s[..len];
+                acc.fill(F::zero());
+                for r in 0..rows {
+                    let row = &g[r * n + start..r * n + start + len];
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a += v;
+                    }
                 }
-            }
-            for (t, v) in out.iter_mut().zip(&s) {
-                *t += *v;
+                for (t, &v) in t_block.iter_mut().zip(acc.iter()) {
+                    *t += v;
+                }
             }
         });
         done += chunk.len();
