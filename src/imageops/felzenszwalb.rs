@@ -196,7 +196,18 @@ impl FelzenszwalbGraph {
         // scale / size, kept in single precision as scikit-image does, and
         // updated only when the root changes.
         let mut threshold = vec![scale as f32; n];
+        // No threshold ever exceeds the largest one assigned so far; edges
+        // come in ascending weight, so once one reaches it nothing merges.
+        let mut ceiling = scale as f32;
         for (&[a, b], &w) in self.ends.iter().zip(&self.weights) {
+            if w >= f64::from(ceiling) {
+                break;
+            }
+            // Most late edges join pixels with the same parent: skip those
+            // without walking the trees.
+            if forest[a as usize] == forest[b as usize] {
+                continue;
+            }
             let ra = find_root(&mut forest, a);
             let rb = find_root(&mut forest, b);
             if ra == rb {
@@ -207,6 +218,7 @@ impl FelzenszwalbGraph {
                 let root = join(&mut forest, &size, ra, rb);
                 size[root] = size[ra] + size[rb];
                 threshold[root] = (w + scale / f64::from(size[root])) as f32;
+                ceiling = ceiling.max(threshold[root]);
             }
         }
         // Sizes only grow, so an edge between pixels whose components are
@@ -214,7 +226,14 @@ impl FelzenszwalbGraph {
         // walking the trees.
         flatten(&mut forest);
         let large: Vec<bool> = forest.iter().map(|&r| size[r as usize] as usize >= min_size).collect();
+        // Once no component is small, nothing is left to merge.
+        let mut small = (0..n)
+            .filter(|&p| forest[p] as usize == p && (size[p] as usize) < min_size)
+            .count();
         for &[a, b] in &self.ends {
+            if small == 0 {
+                break;
+            }
             if large[a as usize] && large[b as usize] {
                 continue;
             }
@@ -224,9 +243,12 @@ impl FelzenszwalbGraph {
                 continue;
             }
             let (ra, rb) = (ra as usize, rb as usize);
-            if (size[ra] as usize) < min_size || (size[rb] as usize) < min_size {
+            let (small_a, small_b) = ((size[ra] as usize) < min_size, (size[rb] as usize) < min_size);
+            if small_a || small_b {
                 let root = join(&mut forest, &size, ra, rb);
                 size[root] = size[ra] + size[rb];
+                small =
+                    small + usize::from((size[root] as usize) < min_size) - usize::from(small_a) - usize::from(small_b);
             }
         }
         // Labels in order of each segment's first pixel, as scikit-image's
@@ -248,13 +270,17 @@ impl FelzenszwalbGraph {
     }
 }
 
-/// Sorts (key, payload) pairs by key, stably (least significant digit radix
-/// sort, 16 bits at a time; digits shared by every key are skipped).
+/// Sorts (key, payload) pairs by key, then payload (for distinct payloads,
+/// a stable sort by key when the payloads ascend). A radix sort on the key's
+/// upper 32 bits (three passes of 11 bits, so the buckets stay in cache;
+/// digits shared by every key are skipped), then each run of equal upper
+/// bits, short in practice, is sorted by the whole pair.
 fn radix_sort(mut items: Vec<(u64, u32)>) -> Vec<(u64, u32)> {
-    let mut buffer = vec![(0u64, 0u32); items.len()];
-    for shift in [0u32, 16, 32, 48] {
-        let digit = |k: u64| ((k >> shift) & 0xffff) as usize;
-        let mut counts = vec![0usize; 1 << 16];
+    const BITS: u32 = 11;
+    let mut buffer = items.clone();
+    for shift in [32u32, 43, 54] {
+        let digit = |k: u64| ((k >> shift) & ((1 << BITS) - 1)) as usize;
+        let mut counts = vec![0usize; 1 << BITS];
         for &(k, _) in &items {
             counts[digit(k)] += 1;
         }
@@ -273,6 +299,18 @@ fn radix_sort(mut items: Vec<(u64, u32)>) -> Vec<(u64, u32)> {
             *slot += 1;
         }
         std::mem::swap(&mut items, &mut buffer);
+    }
+    let mut start = 0;
+    while start < items.len() {
+        let high = items[start].0 >> 32;
+        let mut end = start + 1;
+        while end < items.len() && items[end].0 >> 32 == high {
+            end += 1;
+        }
+        if end - start > 1 {
+            items[start..end].sort_unstable();
+        }
+        start = end;
     }
     items
 }

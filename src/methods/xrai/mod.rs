@@ -374,6 +374,7 @@ impl<F: Float> Xrai<F> {
     ) -> Result<Vec<ArrayD<F>>> {
         let steps = self.parameters.steps;
         let total = steps * baselines.len();
+        // The baselines share one path buffer (the thread's IG scratch).
         let mut attrs = Vec::with_capacity(baselines.len());
         for (k, b) in baselines.iter().enumerate() {
             let mut report = |pr: Progress| progress(Progress::new(pr.stage, k * steps + pr.done, total));
@@ -452,10 +453,18 @@ fn check_shape(what: &'static str, actual: &[usize], expected: &[usize]) -> Resu
 /// The reference's default baselines: the image's minimum and its maximum
 /// everywhere.
 fn default_baselines<F: Float>(x: ArrayViewD<'_, F>) -> Vec<ArrayD<F>> {
-    let (lo, hi) = x.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = min_max(x.view());
     vec![ArrayD::from_elem(x.raw_dim(), lo), ArrayD::from_elem(x.raw_dim(), hi)]
+}
+
+/// The smallest and the largest value of a (non-empty, finite) array.
+pub(crate) fn min_max<F: Float>(x: ArrayViewD<'_, F>) -> (F, F) {
+    let fold = |(lo, hi): (F, F), &v: &F| (lo.min(v), hi.max(v));
+    let start = (F::infinity(), F::neg_infinity());
+    match x.as_slice_memory_order() {
+        Some(flat) => flat.iter().fold(start, fold),
+        None => x.iter().fold(start, fold),
+    }
 }
 
 /// Element-wise mean of equally shaped arrays, summed in list order as

@@ -75,9 +75,7 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
     }
     let (height, width) = (image.shape()[0], image.shape()[1]);
     // Rescale to [-1, 1] in the image's own float type, as NumPy does.
-    let (lo, hi) = image.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = super::min_max(image.view());
     let span = hi - lo;
     let two = F::from_f64_lossy(2.0);
     let normalised = image.mapv(|v| {
@@ -107,6 +105,10 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
         .anti_aliasing(Some(false));
     let one_scale = |scale: &f64| -> Result<Array2<usize>> {
         let labels = graph.segment(*scale, MIN_SIZE)?;
+        if (height, width) == (SIZE, SIZE) {
+            // Nearest-neighbour resizing to the same shape is the identity.
+            return Ok(labels);
+        }
         let as_float = labels.mapv(|l| l as f64).into_dyn();
         let sized = resize(as_float.view(), &[height, width], &back)?;
         // Nearest-neighbour sampling keeps the integer values exactly.
@@ -131,9 +133,16 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
 pub(crate) fn masks_from_labels(label_maps: &[Array2<usize>], height: usize, width: usize) -> MaskSet {
     let mut set = MaskSet::new(height, width);
     for labels in label_maps {
-        let flat: Vec<usize> = labels.iter().copied().collect();
+        let copy: Vec<usize>;
+        let flat: &[usize] = match labels.as_slice() {
+            Some(flat) => flat,
+            None => {
+                copy = labels.iter().copied().collect();
+                &copy
+            }
+        };
         let n_labels = flat.iter().copied().max().map_or(0, |m| m + 1);
-        for pixels in dilate_labels_disk(&flat, height, width, n_labels, DILATION_RADIUS) {
+        for pixels in dilate_labels_disk(flat, height, width, n_labels, DILATION_RADIUS) {
             set.push_sorted(pixels);
         }
     }
