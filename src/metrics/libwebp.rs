@@ -52,8 +52,8 @@ pub(super) fn lossless_size(pixels: &[u8], layout: Layout, width: usize, height:
 }
 
 /// The calls into libwebp, which are `unsafe` because they are C functions
-/// taking raw pointers (libwebp-sys has no safe encoder, and the safe `webp`
-/// crate bundles an older libwebp, whose sizes are not Pillow's). Sound
+/// taking raw pointers (libwebp-sys has no safe encoder; the safe `webp`
+/// crate bundles libwebp 1.3.1, older than the 1.6.0 matched here). Sound
 /// because `pixels` is checked here to hold exactly `width * height` pixels
 /// of `layout` (libwebp reads `height` rows of `width` pixels at the given
 /// stride), the picture and the memory writer live on this stack frame for
