@@ -133,26 +133,75 @@ pub(crate) fn gaussian_filter_checked<F: Float>(
     truncate: f64,
 ) -> ArrayD<F> {
     let shape = input.shape().to_vec();
-    let mut cur: Vec<f64> = input.iter().map(|v| v.as_f64()).collect();
-    let mut next = vec![0.0; cur.len()];
+    let data: Vec<F> = filter_f64(super::to_f64_vec(&input), &shape, sigma, mode, truncate, |v| {
+        F::from_f64_lossy(v).as_f64()
+    })
+    .into_iter()
+    .map(F::from_f64_lossy)
+    .collect();
+    // The length is the product of the shape by construction.
+    ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape)))
+}
+
+/// The filter on row-major `f64` values of shape `shape`; `round` is applied
+/// to every value between two axis passes (the input type's rounding).
+pub(crate) fn filter_f64(
+    mut cur: Vec<f64>,
+    shape: &[usize],
+    sigma: &[f64],
+    mode: BoundaryMode,
+    truncate: f64,
+    round: impl Fn(f64) -> f64 + Sync + Send,
+) -> Vec<f64> {
+    filter_f64_with(&mut cur, shape, sigma, mode, truncate, round, &mut Scratch::default());
+    cur
+}
+
+/// Buffers and the last matrix form, kept between calls of
+/// [`filter_f64_with`] by a caller that filters many times (Blur IG).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    next: Vec<f64>,
+    folded: Vec<f64>,
+    product: Vec<f64>,
+    plan: Option<MatrixPlan>,
+}
+
+/// The matrix form of one correlation, with what it was built for.
+struct MatrixPlan {
+    n: usize,
+    weights: Vec<f64>,
+    mode: BoundaryMode,
+    blocks: Vec<BandBlock>,
+    offset: Vec<f64>,
+}
+
+/// [`filter_f64`] in place on `cur`, reusing `scratch`.
+pub(crate) fn filter_f64_with(
+    cur: &mut Vec<f64>,
+    shape: &[usize],
+    sigma: &[f64],
+    mode: BoundaryMode,
+    truncate: f64,
+    round: impl Fn(f64) -> f64 + Sync + Send,
+    scratch: &mut Scratch,
+) {
+    let mut next = std::mem::take(&mut scratch.next);
+    next.resize(cur.len(), 0.0);
     for (axis, &s) in sigma.iter().enumerate() {
         // SciPy skips axes whose sigma is at most 1e-15.
         if s <= 1e-15 {
             continue;
         }
         let weights = gaussian_kernel1d(s, truncate);
-        correlate_axis(&cur, &mut next, &shape, axis, &weights, mode);
+        correlate_axis(cur, &mut next, shape, axis, &weights, mode, scratch);
         // Between passes SciPy stores the input's element type.
-        if std::mem::size_of::<F>() != std::mem::size_of::<f64>() {
-            crate::parallel::for_each_chunk_mut(&mut next, |_, chunk| {
-                chunk.iter_mut().for_each(|v| *v = F::from_f64_lossy(*v).as_f64());
-            });
-        }
-        std::mem::swap(&mut cur, &mut next);
+        crate::parallel::for_each_chunk_mut(&mut next, |_, chunk| {
+            chunk.iter_mut().for_each(|v| *v = round(*v));
+        });
+        std::mem::swap(cur, &mut next);
     }
-    let data: Vec<F> = cur.into_iter().map(F::from_f64_lossy).collect();
-    // The length is the product of the shape by construction.
-    ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape)))
+    scratch.next = next;
 }
 
 /// The centre and right half `w[0..=r]` of SciPy's normalised Gaussian
@@ -209,13 +258,14 @@ pub(crate) fn correlate_axis(
     axis: usize,
     w: &[f64],
     mode: BoundaryMode,
+    scratch: &mut Scratch,
 ) {
     let n = shape[axis];
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
     let radius = w.len() - 1;
-    if radius >= MATRIX_RADIUS {
-        correlate_matrix(src, dst, (outer, n, inner), w, mode);
+    if radius >= MATRIX_RADIUS && n <= MATRIX_MAX_LEN {
+        correlate_matrix(src, dst, (outer, n, inner), w, mode, scratch);
     } else if inner >= ROW_MIN {
         correlate_rows(src, dst, (outer, n, inner), w, mode);
     } else {
@@ -303,101 +353,239 @@ fn correlate_lanes(src: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, u
     }
 }
 
-/// One block of rows of the correlation written as a matrix: output rows
-/// `start..start + rows` are `weights @ input rows lo..lo + width`, plus
-/// `offset` (the constant's share).
+/// One block of rows of a banded matrix: rows `start..start + rows` have
+/// their non-zero entries in columns `lo..lo + width`, stored in `weights`.
 struct BandBlock {
     start: usize,
     lo: usize,
     weights: ndarray::Array2<f64>,
-    offset: Vec<f64>,
 }
 
-/// The correlation along a line of length `n` as blocks of a banded matrix;
-/// every boundary mode folds into the matrix (taps mapping to the same
-/// sample add up), the constant into an offset.
-fn band_blocks(n: usize, w: &[f64], mode: BoundaryMode) -> Vec<BandBlock> {
-    let r = w.len() as isize - 1;
-    let tap = |j: isize| w[j.unsigned_abs()];
-    (0..n)
-        .step_by(BLOCK)
-        .map(|start| {
-            let rows = BLOCK.min(n - start);
+/// Splits the dense matrix `m` into blocks of at most `block` rows within
+/// each of the row ranges `segments`, each keeping only the columns where
+/// its rows have non-zero entries.
+fn band_blocks(m: &ndarray::Array2<f64>, segments: &[(usize, usize)], block: usize) -> Vec<BandBlock> {
+    let mut blocks = Vec::new();
+    for &(begin, end) in segments {
+        for start in (begin..end).step_by(block) {
+            let rows = m.slice_axis(Axis(0), Slice::from(start..(start + block).min(end)));
             let (mut lo, mut hi) = (usize::MAX, 0);
-            for i in start..start + rows {
-                for j in -r..=r {
-                    if let Some(k) = mode.source(i as isize + j, n) {
-                        lo = lo.min(k);
-                        hi = hi.max(k + 1);
-                    }
+            for row in rows.outer_iter() {
+                if let Some(first) = row.iter().position(|v| *v != 0.0) {
+                    lo = lo.min(first);
+                    hi = hi.max(row.iter().rposition(|v| *v != 0.0).unwrap_or(first) + 1);
                 }
             }
             let lo = lo.min(hi);
-            let mut weights = ndarray::Array2::<f64>::zeros((rows, hi - lo));
-            let mut offset = vec![0.0; rows];
-            for (row, i) in (start..start + rows).enumerate() {
-                for j in -r..=r {
-                    match mode.source(i as isize + j, n) {
-                        Some(k) => weights[[row, k - lo]] += tap(j),
-                        None => offset[row] += tap(j) * mode.cval(),
-                    }
-                }
-            }
-            BandBlock {
+            blocks.push(BandBlock {
                 start,
                 lo,
-                weights,
-                offset,
-            }
-        })
-        .collect()
+                weights: rows.slice_axis(Axis(1), Slice::from(lo..hi)).to_owned(),
+            });
+        }
+    }
+    blocks
 }
 
-/// Correlation as banded matrix products (long kernels): many elements per
-/// row multiply from the left, lanes of few elements from the right.
-fn correlate_matrix(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), w: &[f64], mode: BoundaryMode) {
+/// The correlation along a line of length `n` as a matrix `K` (taps that
+/// the boundary mode maps to the same sample add up) and the constant's
+/// share per output sample.
+fn correlation_matrix(n: usize, w: &[f64], mode: BoundaryMode) -> (ndarray::Array2<f64>, Vec<f64>) {
+    let r = w.len() as isize - 1;
+    let mut k = ndarray::Array2::<f64>::zeros((n, n));
+    let mut offset = vec![0.0; n];
+    for i in 0..n {
+        for j in -r..=r {
+            let tap = w[j.unsigned_abs()];
+            match mode.source(i as isize + j, n) {
+                Some(col) => k[[i, col]] += tap,
+                None => offset[i] += tap * mode.cval(),
+            }
+        }
+    }
+    (k, offset)
+}
+
+/// `K` is centrosymmetric (`K[n-1-i][n-1-k] = K[i][k]`: a symmetric kernel
+/// and boundary rules that treat both ends alike), so in the coordinates
+/// `s_k = x_k + x_{n-1-k}`, `d_k = x_k - x_{n-1-k}` (and the middle sample
+/// when `n` is odd) it is block diagonal with two half-size blocks: half the
+/// multiplications. Returns that block-diagonal matrix; `y` is recovered by
+/// [`unfold`].
+fn folded_matrix(k: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
+    let n = k.nrows();
+    let (p, odd) = (n / 2, n % 2);
+    let top = p + odd;
+    let mut m = ndarray::Array2::<f64>::zeros((n, n));
+    for i in 0..p {
+        for c in 0..p {
+            let (near, far) = (k[[i, c]], k[[i, n - 1 - c]]);
+            m[[i, c]] = (near + far) * 0.5;
+            m[[top + i, top + c]] = (near - far) * 0.5;
+        }
+        if odd == 1 {
+            m[[i, p]] = k[[i, p]];
+        }
+    }
+    if odd == 1 {
+        for c in 0..p {
+            m[[p, c]] = k[[p, c]];
+        }
+        m[[p, p]] = k[[p, p]];
+    }
+    m
+}
+
+/// Writes the folded coordinates of the lines of `src` ([outer, n, inner])
+/// into `z`: sums of mirrored pairs, the middle sample, differences.
+fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize)) {
+    let (p, odd) = (n / 2, n % 2);
+    let slab = n * inner;
+    let task = |o: usize, out: &mut [f64]| {
+        let x = &src[o * slab..(o + 1) * slab];
+        let (x_top, x_rest) = x.split_at(p * inner);
+        let (x_mid, x_bottom) = x_rest.split_at(odd * inner);
+        let (sums, rest) = out.split_at_mut(p * inner);
+        let (mid, diffs) = rest.split_at_mut(odd * inner);
+        mid.copy_from_slice(x_mid);
+        let mirrored = x_bottom.chunks_exact(inner).rev();
+        for (((s, d), a), b) in sums
+            .chunks_exact_mut(inner)
+            .zip(diffs.chunks_exact_mut(inner))
+            .zip(x_top.chunks_exact(inner))
+            .zip(mirrored)
+        {
+            for (((s, d), u), v) in s.iter_mut().zip(d.iter_mut()).zip(a).zip(b) {
+                *s = u + v;
+                *d = u - v;
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        z.par_chunks_mut(slab).enumerate().for_each(|(o, out)| task(o, out));
+    }
+    #[cfg(not(feature = "rayon"))]
+    z.chunks_mut(slab).enumerate().for_each(|(o, out)| task(o, out));
+}
+
+/// Recovers the output lines from the folded product `wz`: `y_i = u_i + v_i`,
+/// `y_{n-1-i} = u_i - v_i`, plus the constant's share.
+fn unfold(wz: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, usize), offset: &[f64]) {
+    let (p, odd) = (n / 2, n % 2);
+    let slab = n * inner;
+    let task = |o: usize, out: &mut [f64]| {
+        let z = &wz[o * slab..(o + 1) * slab];
+        let (u_rows, rest) = z.split_at(p * inner);
+        let (z_mid, v_rows) = rest.split_at(odd * inner);
+        let (y_top, rest) = out.split_at_mut(p * inner);
+        let (y_mid, y_bottom) = rest.split_at_mut(odd * inner);
+        for (y, v) in y_mid.iter_mut().zip(z_mid) {
+            *y = v + offset[p];
+        }
+        let rows = y_top
+            .chunks_exact_mut(inner)
+            .zip(y_bottom.chunks_exact_mut(inner).rev())
+            .zip(u_rows.chunks_exact(inner).zip(v_rows.chunks_exact(inner)));
+        for (j, ((top, bottom), (u, v))) in rows.enumerate() {
+            let (off_top, off_bottom) = (offset[j], offset[n - 1 - j]);
+            for (((t, b), a), c) in top.iter_mut().zip(bottom.iter_mut()).zip(u).zip(v) {
+                *t = a + c + off_top;
+                *b = a - c + off_bottom;
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(slab).enumerate().for_each(|(o, out)| task(o, out));
+    }
+    #[cfg(not(feature = "rayon"))]
+    dst.chunks_mut(slab).enumerate().for_each(|(o, out)| task(o, out));
+}
+
+/// Lines longer than this use the direct correlation (the matrix form
+/// needs `n^2` temporary values).
+const MATRIX_MAX_LEN: usize = 2048;
+
+/// Correlation as banded matrix products in folded coordinates (long
+/// kernels): many elements per row multiply from the left, lanes of few
+/// elements from the right.
+fn correlate_matrix(
+    src: &[f64],
+    dst: &mut [f64],
+    dims: (usize, usize, usize),
+    w: &[f64],
+    mode: BoundaryMode,
+    scratch: &mut Scratch,
+) {
+    let (_, n, _) = dims;
+    let fresh = match &scratch.plan {
+        Some(plan) => plan.n != n || plan.mode != mode || plan.weights != w,
+        None => true,
+    };
+    if fresh {
+        let (k, offset) = correlation_matrix(n, w, mode);
+        let m = folded_matrix(&k);
+        let top = n / 2 + n % 2;
+        // Blocks about as tall as the band is wide: narrow bands keep their
+        // savings, wide ones make few large products.
+        let rows = (2 * (w.len() - 1)).max(BLOCK);
+        scratch.plan = Some(MatrixPlan {
+            n,
+            weights: w.to_vec(),
+            mode,
+            blocks: band_blocks(&m, &[(0, top), (top, n)], rows),
+            offset,
+        });
+    }
+    let Some(plan) = &scratch.plan else {
+        return;
+    };
+    scratch.folded.resize(src.len(), 0.0);
+    scratch.product.resize(src.len(), 0.0);
+    fold(src, &mut scratch.folded, dims);
+    banded_product(&scratch.folded, &mut scratch.product, dims, &plan.blocks);
+    unfold(&scratch.product, dst, dims, &plan.offset);
+}
+
+/// `dst = M src` along the middle axis of `[outer, n, inner]`, `M` given by
+/// its band blocks.
+fn banded_product(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), blocks: &[BandBlock]) {
     use ndarray::linalg::general_mat_mul;
     let (outer, n, inner) = dims;
-    let blocks = band_blocks(n, w, mode);
     let Ok(input) = ndarray::ArrayView3::from_shape(dims, src) else {
         return;
     };
-    let has_offset = blocks.iter().any(|b| b.offset.iter().any(|v| *v != 0.0));
     if inner >= 64 || outer == 1 {
-        // out[o, block, :] = K_block @ in[o, lo..hi, :]
-        let task = |o: usize, b: usize, out: &mut [f64]| {
-            let block = &blocks[b];
-            let rows = block.weights.nrows();
+        // out[o, block, :] = M_block @ in[o, lo..hi, :], one task per block.
+        let task = |o: usize, block: &BandBlock, out: &mut [f64]| {
             let x = input
                 .index_axis_move(Axis(0), o)
                 .slice_axis_move(Axis(0), Slice::from(block.lo..block.lo + block.weights.ncols()));
-            if let Ok(mut y) = ArrayViewMut2::from_shape((rows, inner), out) {
+            if let Ok(mut y) = ArrayViewMut2::from_shape((block.weights.nrows(), inner), out) {
                 general_mat_mul(1.0, &block.weights, &x, 0.0, &mut y);
-                if has_offset {
-                    for (mut row, off) in y.outer_iter_mut().zip(&block.offset) {
-                        row.iter_mut().for_each(|v| *v += off);
-                    }
-                }
             }
         };
-        let per_block = BLOCK * inner;
+        // Split every slab at the block starts.
+        let mut pieces: Vec<(usize, &BandBlock, &mut [f64])> = Vec::with_capacity(outer * blocks.len());
+        for (o, mut slab) in dst.chunks_mut(n * inner).enumerate() {
+            for block in blocks {
+                let (piece, rest) = slab.split_at_mut(block.weights.nrows() * inner);
+                pieces.push((o, block, piece));
+                slab = rest;
+            }
+        }
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
-            dst.par_chunks_mut(n * inner).enumerate().for_each(|(o, slab)| {
-                slab.par_chunks_mut(per_block)
-                    .enumerate()
-                    .for_each(|(b, out)| task(o, b, out));
-            });
+            pieces.into_par_iter().for_each(|(o, block, out)| task(o, block, out));
         }
         #[cfg(not(feature = "rayon"))]
-        dst.chunks_mut(n * inner).enumerate().for_each(|(o, slab)| {
-            slab.chunks_mut(per_block)
-                .enumerate()
-                .for_each(|(b, out)| task(o, b, out));
-        });
+        pieces.into_iter().for_each(|(o, block, out)| task(o, block, out));
     } else {
-        // out[o.., block, c] = in[o.., lo..hi, c] @ K_block^T, over chunks of o.
+        // out[o.., block, c] = in[o.., lo..hi, c] @ M_block^T, over chunks of o.
         const OUTER_CHUNK: usize = 64;
         let task = |chunk: usize, out: &mut [f64]| {
             let o0 = chunk * OUTER_CHUNK;
@@ -409,16 +597,11 @@ fn correlate_matrix(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), w
             for c in 0..inner {
                 let xc: ArrayView2<'_, f64> = x.index_axis(Axis(2), c);
                 let mut yc = y.index_axis_mut(Axis(2), c);
-                for block in &blocks {
+                for block in blocks {
                     let xb = xc.slice_axis(Axis(1), Slice::from(block.lo..block.lo + block.weights.ncols()));
                     let mut yb =
                         yc.slice_axis_mut(Axis(1), Slice::from(block.start..block.start + block.weights.nrows()));
                     general_mat_mul(1.0, &xb, &block.weights.t(), 0.0, &mut yb);
-                    if has_offset {
-                        for (mut col, off) in yb.axis_iter_mut(Axis(1)).zip(&block.offset) {
-                            col.iter_mut().for_each(|v| *v += off);
-                        }
-                    }
                 }
             }
         };
@@ -479,7 +662,7 @@ mod tests {
                 let n = shape[axis];
                 let outer: usize = shape[..axis].iter().product();
                 let inner: usize = shape[axis + 1..].iter().product();
-                correlate_matrix(&src, &mut a, (outer, n, inner), &w, mode);
+                correlate_matrix(&src, &mut a, (outer, n, inner), &w, mode, &mut Scratch::default());
                 correlate_lanes(&src, &mut b, (outer, n, inner), &w, mode);
                 let err = a.iter().zip(&b).fold(0.0_f64, |m, (x, y)| m.max((x - y).abs()));
                 assert!(err < 1e-13, "{mode:?} axis {axis}: {err}");

@@ -4,7 +4,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, gaussian_filter_checked};
+use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, filter_f64};
 
 /// How `resize` extends the image beyond its edges, in scikit-image's
 /// (`numpy.pad`) names, for an edge `a b c d`.
@@ -221,7 +221,8 @@ pub fn resize<F: Float>(
         .anti_aliasing
         .unwrap_or_else(|| out_shape.iter().zip(&in_shape).any(|(o, i)| o < i));
 
-    let filtered = if anti_aliasing {
+    let input = super::to_f64_vec(&image);
+    let mut data = if anti_aliasing {
         let sigma: Vec<f64> = match &options.anti_aliasing_sigma {
             None => factors.iter().map(|f| ((f - 1.0) / 2.0).max(0.0)).collect(),
             Some(s) if s.len() == 1 => vec![s[0]; factors.len()],
@@ -241,13 +242,19 @@ pub fn resize<F: Float>(
                 "must be finite and >= 0",
             ));
         }
-        gaussian_filter_checked(image.view(), &sigma, mode.filter_mode(options.cval), DEFAULT_TRUNCATE)
+        filter_f64(
+            input.clone(),
+            &in_shape,
+            &sigma,
+            mode.filter_mode(options.cval),
+            DEFAULT_TRUNCATE,
+            |v| F::from_f64_lossy(v).as_f64(),
+        )
     } else {
-        image.to_owned()
+        input.clone()
     };
 
     let mut shape = in_shape.clone();
-    let mut data: Vec<f64> = filtered.iter().map(|v| v.as_f64()).collect();
     for axis in 0..shape.len() {
         // Zoom 1 along an axis samples the input at its own pixels.
         if in_shape[axis] == out_shape[axis] {
@@ -266,7 +273,7 @@ pub fn resize<F: Float>(
     }
 
     if options.clip {
-        clip_to_input_range(&mut data, &image, options);
+        clip_to_input_range::<F>(&mut data, &input, options);
     }
     let values: Vec<F> = data.into_iter().map(F::from_f64_lossy).collect();
     ArrayD::from_shape_vec(IxDyn(&out_shape), values)
@@ -275,9 +282,9 @@ pub fn resize<F: Float>(
 
 /// scikit-image's clipping: to the input's range, widened to `cval` when the
 /// constant mode brought it into the output.
-fn clip_to_input_range<F: Float>(data: &mut [f64], image: &ArrayViewD<'_, F>, options: &ResizeOptions) {
-    let (mut lo, mut hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v.as_f64()), hi.max(v.as_f64()))
+fn clip_to_input_range<F: Float>(data: &mut [f64], image: &[f64], options: &ResizeOptions) {
+    let (mut lo, mut hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
     });
     let cval = F::from_f64_lossy(options.cval).as_f64();
     if options.mode == ResizeMode::Constant && !(lo <= cval && cval <= hi) {
@@ -465,13 +472,24 @@ fn interpolate_axis(src: &[f64], shape: &[usize], axis: usize, taps: &[Tap], per
             }
         }
     };
+    // Several rows per task, so that short rows do not cost a task each.
+    let rows_per_task = (4096 / inner).max(1);
+    let chunk = |c: usize, rows: &mut [f64]| {
+        for (r, row) in rows.chunks_mut(inner).enumerate() {
+            task(c * rows_per_task + r, row);
+        }
+    };
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
-        out.par_chunks_mut(inner).enumerate().for_each(|(i, row)| task(i, row));
+        out.par_chunks_mut(rows_per_task * inner)
+            .enumerate()
+            .for_each(|(c, rows)| chunk(c, rows));
     }
     #[cfg(not(feature = "rayon"))]
-    out.chunks_mut(inner).enumerate().for_each(|(i, row)| task(i, row));
+    out.chunks_mut(rows_per_task * inner)
+        .enumerate()
+        .for_each(|(c, rows)| chunk(c, rows));
     out
 }
 
