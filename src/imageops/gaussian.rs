@@ -672,6 +672,26 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let x = ArrayD::from_shape_fn(IxDyn(&[70, 61, 3]), |i| {
+            ((i[0] * 31 + i[1] * 7 + i[2]) % 17) as f64 / 17.0
+        });
+        let run = |threads: usize, sigma: [f64; 3]| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map(|pool| pool.install(|| gaussian_filter(x.view(), &sigma, BoundaryMode::Constant(0.0), 4.0)))
+        };
+        for sigma in [[1.5, 2.0, 0.0], [20.0, 35.0, 0.0], [4.0, 0.0, 1.0]] {
+            let one = run(1, sigma).unwrap().unwrap();
+            for threads in [2, 3, 8] {
+                assert_eq!(one, run(threads, sigma).unwrap().unwrap(), "{sigma:?} {threads}");
+            }
+        }
+    }
+
     #[test]
     fn bad_arguments_are_errors() {
         let x = ArrayD::<f64>::zeros(IxDyn(&[3, 4]));

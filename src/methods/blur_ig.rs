@@ -270,3 +270,37 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
             .map_err(|_| SaliencyError::param("input", format!("{shape:?}"), "is too large"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelOutputs;
+
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let x = ArrayD::from_shape_fn(IxDyn(&[20, 18, 3]), |i| {
+            ((i[0] * 5 + i[1] * 3 + i[2]) % 11) as f32 / 11.0
+        });
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map(|pool| {
+                    pool.install(|| {
+                        BlurIg::new()
+                            .max_sigma(15.0)
+                            .steps(12)
+                            .batch_size(5)
+                            .get_mask(x.view(), &mut |b, _| {
+                                Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.mapv(|v| v * v)))
+                            })
+                    })
+                })
+        };
+        let one = run(1).unwrap().unwrap();
+        for threads in [2, 3] {
+            assert_eq!(one, run(threads).unwrap().unwrap());
+        }
+    }
+}
