@@ -179,16 +179,21 @@ impl<F: Float> CoreSaliency<F> for GradCam {
             if max > F::zero() {
                 cam.mapv_inplace(|v| v / max);
             }
-            cam = resize(cam.view(), &x.shape()[..2], &ResizeOptions::default())?;
         }
         if self.three_dims {
-            let (rows, cols) = (cam.shape()[0], cam.shape()[1]);
-            let tiled: Vec<F> = match cam.as_slice() {
-                Some(flat) => flat.iter().flat_map(|&v| [v; 3]).collect(),
-                None => cam.iter().flat_map(|&v| [v; 3]).collect(),
-            };
-            cam = ArrayD::from_shape_vec(ndarray::IxDyn(&[rows, cols, 3]), tiled)
+            // Repeated into 3 channels before the resize, which leaves the
+            // channel axis alone and treats each channel identically: the
+            // same values as resizing first, with one large buffer less.
+            let mut tiled = Vec::with_capacity(3 * cam.len());
+            match cam.as_slice() {
+                Some(flat) => flat.iter().for_each(|&v| tiled.extend_from_slice(&[v; 3])),
+                None => cam.iter().for_each(|&v| tiled.extend_from_slice(&[v; 3])),
+            }
+            cam = ArrayD::from_shape_vec(ndarray::IxDyn(&[h, w, 3]), tiled)
                 .map_err(|_| SaliencyError::param("three_dims", true, "cannot repeat the map"))?;
+        }
+        if self.should_resize {
+            cam = resize(cam.view(), &x.shape()[..2], &ResizeOptions::default())?;
         }
         Ok(cam)
     }
