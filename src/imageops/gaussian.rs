@@ -545,9 +545,103 @@ fn correlate_matrix(
     };
     scratch.folded.resize(src.len(), 0.0);
     scratch.product.resize(src.len(), 0.0);
-    fold(src, &mut scratch.folded, dims);
-    banded_product(&scratch.folded, &mut scratch.product, dims, &plan.blocks);
-    unfold(&scratch.product, dst, dims, &plan.offset);
+    let (outer, n, inner) = dims;
+    if inner < 64 && outer > 1 {
+        // Few elements per row: work on lanes laid out contiguously
+        // ([outer * inner, n]), which makes the folds vectorisable and the
+        // products few and large.
+        fold_lanes(src, &mut scratch.folded, dims);
+        banded_product(
+            &scratch.folded,
+            &mut scratch.product,
+            (outer * inner, n, 1),
+            &plan.blocks,
+        );
+        unfold_lanes(&scratch.product, dst, dims, &plan.offset);
+    } else {
+        fold(src, &mut scratch.folded, dims);
+        banded_product(&scratch.folded, &mut scratch.product, dims, &plan.blocks);
+        unfold(&scratch.product, dst, dims, &plan.offset);
+    }
+}
+
+/// [`fold`] for lanes of few elements per row: lane `(o, c)` of `src`
+/// ([outer, n, inner]) becomes row `o * inner + c` of `z` ([outer * inner, n]).
+fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize)) {
+    let (p, odd) = (n / 2, n % 2);
+    let slab = n * inner;
+    let task = |o: usize, rows: &mut [f64], lane: &mut Vec<f64>| {
+        let x = &src[o * slab..(o + 1) * slab];
+        for (c, row) in rows.chunks_exact_mut(n).enumerate() {
+            lane.clear();
+            lane.extend(x.iter().skip(c).step_by(inner));
+            let (head, rest) = lane.split_at(p);
+            let (mid, tail) = rest.split_at(odd);
+            let (sums, rest) = row.split_at_mut(p);
+            let (row_mid, diffs) = rest.split_at_mut(odd);
+            row_mid.copy_from_slice(mid);
+            for (((s, d), u), v) in sums.iter_mut().zip(diffs.iter_mut()).zip(head).zip(tail.iter().rev()) {
+                *s = u + v;
+                *d = u - v;
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        z.par_chunks_mut(slab)
+            .enumerate()
+            .for_each_init(Vec::new, |lane, (o, rows)| task(o, rows, lane));
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut lane = Vec::new();
+        z.chunks_mut(slab)
+            .enumerate()
+            .for_each(|(o, rows)| task(o, rows, &mut lane));
+    }
+}
+
+/// [`unfold`] from the lane layout of [`fold_lanes`] back to [outer, n, inner].
+fn unfold_lanes(wz: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, usize), offset: &[f64]) {
+    let (p, odd) = (n / 2, n % 2);
+    let slab = n * inner;
+    let task = |o: usize, out: &mut [f64], lane: &mut Vec<f64>| {
+        let rows = &wz[o * slab..(o + 1) * slab];
+        for (c, z) in rows.chunks_exact(n).enumerate() {
+            lane.clear();
+            lane.resize(n, 0.0);
+            let (u, rest) = z.split_at(p);
+            let (z_mid, v) = rest.split_at(odd);
+            let (y_top, rest) = lane.split_at_mut(p);
+            let (y_mid, y_bottom) = rest.split_at_mut(odd);
+            for (y, m) in y_mid.iter_mut().zip(z_mid) {
+                *y = m + offset[p];
+            }
+            let pairs = y_top.iter_mut().zip(y_bottom.iter_mut().rev()).zip(u.iter().zip(v));
+            for (j, ((t, b), (a, d))) in pairs.enumerate() {
+                *t = a + d + offset[j];
+                *b = a - d + offset[n - 1 - j];
+            }
+            for (slot, value) in out.iter_mut().skip(c).step_by(inner).zip(lane.iter()) {
+                *slot = *value;
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(slab)
+            .enumerate()
+            .for_each_init(Vec::new, |lane, (o, out)| task(o, out, lane));
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut lane = Vec::new();
+        dst.chunks_mut(slab)
+            .enumerate()
+            .for_each(|(o, out)| task(o, out, &mut lane));
+    }
 }
 
 /// `dst = M src` along the middle axis of `[outer, n, inner]`, `M` given by
