@@ -271,12 +271,11 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "rayon"))]
 mod tests {
     use super::*;
     use crate::model::ModelOutputs;
 
-    #[cfg(feature = "rayon")]
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
         let x = ArrayD::from_shape_fn(IxDyn(&[20, 18, 3]), |i| {
