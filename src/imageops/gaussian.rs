@@ -136,35 +136,40 @@ pub(crate) fn gaussian_filter_checked<F: Float>(
     truncate: f64,
 ) -> ArrayD<F> {
     let shape = input.shape().to_vec();
-    let data: Vec<F> = filter_f64(super::to_f64_vec(&input), &shape, sigma, mode, truncate, |v| {
-        F::from_f64_lossy(v).as_f64()
-    })
-    .into_iter()
-    .map(F::from_f64_lossy)
-    .collect();
+    let values = super::to_f64_vec(&input);
+    let mut scratch = Scratch::default();
+    let data: Vec<F> = filter_f64_with(&values, &shape, sigma, mode, truncate, round_to::<F>, &mut scratch)
+        .iter()
+        .map(|&v| F::from_f64_lossy(v))
+        .collect();
     // The length is the product of the shape by construction.
     ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape)))
 }
 
+/// Rounds an `f64` to the nearest `F` (SciPy stores the input's element
+/// type between two axis passes).
+pub(crate) fn round_to<F: Float>(v: f64) -> f64 {
+    F::from_f64_lossy(v).as_f64()
+}
+
 /// The filter on row-major `f64` values of shape `shape`; `round` is applied
-/// to every value between two axis passes (the input type's rounding).
+/// to every value an axis pass writes (the input type's rounding).
 pub(crate) fn filter_f64(
-    mut cur: Vec<f64>,
+    values: Vec<f64>,
     shape: &[usize],
     sigma: &[f64],
     mode: BoundaryMode,
     truncate: f64,
     round: impl Fn(f64) -> f64 + Sync + Send,
 ) -> Vec<f64> {
-    filter_f64_with(&mut cur, shape, sigma, mode, truncate, round, &mut Scratch::default());
-    cur
+    filter_f64_with(&values, shape, sigma, mode, truncate, round, &mut Scratch::default()).to_vec()
 }
 
 /// Buffers and the last matrix form, kept between calls of
 /// [`filter_f64_with`] by a caller that filters many times (Blur IG).
 #[derive(Default)]
 pub(crate) struct Scratch {
-    next: Vec<f64>,
+    buffers: [Vec<f64>; 2],
     folded: Vec<f64>,
     product: Vec<f64>,
     plan: Option<MatrixPlan>,
@@ -179,32 +184,41 @@ struct MatrixPlan {
     offset: Vec<f64>,
 }
 
-/// [`filter_f64`] in place on `cur`, reusing `scratch`.
-pub(crate) fn filter_f64_with(
-    cur: &mut Vec<f64>,
+/// [`filter_f64`] reading `input` and returning the result, which lives in
+/// `scratch` (or is `input` itself when no axis is filtered).
+pub(crate) fn filter_f64_with<'a>(
+    input: &'a [f64],
     shape: &[usize],
     sigma: &[f64],
     mode: BoundaryMode,
     truncate: f64,
     round: impl Fn(f64) -> f64 + Sync + Send,
-    scratch: &mut Scratch,
-) {
-    let mut next = std::mem::take(&mut scratch.next);
-    next.resize(cur.len(), 0.0);
+    scratch: &'a mut Scratch,
+) -> &'a [f64] {
+    let mut buffers = std::mem::take(&mut scratch.buffers);
+    let mut current: Option<usize> = None;
     for (axis, &s) in sigma.iter().enumerate() {
         // SciPy skips axes whose sigma is at most 1e-15.
         if s <= 1e-15 {
             continue;
         }
         let weights = gaussian_kernel1d(s, truncate);
-        correlate_axis(cur, &mut next, shape, axis, &weights, mode, scratch);
-        // Between passes SciPy stores the input's element type.
-        crate::parallel::for_each_chunk_mut(&mut next, |_, chunk| {
-            chunk.iter_mut().for_each(|v| *v = round(*v));
-        });
-        std::mem::swap(cur, &mut next);
+        let target = current.map_or(0, |c| 1 - c);
+        let [first, second] = &mut buffers;
+        let (src, dst): (&[f64], &mut Vec<f64>) = match current {
+            None => (input, first),
+            Some(0) => (first.as_slice(), second),
+            Some(_) => (second.as_slice(), first),
+        };
+        dst.resize(input.len(), 0.0);
+        correlate_axis(src, dst, shape, axis, &weights, mode, &round, scratch);
+        current = Some(target);
     }
-    scratch.next = next;
+    scratch.buffers = buffers;
+    match current {
+        Some(i) => scratch.buffers[i].as_slice(),
+        None => input,
+    }
 }
 
 /// The centre and right half `w[0..=r]` of SciPy's normalised Gaussian
@@ -254,13 +268,15 @@ const ROW_MIN: usize = 16;
 
 /// Correlates the standard-layout array `src` of shape `shape` along `axis`
 /// with the symmetric kernel `w` (centre first), writing `dst`.
-pub(crate) fn correlate_axis(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn correlate_axis<R: Fn(f64) -> f64 + Sync>(
     src: &[f64],
     dst: &mut [f64],
     shape: &[usize],
     axis: usize,
     w: &[f64],
     mode: BoundaryMode,
+    round: &R,
     scratch: &mut Scratch,
 ) {
     let n = shape[axis];
@@ -268,11 +284,11 @@ pub(crate) fn correlate_axis(
     let inner: usize = shape[axis + 1..].iter().product();
     let radius = w.len() - 1;
     if radius >= MATRIX_RADIUS && n <= MATRIX_MAX_LEN {
-        correlate_matrix(src, dst, (outer, n, inner), w, mode, scratch);
+        correlate_matrix(src, dst, (outer, n, inner), w, mode, round, scratch);
     } else if inner >= ROW_MIN {
-        correlate_rows(src, dst, (outer, n, inner), w, mode);
+        correlate_rows(src, dst, (outer, n, inner), w, mode, round);
     } else {
-        correlate_lanes(src, dst, (outer, n, inner), w, mode);
+        correlate_lanes(src, dst, (outer, n, inner), w, mode, round);
     }
 }
 
@@ -290,7 +306,14 @@ fn symmetric_sum(w: &[f64], at: impl Fn(isize) -> f64) -> f64 {
 
 /// Direct correlation, many elements per row: each output row is a sum of
 /// whole input rows (contiguous, vectorisable), in SciPy's order.
-fn correlate_rows(src: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, usize), w: &[f64], mode: BoundaryMode) {
+fn correlate_rows<R: Fn(f64) -> f64 + Sync>(
+    src: &[f64],
+    dst: &mut [f64],
+    (_, n, inner): (usize, usize, usize),
+    w: &[f64],
+    mode: BoundaryMode,
+    round: &R,
+) {
     let cval_row = vec![mode.cval(); inner];
     let row = |o: usize, i: isize| -> &[f64] {
         match mode.source(i, n) {
@@ -309,6 +332,7 @@ fn correlate_rows(src: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, us
                 *d += (x + y) * wj;
             }
         }
+        out.iter_mut().for_each(|d| *d = round(*d));
     };
     #[cfg(feature = "rayon")]
     {
@@ -323,7 +347,14 @@ fn correlate_rows(src: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, us
 
 /// Direct correlation, few elements per row: each lane is gathered into a
 /// padded buffer (the boundary extension written out), then filtered.
-fn correlate_lanes(src: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, usize), w: &[f64], mode: BoundaryMode) {
+fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
+    src: &[f64],
+    dst: &mut [f64],
+    (_, n, inner): (usize, usize, usize),
+    w: &[f64],
+    mode: BoundaryMode,
+    round: &R,
+) {
     let r = w.len() - 1;
     let slab = n * inner;
     let task = |buf: &mut Vec<f64>, o: usize, out: &mut [f64]| {
@@ -336,7 +367,7 @@ fn correlate_lanes(src: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, u
             }));
             for i in 0..n {
                 let centre = (i + r) as isize;
-                out[i * inner + c] = symmetric_sum(w, |d| buf[(centre + d) as usize]);
+                out[i * inner + c] = round(symmetric_sum(w, |d| buf[(centre + d) as usize]));
             }
         }
     };
@@ -397,6 +428,26 @@ fn correlation_matrix(n: usize, w: &[f64], mode: BoundaryMode) -> (ndarray::Arra
     let r = w.len() as isize - 1;
     let mut k = ndarray::Array2::<f64>::zeros((n, n));
     let mut offset = vec![0.0; n];
+    if let BoundaryMode::Constant(cval) = mode {
+        // Taps inside the line form one run; the rest see the constant.
+        for (i, row) in k.outer_iter_mut().enumerate() {
+            let (lo, hi) = (
+                (i as isize - r).max(0) as usize,
+                (i as isize + r).min(n as isize - 1) as usize,
+            );
+            let mut row = row;
+            for col in lo..=hi {
+                row[col] = w[col.abs_diff(i)];
+            }
+            if cval != 0.0 {
+                offset[i] = (-r..=r)
+                    .filter(|j| !(0..n as isize).contains(&(i as isize + j)))
+                    .map(|j| w[j.unsigned_abs()] * cval)
+                    .sum();
+            }
+        }
+        return (k, offset);
+    }
     for i in 0..n {
         for j in -r..=r {
             let tap = w[j.unsigned_abs()];
@@ -475,7 +526,13 @@ fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize)) {
 
 /// Recovers the output lines from the folded product `wz`: `y_i = u_i + v_i`,
 /// `y_{n-1-i} = u_i - v_i`, plus the constant's share.
-fn unfold(wz: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, usize), offset: &[f64]) {
+fn unfold<R: Fn(f64) -> f64 + Sync>(
+    wz: &[f64],
+    dst: &mut [f64],
+    (_, n, inner): (usize, usize, usize),
+    offset: &[f64],
+    round: &R,
+) {
     let (p, odd) = (n / 2, n % 2);
     let slab = n * inner;
     let task = |o: usize, out: &mut [f64]| {
@@ -485,7 +542,7 @@ fn unfold(wz: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, usize), off
         let (y_top, rest) = out.split_at_mut(p * inner);
         let (y_mid, y_bottom) = rest.split_at_mut(odd * inner);
         for (y, v) in y_mid.iter_mut().zip(z_mid) {
-            *y = v + offset[p];
+            *y = round(v + offset[p]);
         }
         let rows = y_top
             .chunks_exact_mut(inner)
@@ -494,8 +551,8 @@ fn unfold(wz: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, usize), off
         for (j, ((top, bottom), (u, v))) in rows.enumerate() {
             let (off_top, off_bottom) = (offset[j], offset[n - 1 - j]);
             for (((t, b), a), c) in top.iter_mut().zip(bottom.iter_mut()).zip(u).zip(v) {
-                *t = a + c + off_top;
-                *b = a - c + off_bottom;
+                *t = round(a + c + off_top);
+                *b = round(a - c + off_bottom);
             }
         }
     };
@@ -515,12 +572,13 @@ const MATRIX_MAX_LEN: usize = 2048;
 /// Correlation as banded matrix products in folded coordinates (long
 /// kernels): many elements per row multiply from the left, lanes of few
 /// elements from the right.
-fn correlate_matrix(
+fn correlate_matrix<R: Fn(f64) -> f64 + Sync>(
     src: &[f64],
     dst: &mut [f64],
     dims: (usize, usize, usize),
     w: &[f64],
     mode: BoundaryMode,
+    round: &R,
     scratch: &mut Scratch,
 ) {
     let (_, n, _) = dims;
@@ -560,11 +618,11 @@ fn correlate_matrix(
             (outer * inner, n, 1),
             &plan.blocks,
         );
-        unfold_lanes(&scratch.product, dst, dims, &plan.offset);
+        unfold_lanes(&scratch.product, dst, dims, &plan.offset, round);
     } else {
         fold(src, &mut scratch.folded, dims);
         banded_product(&scratch.folded, &mut scratch.product, dims, &plan.blocks);
-        unfold(&scratch.product, dst, dims, &plan.offset);
+        unfold(&scratch.product, dst, dims, &plan.offset, round);
     }
 }
 
@@ -606,7 +664,13 @@ fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize)) 
 }
 
 /// [`unfold`] from the lane layout of [`fold_lanes`] back to [outer, n, inner].
-fn unfold_lanes(wz: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, usize), offset: &[f64]) {
+fn unfold_lanes<R: Fn(f64) -> f64 + Sync>(
+    wz: &[f64],
+    dst: &mut [f64],
+    (_, n, inner): (usize, usize, usize),
+    offset: &[f64],
+    round: &R,
+) {
     let (p, odd) = (n / 2, n % 2);
     let slab = n * inner;
     let task = |o: usize, out: &mut [f64], lane: &mut Vec<f64>| {
@@ -619,12 +683,12 @@ fn unfold_lanes(wz: &[f64], dst: &mut [f64], (_, n, inner): (usize, usize, usize
             let (y_top, rest) = lane.split_at_mut(p);
             let (y_mid, y_bottom) = rest.split_at_mut(odd);
             for (y, m) in y_mid.iter_mut().zip(z_mid) {
-                *y = m + offset[p];
+                *y = round(m + offset[p]);
             }
             let pairs = y_top.iter_mut().zip(y_bottom.iter_mut().rev()).zip(u.iter().zip(v));
             for (j, ((t, b), (a, d))) in pairs.enumerate() {
-                *t = a + d + offset[j];
-                *b = a - d + offset[n - 1 - j];
+                *t = round(a + d + offset[j]);
+                *b = round(a - d + offset[n - 1 - j]);
             }
             for (slot, value) in out.iter_mut().skip(c).step_by(inner).zip(lane.iter()) {
                 *slot = *value;
@@ -759,11 +823,12 @@ mod tests {
                 let n = shape[axis];
                 let outer: usize = shape[..axis].iter().product();
                 let inner: usize = shape[axis + 1..].iter().product();
-                correlate_matrix(&src, &mut a, (outer, n, inner), &w, mode, &mut Scratch::default());
-                correlate_lanes(&src, &mut b, (outer, n, inner), &w, mode);
+                let id = |v: f64| v;
+                correlate_matrix(&src, &mut a, (outer, n, inner), &w, mode, &id, &mut Scratch::default());
+                correlate_lanes(&src, &mut b, (outer, n, inner), &w, mode, &id);
                 let err = a.iter().zip(&b).fold(0.0_f64, |m, (x, y)| m.max((x - y).abs()));
                 assert!(err < 1e-13, "{mode:?} axis {axis}: {err}");
-                correlate_rows(&src, &mut a, (outer, n, inner), &w, mode);
+                correlate_rows(&src, &mut a, (outer, n, inner), &w, mode, &id);
                 assert_eq!(a, b, "{mode:?} axis {axis}");
             }
         }

@@ -6,7 +6,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use crate::core::{CoreSaliency, Progress, check_input, check_positive};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, Scratch, filter_f64_with};
+use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, Scratch, filter_f64_with, round_to};
 use crate::model::{CallModelFunction, OutputKey, call_model};
 use crate::parallel::for_each_chunk_mut;
 
@@ -137,26 +137,21 @@ impl BlurIg {
 
 /// The reference's blur of `x` (row-major `f64` values of `shape`): none at
 /// sigma 0, else a Gaussian over height and width with the constant 0 beyond
-/// the edges, stored as `F`. `work` and `scratch` are reused between calls.
-fn blur<F: Float>(x: &[f64], shape: &[usize], sigma: f64, out: &mut [F], work: &mut Vec<f64>, scratch: &mut Scratch) {
-    if sigma == 0.0 {
-        out.iter_mut().zip(x).for_each(|(o, v)| *o = F::from_f64_lossy(*v));
-        return;
-    }
-    work.clear();
-    work.extend_from_slice(x);
+/// the edges, stored as `F`. `scratch` is reused between calls.
+fn blur<F: Float>(x: &[f64], shape: &[usize], sigma: f64, out: &mut [F], scratch: &mut Scratch) {
     let sigmas = [sigma, sigma, 0.0];
-    filter_f64_with(
-        work,
+    // Sigma 0 filters no axis: the result is `x` itself.
+    let blurred = filter_f64_with(
+        x,
         shape,
         &sigmas[..shape.len()],
         BoundaryMode::Constant(0.0),
         DEFAULT_TRUNCATE,
-        |v| F::from_f64_lossy(v).as_f64(),
+        round_to::<F>,
         scratch,
     );
     out.iter_mut()
-        .zip(work.iter())
+        .zip(blurred)
         .for_each(|(o, v)| *o = F::from_f64_lossy(*v));
 }
 
@@ -199,9 +194,9 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         // One path point and its finite difference, from the blurs at
         // sigma and sigma + grad_step.
         let grad_step_f64 = self.grad_step;
-        let make_point = |(work, scratch): &mut (Vec<f64>, Scratch), i: usize, point: &mut [F], slope: &mut [F]| {
-            blur(&x, &shape, sigmas[i], point, work, scratch);
-            blur(&x, &shape, sigmas[i] + grad_step_f64, slope, work, scratch);
+        let make_point = |scratch: &mut Scratch, i: usize, point: &mut [F], slope: &mut [F]| {
+            blur(&x, &shape, sigmas[i], point, scratch);
+            blur(&x, &shape, sigmas[i] + grad_step_f64, slope, scratch);
             for (s, p) in slope.iter_mut().zip(point.iter()) {
                 *s = (*s - *p) / grad_step;
             }
@@ -222,7 +217,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 let mut items: Vec<_> = pairs.enumerate().collect();
                 let per_group = count.div_ceil(rayon::current_num_threads().max(1));
                 items.par_chunks_mut(per_group).for_each(|group| {
-                    let mut ws = (Vec::new(), Scratch::default());
+                    let mut ws = Scratch::default();
                     for (b, (point, slope)) in group.iter_mut() {
                         make_point(&mut ws, start + *b, point, slope);
                     }
@@ -230,7 +225,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
             }
             #[cfg(not(feature = "rayon"))]
             {
-                let mut ws = (Vec::new(), Scratch::default());
+                let mut ws = Scratch::default();
                 for (b, (point, slope)) in pairs.enumerate() {
                     make_point(&mut ws, start + b, point, slope);
                 }
