@@ -259,7 +259,7 @@ pub(crate) fn pairwise_sum(a: &[f64]) -> f64 {
     }
 }
 
-/// Rows of the banded matrix form handled per task.
+/// The fewest rows per block of the banded matrix form.
 const BLOCK: usize = 32;
 /// Kernels with at least this radius use the banded matrix product.
 const MATRIX_RADIUS: usize = 12;
