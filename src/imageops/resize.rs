@@ -528,19 +528,25 @@ fn interpolate_axis<T: Copy + Default + Send>(
             task(c * rows_per_task + r, &mut row, dst);
         }
     };
+    // A few taps per sample are cheap: below about a million multiplications
+    // handing the work to other threads costs more than it saves.
     #[cfg(feature = "rayon")]
-    {
+    if out.len() * per >= PARALLEL_WORK {
         use rayon::prelude::*;
         out.par_chunks_mut(rows_per_task * inner)
             .enumerate()
             .for_each(|(c, rows)| chunk(c, rows));
+        return out;
     }
-    #[cfg(not(feature = "rayon"))]
     out.chunks_mut(rows_per_task * inner)
         .enumerate()
         .for_each(|(c, rows)| chunk(c, rows));
     out
 }
+
+/// Multiplications below which a resampling pass runs on one thread.
+#[cfg(feature = "rayon")]
+const PARALLEL_WORK: usize = 1 << 20;
 
 /// SciPy's spline pre-filter along `axis`, after SciPy's padding (12
 /// samples of the constant or the edge value in those modes). Returns the
