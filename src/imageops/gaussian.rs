@@ -169,6 +169,8 @@ pub(crate) fn filter_f64(
 /// [`filter_f64_with`] by a caller that filters many times (Blur IG).
 #[derive(Default)]
 pub(crate) struct Scratch {
+    /// Run every pass on the calling thread (the caller parallelises).
+    pub(crate) sequential: bool,
     buffers: [Vec<f64>; 2],
     folded: Vec<f64>,
     product: Vec<f64>,
@@ -259,6 +261,42 @@ pub(crate) fn pairwise_sum(a: &[f64]) -> f64 {
     }
 }
 
+/// Calls `f(index, chunk)` on consecutive `size`-element chunks of `data`,
+/// in parallel when `parallel` is set (and the `rayon` feature is on). Every
+/// element is computed by one call in a fixed order: the result does not
+/// depend on the thread count.
+fn for_each_chunk<T: Send>(data: &mut [T], size: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    #[cfg(feature = "rayon")]
+    if parallel {
+        use rayon::prelude::*;
+        data.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+        return;
+    }
+    let _ = parallel;
+    data.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+/// [`for_each_chunk`] with a scratch value per worker, made by `init`.
+fn for_each_chunk_init<T: Send, S>(
+    data: &mut [T],
+    size: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) {
+    #[cfg(feature = "rayon")]
+    if parallel {
+        use rayon::prelude::*;
+        data.par_chunks_mut(size)
+            .enumerate()
+            .for_each_init(&init, |state, (i, c)| f(state, i, c));
+        return;
+    }
+    let _ = parallel;
+    let mut state = init();
+    data.chunks_mut(size).enumerate().for_each(|(i, c)| f(&mut state, i, c));
+}
+
 /// The fewest rows per block of the banded matrix form.
 const BLOCK: usize = 32;
 /// Kernels with at least this radius use the banded matrix product.
@@ -283,12 +321,13 @@ pub(crate) fn correlate_axis<R: Fn(f64) -> f64 + Sync>(
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
     let radius = w.len() - 1;
+    let parallel = !scratch.sequential;
     if radius >= MATRIX_RADIUS && n <= MATRIX_MAX_LEN {
         correlate_matrix(src, dst, (outer, n, inner), w, mode, round, scratch);
     } else if inner >= ROW_MIN {
-        correlate_rows(src, dst, (outer, n, inner), w, mode, round);
+        correlate_rows(src, dst, (outer, n, inner), w, mode, round, parallel);
     } else {
-        correlate_lanes(src, dst, (outer, n, inner), w, mode, round);
+        correlate_lanes(src, dst, (outer, n, inner), w, mode, round, parallel);
     }
 }
 
@@ -313,6 +352,7 @@ fn correlate_rows<R: Fn(f64) -> f64 + Sync>(
     w: &[f64],
     mode: BoundaryMode,
     round: &R,
+    parallel: bool,
 ) {
     let cval_row = vec![mode.cval(); inner];
     let row = |o: usize, i: isize| -> &[f64] {
@@ -334,15 +374,7 @@ fn correlate_rows<R: Fn(f64) -> f64 + Sync>(
         }
         out.iter_mut().for_each(|d| *d = round(*d));
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        dst.par_chunks_mut(inner)
-            .enumerate()
-            .for_each(|(idx, out)| task(idx, out));
-    }
-    #[cfg(not(feature = "rayon"))]
-    dst.chunks_mut(inner).enumerate().for_each(|(idx, out)| task(idx, out));
+    for_each_chunk(dst, inner, parallel, |idx, out| task(idx, out));
 }
 
 /// Direct correlation, few elements per row: each lane is gathered into a
@@ -354,6 +386,7 @@ fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
     w: &[f64],
     mode: BoundaryMode,
     round: &R,
+    parallel: bool,
 ) {
     let r = w.len() - 1;
     let slab = n * inner;
@@ -371,20 +404,7 @@ fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        dst.par_chunks_mut(slab)
-            .enumerate()
-            .for_each_init(Vec::new, |buf, (o, out)| task(buf, o, out));
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let mut buf = Vec::new();
-        dst.chunks_mut(slab)
-            .enumerate()
-            .for_each(|(o, out)| task(&mut buf, o, out));
-    }
+    for_each_chunk_init(dst, slab, parallel, Vec::new, |buf, o, out| task(buf, o, out));
 }
 
 /// One block of rows of a banded matrix: rows `start..start + rows` have
@@ -492,7 +512,7 @@ fn folded_matrix(k: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
 
 /// Writes the folded coordinates of the lines of `src` ([outer, n, inner])
 /// into `z`: sums of mirrored pairs, the middle sample, differences.
-fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize)) {
+fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), parallel: bool) {
     let (p, odd) = (n / 2, n % 2);
     let slab = n * inner;
     let task = |o: usize, out: &mut [f64]| {
@@ -515,13 +535,7 @@ fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize)) {
             }
         }
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        z.par_chunks_mut(slab).enumerate().for_each(|(o, out)| task(o, out));
-    }
-    #[cfg(not(feature = "rayon"))]
-    z.chunks_mut(slab).enumerate().for_each(|(o, out)| task(o, out));
+    for_each_chunk(z, slab, parallel, |o, out| task(o, out));
 }
 
 /// Recovers the output lines from the folded product `wz`: `y_i = u_i + v_i`,
@@ -532,6 +546,7 @@ fn unfold<R: Fn(f64) -> f64 + Sync>(
     (_, n, inner): (usize, usize, usize),
     offset: &[f64],
     round: &R,
+    parallel: bool,
 ) {
     let (p, odd) = (n / 2, n % 2);
     let slab = n * inner;
@@ -556,13 +571,7 @@ fn unfold<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        dst.par_chunks_mut(slab).enumerate().for_each(|(o, out)| task(o, out));
-    }
-    #[cfg(not(feature = "rayon"))]
-    dst.chunks_mut(slab).enumerate().for_each(|(o, out)| task(o, out));
+    for_each_chunk(dst, slab, parallel, |o, out| task(o, out));
 }
 
 /// Lines longer than this use the direct correlation (the matrix form
@@ -607,28 +616,25 @@ fn correlate_matrix<R: Fn(f64) -> f64 + Sync>(
     scratch.folded.resize(src.len(), 0.0);
     scratch.product.resize(src.len(), 0.0);
     let (outer, n, inner) = dims;
+    let parallel = !scratch.sequential;
     if inner < 64 && outer > 1 {
         // Few elements per row: work on lanes laid out contiguously
         // ([outer * inner, n]), which makes the folds vectorisable and the
         // products few and large.
-        fold_lanes(src, &mut scratch.folded, dims);
-        banded_product(
-            &scratch.folded,
-            &mut scratch.product,
-            (outer * inner, n, 1),
-            &plan.blocks,
-        );
-        unfold_lanes(&scratch.product, dst, dims, &plan.offset, round);
+        fold_lanes(src, &mut scratch.folded, dims, parallel);
+        let lanes = (outer * inner, n, 1);
+        banded_product(&scratch.folded, &mut scratch.product, lanes, &plan.blocks, parallel);
+        unfold_lanes(&scratch.product, dst, dims, &plan.offset, round, parallel);
     } else {
-        fold(src, &mut scratch.folded, dims);
-        banded_product(&scratch.folded, &mut scratch.product, dims, &plan.blocks);
-        unfold(&scratch.product, dst, dims, &plan.offset, round);
+        fold(src, &mut scratch.folded, dims, parallel);
+        banded_product(&scratch.folded, &mut scratch.product, dims, &plan.blocks, parallel);
+        unfold(&scratch.product, dst, dims, &plan.offset, round, parallel);
     }
 }
 
 /// [`fold`] for lanes of few elements per row: lane `(o, c)` of `src`
 /// ([outer, n, inner]) becomes row `o * inner + c` of `z` ([outer * inner, n]).
-fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize)) {
+fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), parallel: bool) {
     let (p, odd) = (n / 2, n % 2);
     let slab = n * inner;
     let task = |o: usize, rows: &mut [f64], lane: &mut Vec<f64>| {
@@ -647,20 +653,7 @@ fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize)) 
             }
         }
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        z.par_chunks_mut(slab)
-            .enumerate()
-            .for_each_init(Vec::new, |lane, (o, rows)| task(o, rows, lane));
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let mut lane = Vec::new();
-        z.chunks_mut(slab)
-            .enumerate()
-            .for_each(|(o, rows)| task(o, rows, &mut lane));
-    }
+    for_each_chunk_init(z, slab, parallel, Vec::new, |lane, o, rows| task(o, rows, lane));
 }
 
 /// [`unfold`] from the lane layout of [`fold_lanes`] back to [outer, n, inner].
@@ -670,6 +663,7 @@ fn unfold_lanes<R: Fn(f64) -> f64 + Sync>(
     (_, n, inner): (usize, usize, usize),
     offset: &[f64],
     round: &R,
+    parallel: bool,
 ) {
     let (p, odd) = (n / 2, n % 2);
     let slab = n * inner;
@@ -695,25 +689,12 @@ fn unfold_lanes<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        dst.par_chunks_mut(slab)
-            .enumerate()
-            .for_each_init(Vec::new, |lane, (o, out)| task(o, out, lane));
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let mut lane = Vec::new();
-        dst.chunks_mut(slab)
-            .enumerate()
-            .for_each(|(o, out)| task(o, out, &mut lane));
-    }
+    for_each_chunk_init(dst, slab, parallel, Vec::new, |lane, o, out| task(o, out, lane));
 }
 
 /// `dst = M src` along the middle axis of `[outer, n, inner]`, `M` given by
 /// its band blocks.
-fn banded_product(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), blocks: &[BandBlock]) {
+fn banded_product(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), blocks: &[BandBlock], parallel: bool) {
     use ndarray::linalg::general_mat_mul;
     let (outer, n, inner) = dims;
     let Ok(input) = ndarray::ArrayView3::from_shape(dims, src) else {
@@ -739,11 +720,11 @@ fn banded_product(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), blo
             }
         }
         #[cfg(feature = "rayon")]
-        {
+        if parallel {
             use rayon::prelude::*;
             pieces.into_par_iter().for_each(|(o, block, out)| task(o, block, out));
+            return;
         }
-        #[cfg(not(feature = "rayon"))]
         pieces.into_iter().for_each(|(o, block, out)| task(o, block, out));
     } else {
         // out[o.., block, c] = in[o.., lo..hi, c] @ M_block^T, over chunks of o.
@@ -766,17 +747,7 @@ fn banded_product(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), blo
                 }
             }
         };
-        #[cfg(feature = "rayon")]
-        {
-            use rayon::prelude::*;
-            dst.par_chunks_mut(OUTER_CHUNK * n * inner)
-                .enumerate()
-                .for_each(|(chunk, out)| task(chunk, out));
-        }
-        #[cfg(not(feature = "rayon"))]
-        dst.chunks_mut(OUTER_CHUNK * n * inner)
-            .enumerate()
-            .for_each(|(chunk, out)| task(chunk, out));
+        for_each_chunk(dst, OUTER_CHUNK * n * inner, parallel, |chunk, out| task(chunk, out));
     }
 }
 
@@ -825,10 +796,10 @@ mod tests {
                 let inner: usize = shape[axis + 1..].iter().product();
                 let id = |v: f64| v;
                 correlate_matrix(&src, &mut a, (outer, n, inner), &w, mode, &id, &mut Scratch::default());
-                correlate_lanes(&src, &mut b, (outer, n, inner), &w, mode, &id);
+                correlate_lanes(&src, &mut b, (outer, n, inner), &w, mode, &id, true);
                 let err = a.iter().zip(&b).fold(0.0_f64, |m, (x, y)| m.max((x - y).abs()));
                 assert!(err < 1e-13, "{mode:?} axis {axis}: {err}");
-                correlate_rows(&src, &mut a, (outer, n, inner), &w, mode, &id);
+                correlate_rows(&src, &mut a, (outer, n, inner), &w, mode, &id, false);
                 assert_eq!(a, b, "{mode:?} axis {axis}");
             }
         }

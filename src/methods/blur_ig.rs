@@ -216,8 +216,12 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 // (the grouping does not change any result).
                 let mut items: Vec<_> = pairs.enumerate().collect();
                 let per_group = count.div_ceil(rayon::current_num_threads().max(1));
+                // With several groups the groups are the parallelism: each
+                // filter runs on its group's thread, with no hand-offs.
+                let sequential = per_group < count;
                 items.par_chunks_mut(per_group).for_each(|group| {
                     let mut ws = Scratch::default();
+                    ws.sequential = sequential;
                     for (b, (point, slope)) in group.iter_mut() {
                         make_point(&mut ws, start + *b, point, slope);
                     }
