@@ -18,3 +18,13 @@ pub use quantile::{percentile, quantile, quantile_lower};
 pub use resize::{ResizeMode, ResizeOptions, resize};
 pub use sum::{mean, sum};
 pub use trapz::{pairwise_sum, trapz};
+
+/// The values of `a` in row-major order as `f64`, through a flat slice when
+/// `a` is in standard layout (iterating an `IxDyn` view element by element
+/// costs an index computation per element).
+pub(crate) fn to_f64_vec<F: crate::Float>(a: &ndarray::ArrayViewD<'_, F>) -> Vec<f64> {
+    match a.as_slice() {
+        Some(s) => s.iter().map(|v| v.as_f64()).collect(),
+        None => a.iter().map(|v| v.as_f64()).collect(),
+    }
+}

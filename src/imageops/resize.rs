@@ -4,7 +4,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, gaussian_filter_checked};
+use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, filter_f64};
 
 /// How `resize` extends the image beyond its edges, in scikit-image's
 /// (`numpy.pad`) names, for an edge `a b c d`.
@@ -221,7 +221,8 @@ pub fn resize<F: Float>(
         .anti_aliasing
         .unwrap_or_else(|| out_shape.iter().zip(&in_shape).any(|(o, i)| o < i));
 
-    let filtered = if anti_aliasing {
+    let input = super::to_f64_vec(&image);
+    let mut data = if anti_aliasing {
         let sigma: Vec<f64> = match &options.anti_aliasing_sigma {
             None => factors.iter().map(|f| ((f - 1.0) / 2.0).max(0.0)).collect(),
             Some(s) if s.len() == 1 => vec![s[0]; factors.len()],
@@ -241,14 +242,25 @@ pub fn resize<F: Float>(
                 "must be finite and >= 0",
             ));
         }
-        gaussian_filter_checked(image.view(), &sigma, mode.filter_mode(options.cval), DEFAULT_TRUNCATE)
+        filter_f64(
+            input.clone(),
+            &in_shape,
+            &sigma,
+            mode.filter_mode(options.cval),
+            DEFAULT_TRUNCATE,
+            |v| F::from_f64_lossy(v).as_f64(),
+        )
     } else {
-        image.to_owned()
+        input.clone()
     };
 
     let mut shape = in_shape.clone();
-    let mut data: Vec<f64> = filtered.iter().map(|v| v.as_f64()).collect();
-    for axis in 0..shape.len() {
+    // The last axis resampled writes `F` directly (one large buffer less).
+    let final_axis = (0..shape.len()).find(|&a| in_shape[a] != out_shape[a]);
+    let mut values: Option<Vec<F>> = None;
+    // Last axis first: it is resampled while the other axes still have
+    // their input sizes, and later axes move whole contiguous rows.
+    for axis in (0..shape.len()).rev() {
         // Zoom 1 along an axis samples the input at its own pixels.
         if in_shape[axis] == out_shape[axis] {
             continue;
@@ -261,35 +273,58 @@ pub fn resize<F: Float>(
         let mut padded_shape = shape.clone();
         padded_shape[axis] = len;
         let taps = axis_taps(in_shape[axis], out_shape[axis], len, options.order, mode);
-        data = interpolate_axis(&padded, &padded_shape, axis, &taps, options.order + 1, options.cval);
+        let per = options.order + 1;
+        if Some(axis) == final_axis {
+            values = Some(interpolate_axis(
+                &padded,
+                &padded_shape,
+                axis,
+                &taps,
+                per,
+                options.cval,
+                F::from_f64_lossy,
+            ));
+            data = Vec::new();
+        } else {
+            data = interpolate_axis(&padded, &padded_shape, axis, &taps, per, options.cval, |v| v);
+        }
         shape[axis] = out_shape[axis];
     }
+    let mut values = values.unwrap_or_else(|| data.into_iter().map(F::from_f64_lossy).collect());
 
     if options.clip {
-        clip_to_input_range(&mut data, &image, options);
+        clip_to_input_range(&mut values, &input, options);
     }
-    let values: Vec<F> = data.into_iter().map(F::from_f64_lossy).collect();
     ArrayD::from_shape_vec(IxDyn(&out_shape), values)
         .map_err(|_| SaliencyError::param("output_shape", format!("{output_shape:?}"), "is too large"))
 }
 
 /// scikit-image's clipping: to the input's range, widened to `cval` when the
 /// constant mode brought it into the output.
-fn clip_to_input_range<F: Float>(data: &mut [f64], image: &ArrayViewD<'_, F>, options: &ResizeOptions) {
-    let (mut lo, mut hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v.as_f64()), hi.max(v.as_f64()))
+fn clip_to_input_range<F: Float>(data: &mut [F], image: &[f64], options: &ResizeOptions) {
+    // The input's values are exact in `F`, so are these bounds; clipping
+    // after the conversion to `F` equals clipping before it.
+    let (mut lo, mut hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
     });
     let cval = F::from_f64_lossy(options.cval).as_f64();
     if options.mode == ResizeMode::Constant && !(lo <= cval && cval <= hi) {
-        let (olo, ohi) = data
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (olo, ohi) = data.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v.as_f64()), b.max(v.as_f64()))
+        });
         if olo <= cval && cval <= ohi {
             lo = lo.min(cval);
             hi = hi.max(cval);
         }
     }
-    data.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+    let (lo, hi) = (F::from_f64_lossy(lo), F::from_f64_lossy(hi));
+    data.iter_mut().for_each(|v| {
+        if *v < lo {
+            *v = lo;
+        } else if *v > hi {
+            *v = hi;
+        }
+    });
 }
 
 /// SciPy's `map_coordinate`: folds a coordinate outside `0..len` back in.
@@ -437,15 +472,33 @@ fn axis_taps(n: usize, m: usize, len: usize, order: usize, mode: NdMode) -> Vec<
 
 /// Resamples the standard-layout array `src` along `axis` with `taps`
 /// (`per` taps per output sample).
-fn interpolate_axis(src: &[f64], shape: &[usize], axis: usize, taps: &[Tap], per: usize, cval: f64) -> Vec<f64> {
+fn interpolate_axis<T: Copy + Default + Send>(
+    src: &[f64],
+    shape: &[usize],
+    axis: usize,
+    taps: &[Tap],
+    per: usize,
+    cval: f64,
+    store: impl Fn(f64) -> T + Sync,
+) -> Vec<T> {
     let n = shape[axis];
     let m = taps.len() / per;
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
-    let mut out = vec![0.0; outer * m * inner];
-    let task = |idx: usize, row: &mut [f64]| {
+    let mut out = vec![T::default(); outer * m * inner];
+    // Sums in `f64` (into `row`), stored as `T` in `dst`.
+    let task = |idx: usize, row: &mut [f64], dst: &mut [T]| {
         let (o, k) = (idx / m, idx % m);
-        for (h, &(source, weight)) in taps[k * per..(k + 1) * per].iter().enumerate() {
+        let taps = &taps[k * per..(k + 1) * per];
+        if let [value] = dst {
+            // One element per row (the last axis): a plain weighted sum.
+            let line = &src[o * n..(o + 1) * n];
+            *value = store(taps.iter().fold(0.0, |acc, &(source, weight)| {
+                acc + source.and_then(|s| line.get(s)).copied().unwrap_or(cval) * weight
+            }));
+            return;
+        }
+        for (h, &(source, weight)) in taps.iter().enumerate() {
             match source {
                 Some(s) => {
                     let x = &src[(o * n + s) * inner..(o * n + s + 1) * inner];
@@ -464,16 +517,36 @@ fn interpolate_axis(src: &[f64], shape: &[usize], axis: usize, taps: &[Tap], per
                 }
             }
         }
+        dst.iter_mut().zip(row.iter()).for_each(|(d, &v)| *d = store(v));
     };
+    // Tasks of at least CHUNK elements: small resizes (a Grad-CAM map) run
+    // on one thread, which costs less than waking others.
+    let rows_per_task = (crate::parallel::CHUNK / inner).max(1);
+    let chunk = |c: usize, rows: &mut [T]| {
+        let mut row = vec![0.0; if inner > 1 { inner } else { 0 }];
+        for (r, dst) in rows.chunks_mut(inner).enumerate() {
+            task(c * rows_per_task + r, &mut row, dst);
+        }
+    };
+    // A few taps per sample are cheap: below about a million multiplications
+    // handing the work to other threads costs more than it saves.
     #[cfg(feature = "rayon")]
-    {
+    if out.len() * per >= PARALLEL_WORK {
         use rayon::prelude::*;
-        out.par_chunks_mut(inner).enumerate().for_each(|(i, row)| task(i, row));
+        out.par_chunks_mut(rows_per_task * inner)
+            .enumerate()
+            .for_each(|(c, rows)| chunk(c, rows));
+        return out;
     }
-    #[cfg(not(feature = "rayon"))]
-    out.chunks_mut(inner).enumerate().for_each(|(i, row)| task(i, row));
+    out.chunks_mut(rows_per_task * inner)
+        .enumerate()
+        .for_each(|(c, rows)| chunk(c, rows));
     out
 }
+
+/// Multiplications below which a resampling pass runs on one thread.
+#[cfg(feature = "rayon")]
+const PARALLEL_WORK: usize = 1 << 20;
 
 /// SciPy's spline pre-filter along `axis`, after SciPy's padding (12
 /// samples of the constant or the edge value in those modes). Returns the

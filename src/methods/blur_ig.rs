@@ -6,7 +6,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use crate::core::{CoreSaliency, Progress, check_input, check_positive};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, gaussian_filter_checked};
+use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, Scratch, filter_f64_with, round_to};
 use crate::model::{CallModelFunction, OutputKey, call_model};
 use crate::parallel::for_each_chunk_mut;
 
@@ -135,21 +135,24 @@ impl BlurIg {
     }
 }
 
-/// The reference's blur: none at sigma 0, else a Gaussian over height and
-/// width with the constant 0 beyond the edges.
-fn blur<F: Float>(x: &ArrayViewD<'_, F>, sigma: f64, out: &mut [F]) {
-    if sigma == 0.0 {
-        out.iter_mut().zip(x.iter()).for_each(|(o, v)| *o = *v);
-        return;
-    }
+/// The reference's blur of `x` (row-major `f64` values of `shape`): none at
+/// sigma 0, else a Gaussian over height and width with the constant 0 beyond
+/// the edges, stored as `F`. `scratch` is reused between calls.
+fn blur<F: Float>(x: &[f64], shape: &[usize], sigma: f64, out: &mut [F], scratch: &mut Scratch) {
     let sigmas = [sigma, sigma, 0.0];
-    let blurred = gaussian_filter_checked(
-        x.view(),
-        &sigmas[..x.ndim()],
+    // Sigma 0 filters no axis: the result is `x` itself.
+    let blurred = filter_f64_with(
+        x,
+        shape,
+        &sigmas[..shape.len()],
         BoundaryMode::Constant(0.0),
         DEFAULT_TRUNCATE,
+        round_to::<F>,
+        scratch,
     );
-    out.iter_mut().zip(blurred.iter()).for_each(|(o, v)| *o = *v);
+    out.iter_mut()
+        .zip(blurred)
+        .for_each(|(o, v)| *o = F::from_f64_lossy(*v));
 }
 
 impl<F: Float> CoreSaliency<F> for BlurIg {
@@ -173,7 +176,8 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 shape: x.shape().to_vec(),
             });
         }
-        let x = x.as_standard_layout();
+        let shape = x.shape().to_vec();
+        let x = crate::imageops::to_f64_vec(&x);
         let len = x.len();
         let sigmas = self.sigmas();
         let grad_step = F::from_f64_lossy(self.grad_step);
@@ -185,24 +189,54 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         let mut slopes = vec![F::zero(); capacity * len];
         let mut total = vec![F::zero(); len];
         let mut batch_shape = vec![0];
-        batch_shape.extend_from_slice(x.shape());
+        batch_shape.extend_from_slice(&shape);
 
+        // One path point and its finite difference, from the blurs at
+        // sigma and sigma + grad_step.
+        let grad_step_f64 = self.grad_step;
+        let make_point = |scratch: &mut Scratch, i: usize, point: &mut [F], slope: &mut [F]| {
+            blur(&x, &shape, sigmas[i], point, scratch);
+            blur(&x, &shape, sigmas[i] + grad_step_f64, slope, scratch);
+            for (s, p) in slope.iter_mut().zip(point.iter()) {
+                *s = (*s - *p) / grad_step;
+            }
+        };
         let mut start = 0;
         while start < self.steps {
             let end = (start + self.batch_size).min(self.steps);
             let count = end - start;
-            for (b, i) in (start..end).enumerate() {
-                let point = &mut points[b * len..(b + 1) * len];
-                blur(&x.view(), sigmas[i], point);
-                let slope = &mut slopes[b * len..(b + 1) * len];
-                blur(&x.view(), sigmas[i] + self.grad_step, slope);
-                for (s, p) in slope.iter_mut().zip(point.iter()) {
-                    *s = (*s - *p) / grad_step;
+            // The points of a batch are independent: one task each.
+            let pairs = points[..count * len]
+                .chunks_mut(len)
+                .zip(slopes[..count * len].chunks_mut(len));
+            #[cfg(feature = "rayon")]
+            {
+                use rayon::prelude::*;
+                // One group of points per thread, each with its own buffers
+                // (the grouping does not change any result).
+                let mut items: Vec<_> = pairs.enumerate().collect();
+                let per_group = count.div_ceil(rayon::current_num_threads().max(1));
+                // With several groups the groups are the parallelism: each
+                // filter runs on its group's thread, with no hand-offs.
+                let sequential = per_group < count;
+                items.par_chunks_mut(per_group).for_each(|group| {
+                    let mut ws = Scratch::default();
+                    ws.sequential = sequential;
+                    for (b, (point, slope)) in group.iter_mut() {
+                        make_point(&mut ws, start + *b, point, slope);
+                    }
+                });
+            }
+            #[cfg(not(feature = "rayon"))]
+            {
+                let mut ws = Scratch::default();
+                for (b, (point, slope)) in pairs.enumerate() {
+                    make_point(&mut ws, start + b, point, slope);
                 }
             }
             batch_shape[0] = count;
             let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &points[..count * len])
-                .map_err(|_| SaliencyError::param("input", format!("{:?}", x.shape()), "is too large"))?;
+                .map_err(|_| SaliencyError::param("input", format!("{shape:?}"), "is too large"))?;
             let mut outputs = call_model(model, batch, &[key])?;
             let grads = outputs.take(key)?;
             let grads = grads.as_standard_layout();
@@ -214,20 +248,57 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 .collect();
             let slopes = &slopes;
             for_each_chunk_mut(&mut total, |offset, chunk| {
-                for (j, t) in chunk.iter_mut().enumerate() {
-                    let k = offset + j;
-                    let mut sum = F::zero();
-                    for (b, &d) in diffs.iter().enumerate() {
-                        sum += d * (slopes[b * len + k] * grads[b * len + k]);
+                // The batch's sum first, then added to the total, in the
+                // reference's order; contiguous loops per point.
+                let mut sum = vec![F::zero(); chunk.len()];
+                for (b, &d) in diffs.iter().enumerate() {
+                    let at = b * len + offset..b * len + offset + chunk.len();
+                    for ((s, &slope), &g) in sum.iter_mut().zip(&slopes[at.clone()]).zip(&grads[at]) {
+                        *s += d * (slope * g);
                     }
-                    *t += sum;
+                }
+                for (t, s) in chunk.iter_mut().zip(sum) {
+                    *t += s;
                 }
             });
             start = end;
             progress(Progress::new("blur ig steps", end, self.steps));
         }
         let data: Vec<F> = total.into_iter().map(|t| -t).collect();
-        ArrayD::from_shape_vec(x.raw_dim(), data)
-            .map_err(|_| SaliencyError::param("input", format!("{:?}", x.shape()), "is too large"))
+        ArrayD::from_shape_vec(IxDyn(&shape), data)
+            .map_err(|_| SaliencyError::param("input", format!("{shape:?}"), "is too large"))
+    }
+}
+
+#[cfg(all(test, feature = "rayon"))]
+mod tests {
+    use super::*;
+    use crate::model::ModelOutputs;
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let x = ArrayD::from_shape_fn(IxDyn(&[20, 18, 3]), |i| {
+            ((i[0] * 5 + i[1] * 3 + i[2]) % 11) as f32 / 11.0
+        });
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map(|pool| {
+                    pool.install(|| {
+                        BlurIg::new()
+                            .max_sigma(15.0)
+                            .steps(12)
+                            .batch_size(5)
+                            .get_mask(x.view(), &mut |b, _| {
+                                Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.mapv(|v| v * v)))
+                            })
+                    })
+                })
+        };
+        let one = run(1).unwrap().unwrap();
+        for threads in [2, 3] {
+            assert_eq!(one, run(threads).unwrap().unwrap());
+        }
     }
 }

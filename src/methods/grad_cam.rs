@@ -1,7 +1,7 @@
 //! Grad-CAM: class activation maps from a convolution layer's activations
 //! weighted by their gradients ([Selvaraju et al., 2017](https://arxiv.org/abs/1610.02391)).
 
-use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix4};
+use ndarray::{ArrayD, ArrayViewD, Axis, Ix4};
 
 use crate::core::{CoreSaliency, Progress, check_input};
 use crate::error::{Result, SaliencyError};
@@ -119,34 +119,59 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         progress(Progress::new("model calls", 1, 1));
         let values = layer_output(outputs.take(keys[0])?, keys[0])?;
         let grads = layer_output(outputs.take(keys[1])?, keys[1])?;
-        // The first example, as [C, H, W] or [H, W, C] views.
-        let (values, grads) = (values.index_axis(Axis(0), 0), grads.index_axis(Axis(0), 0));
-        let (values, grads) = match self.layout {
-            ActivationLayout::ChannelsLast => (values.permuted_axes([2, 0, 1]), grads.permuted_axes([2, 0, 1])),
-            ActivationLayout::ChannelsFirst => (values, grads),
+        let (_, a, b, c) = values.dim();
+        let (channels, h, w) = match self.layout {
+            ActivationLayout::ChannelsLast => (c, a, b),
+            ActivationLayout::ChannelsFirst => (a, b, c),
         };
-        let (channels, h, w) = values.dim();
         if channels == 0 || h == 0 || w == 0 {
             return Err(SaliencyError::EmptyInput {
                 what: "convolution layer values",
                 shape: values.shape().to_vec(),
             });
         }
+        // The first example of each, as flat row-major slices.
+        let (values, grads) = (values.as_standard_layout(), grads.as_standard_layout());
+        let size = channels * h * w;
+        let (Some(values), Some(grads)) = (values.as_slice(), grads.as_slice()) else {
+            return Err(SaliencyError::param(
+                "layout",
+                "non-contiguous",
+                "layer outputs must be contiguous",
+            ));
+        };
+        let (values, grads) = (&values[..size], &grads[..size]);
 
         // Channel weights: the mean gradient over height and width, summed
-        // row by row as NumPy reduces the leading axes.
+        // pixel by pixel as NumPy reduces the leading axes. Then the map: the
+        // weighted sum over channels, in channel order, as the reference
+        // accumulates it.
         let count = F::from_f64_lossy((h * w) as f64);
-        let weights: Vec<F> = grads
-            .outer_iter()
-            .map(|g| g.iter().fold(F::zero(), |s, &v| s + v) / count)
-            .collect();
-
-        // Weighted sum over channels in channel order, then the ReLU.
-        let mut cam = Array2::<F>::zeros((h, w));
-        for (plane, &wc) in values.outer_iter().zip(&weights) {
-            ndarray::Zip::from(&mut cam).and(&plane).for_each(|c, &v| *c += wc * v);
+        let mut weights = vec![F::zero(); channels];
+        let mut cam = vec![F::zero(); h * w];
+        match self.layout {
+            ActivationLayout::ChannelsLast => {
+                for g in grads.chunks_exact(channels) {
+                    weights.iter_mut().zip(g).for_each(|(s, &v)| *s += v);
+                }
+                weights.iter_mut().for_each(|s| *s /= count);
+                for (m, v) in cam.iter_mut().zip(values.chunks_exact(channels)) {
+                    *m = weights.iter().zip(v).fold(F::zero(), |acc, (&wc, &x)| acc + wc * x);
+                }
+            }
+            ActivationLayout::ChannelsFirst => {
+                for (s, g) in weights.iter_mut().zip(grads.chunks_exact(h * w)) {
+                    *s = g.iter().fold(F::zero(), |acc, &v| acc + v) / count;
+                }
+                for (&wc, plane) in weights.iter().zip(values.chunks_exact(h * w)) {
+                    cam.iter_mut().zip(plane).for_each(|(m, &x)| *m += wc * x);
+                }
+            }
         }
-        cam.mapv_inplace(|v| if v > F::zero() { v } else { F::zero() });
+        cam.iter_mut()
+            .for_each(|v| *v = if *v > F::zero() { *v } else { F::zero() });
+        let cam = ndarray::Array2::from_shape_vec((h, w), cam)
+            .map_err(|_| SaliencyError::param("layout", "non-contiguous", "layer outputs must be contiguous"))?;
 
         let mut cam = cam.into_dyn();
         if self.should_resize {
@@ -154,16 +179,21 @@ impl<F: Float> CoreSaliency<F> for GradCam {
             if max > F::zero() {
                 cam.mapv_inplace(|v| v / max);
             }
-            cam = resize(cam.view(), &x.shape()[..2], &ResizeOptions::default())?;
         }
         if self.three_dims {
-            let (rows, cols) = (cam.shape()[0], cam.shape()[1]);
-            let tiled = cam
-                .insert_axis(Axis(2))
-                .broadcast((rows, cols, 3))
-                .map(|v| v.to_owned())
-                .ok_or(SaliencyError::param("three_dims", true, "cannot repeat the map"))?;
-            cam = tiled.into_dyn();
+            // Repeated into 3 channels before the resize, which leaves the
+            // channel axis alone and treats each channel identically: the
+            // same values as resizing first, with one large buffer less.
+            let mut tiled = Vec::with_capacity(3 * cam.len());
+            match cam.as_slice() {
+                Some(flat) => flat.iter().for_each(|&v| tiled.extend_from_slice(&[v; 3])),
+                None => cam.iter().for_each(|&v| tiled.extend_from_slice(&[v; 3])),
+            }
+            cam = ArrayD::from_shape_vec(ndarray::IxDyn(&[h, w, 3]), tiled)
+                .map_err(|_| SaliencyError::param("three_dims", true, "cannot repeat the map"))?;
+        }
+        if self.should_resize {
+            cam = resize(cam.view(), &x.shape()[..2], &ResizeOptions::default())?;
         }
         Ok(cam)
     }
