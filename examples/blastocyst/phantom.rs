@@ -52,16 +52,21 @@ fn soft_disk(d: f64, r: f64, edge: f64) -> f64 {
 /// Generates one embryo of `grade` on a `size x size` canvas.
 pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
     let s = size as f64;
-    let (cy, cx) = (s / 2.0 + rng.random_range(-0.04..0.04) * s, s / 2.0 + rng.random_range(-0.04..0.04) * s);
+    let (cy, cx) = (
+        s / 2.0 + rng.random_range(-0.04..0.04) * s,
+        s / 2.0 + rng.random_range(-0.04..0.04) * s,
+    );
     let r_zona = s * rng.random_range(0.36..0.41);
     let zona_w = s * 0.035;
     let r_inner = r_zona - zona_w;
 
     // The ICM sits against the inner wall at a random angle.
     let angle = rng.random_range(0.0..std::f64::consts::TAU);
+    // Good: many cells packed into a large mass. Poor: a few cells, loosely
+    // scattered over a small patch of the wall.
     let (icm_r, n_cells, spread) = match grade {
-        Grade::Good => (s * rng.random_range(0.15..0.18), 26, 0.55),
-        Grade::Poor => (s * rng.random_range(0.07..0.09), 7, 1.1),
+        Grade::Good => (s * rng.random_range(0.17..0.20), 40, 0.8),
+        Grade::Poor => (s * rng.random_range(0.08..0.10), 4 + rng.random_range(0..3), 1.0),
     };
     let icm_dist = r_inner - icm_r * 0.85;
     let (iy, ix) = (cy + icm_dist * angle.sin(), cx + icm_dist * angle.cos());
@@ -78,6 +83,9 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
     let te_phase = rng.random_range(0.0..std::f64::consts::TAU);
     let illum = (rng.random_range(-0.25..0.25), rng.random_range(-0.25..0.25));
     let noise = Normal::new(0.0, 0.06).expect("a valid fixed deviation");
+    // The cavity's darkness varies between embryos, so that its area or tone
+    // is no clue to the grade.
+    let cavity = rng.random_range(0.05..0.25);
 
     let mut image = Array3::<f32>::zeros((size, size, 3));
     let mut icm = Array2::<bool>::from_elem((size, size), false);
@@ -93,7 +101,7 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
             v += 0.55 * (-band * band * 2.0).exp() - 0.25 * (-(band.abs() - 1.2).powi(2) * 6.0).exp();
             // Blastocoel: slightly darker, smooth fluid.
             let inside = soft_disk(d, r_inner, 1.0);
-            v -= 0.15 * inside;
+            v -= cavity * inside;
             // Trophectoderm: flattened cells just inside the zona.
             let te = (-(d - (r_inner - s * 0.02)).powi(2) / (2.0 * (s * 0.012).powi(2))).exp();
             v += 0.3 * te * (0.6 + 0.4 * (n_te as f64 * theta + te_phase).sin().abs());
@@ -103,10 +111,14 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
                 let dd = ((y - py).powi(2) + (x - px).powi(2)).sqrt();
                 let body = soft_disk(dd, pr, 0.8);
                 let membrane = (-(dd - pr).powi(2) / 1.0).exp();
-                cell_v = cell_v.max(0.55 * body) - 0.2 * membrane * body.max(0.3);
+                cell_v = cell_v.max(0.75 * body) - 0.35 * membrane * body.max(0.3);
             }
             v += cell_v * inside;
-            if cells.iter().any(|&(py, px, pr)| ((y - py).powi(2) + (x - px).powi(2)).sqrt() <= pr + 1.0) {
+            if inside > 0.5
+                && cells
+                    .iter()
+                    .any(|&(py, px, pr)| ((y - py).powi(2) + (x - px).powi(2)).sqrt() <= pr + 1.0)
+            {
                 icm[[i, j]] = true;
             }
             let n = noise.sample(rng);
