@@ -40,7 +40,7 @@ use phantom::{Embryo, Grade};
 const SIZE: usize = 48;
 const TRAIN: usize = 640;
 const TEST: usize = 200;
-const EPOCHS: usize = 14;
+const EPOCHS: usize = 20;
 const BATCH: usize = 32;
 /// AdamW's initial learning rate (1e-2 can kill every ReLU of this small net).
 const LR: f64 = 4e-3;

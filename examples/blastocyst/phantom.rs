@@ -65,8 +65,8 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
     // Good: many cells packed into a large mass. Poor: a few cells, loosely
     // scattered over a small patch of the wall.
     let (icm_r, n_cells, spread) = match grade {
-        Grade::Good => (s * rng.random_range(0.17..0.20), 40, 0.8),
-        Grade::Poor => (s * rng.random_range(0.08..0.10), 4 + rng.random_range(0..3), 1.0),
+        Grade::Good => (s * rng.random_range(0.18..0.21), 50, 0.8),
+        Grade::Poor => (s * rng.random_range(0.07..0.09), 3 + rng.random_range(0..3), 1.0),
     };
     let icm_dist = r_inner - icm_r * 0.85;
     let (iy, ix) = (cy + icm_dist * angle.sin(), cx + icm_dist * angle.cos());
