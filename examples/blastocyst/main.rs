@@ -176,7 +176,7 @@ fn methods(field: &Array3<f32>) -> Vec<(&'static str, Box<dyn CoreSaliency<f32>>
             )),
         ),
         (
-            "Integrated Gradients",
+            "IG (integrated)",
             Box::new(
                 IntegratedGradients::new()
                     .steps(50)
@@ -483,12 +483,17 @@ fn run() -> BoxResult<()> {
             .argmax(1)?
             .to_vec1::<u32>()?[0] as usize;
         println!("   the grader calls it {}", if class == 0 { "good" } else { "poor" });
+        println!("   (a grader trained on generated embryos only: its verdict on a real micrograph is no grade,");
+        println!("   the maps show what this model looks at)");
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "image".into());
         explain(&format!("user-{stem}"), &image, None, &mut model, &out)?;
     }
+    println!("\nPanels: the image, the true ICM outlined in green (on every map too), then each method's");
+    println!("saliency (sum of |values| over channels, scaled to its 99th percentile) in inferno over the");
+    println!("image: black = none, yellow = most; last, the 30% of the image XRAI ranks first.");
     println!(
         "\nDone in {:.0} s. Panels are in {}",
         started.elapsed().as_secs_f64(),
