@@ -1,0 +1,132 @@
+//! Generated blastocyst micrographs with known anatomy.
+//!
+//! A day-5 blastocyst seen in a light microscope: a bright zona pellucida
+//! ring, a thin trophectoderm (TE) of flattened cells just inside it, the
+//! fluid-filled blastocoel cavity, and the inner cell mass (ICM), a cluster
+//! of cells against the inner wall. In Gardner grading the ICM grade is A
+//! when the mass is large and tightly packed, C when it is small or loose;
+//! here that is the only difference between the classes, so a model that
+//! grades correctly must look at the ICM, and the ICM mask is the ground
+//! truth for where a faithful saliency map should point.
+
+use ndarray::{Array2, Array3};
+use rand::{Rng, RngExt};
+use rand_distr::{Distribution, Normal};
+
+/// Good (large, compact ICM) or poor (small, loose ICM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grade {
+    Good,
+    Poor,
+}
+
+impl Grade {
+    pub fn label(self) -> usize {
+        match self {
+            Grade::Good => 0,
+            Grade::Poor => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Grade::Good => "good",
+            Grade::Poor => "poor",
+        }
+    }
+}
+
+/// One generated micrograph: `size x size x 3`, values roughly in [-1, 1].
+pub struct Embryo {
+    pub image: Array3<f32>,
+    /// Pixels of the inner cell mass.
+    pub icm: Array2<bool>,
+    pub grade: Grade,
+}
+
+/// A soft disk: 1 inside radius `r`, 0 outside, a smooth edge of `edge` pixels.
+fn soft_disk(d: f64, r: f64, edge: f64) -> f64 {
+    1.0 / (1.0 + ((d - r) / edge).exp())
+}
+
+/// Generates one embryo of `grade` on a `size x size` canvas.
+pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
+    let s = size as f64;
+    let (cy, cx) = (
+        s / 2.0 + rng.random_range(-0.04..0.04) * s,
+        s / 2.0 + rng.random_range(-0.04..0.04) * s,
+    );
+    let r_zona = s * rng.random_range(0.36..0.41);
+    let zona_w = s * 0.035;
+    let r_inner = r_zona - zona_w;
+
+    // The ICM sits against the inner wall at a random angle.
+    let angle = rng.random_range(0.0..std::f64::consts::TAU);
+    // Good: many cells packed into a large mass. Poor: a few cells, loosely
+    // scattered over a small patch of the wall.
+    let (icm_r, n_cells, spread) = match grade {
+        Grade::Good => (s * rng.random_range(0.18..0.21), 50, 0.8),
+        Grade::Poor => (s * rng.random_range(0.07..0.09), 3 + rng.random_range(0..3), 1.0),
+    };
+    let icm_dist = r_inner - icm_r * 0.85;
+    let (iy, ix) = (cy + icm_dist * angle.sin(), cx + icm_dist * angle.cos());
+    let cells: Vec<(f64, f64, f64)> = (0..n_cells)
+        .map(|_| {
+            let a = rng.random_range(0.0..std::f64::consts::TAU);
+            let d = icm_r * spread * rng.random_range(0.0f64..1.0).sqrt();
+            (iy + d * a.sin(), ix + d * a.cos(), s * rng.random_range(0.025..0.04))
+        })
+        .collect();
+
+    // TE cells: bumps along the inner wall.
+    let n_te = 18 + rng.random_range(0..6);
+    let te_phase = rng.random_range(0.0..std::f64::consts::TAU);
+    let illum = (rng.random_range(-0.25..0.25), rng.random_range(-0.25..0.25));
+    let noise = Normal::new(0.0, 0.06).expect("a valid fixed deviation");
+    // The cavity's darkness varies between embryos, so that its area or tone
+    // is no clue to the grade.
+    let cavity = rng.random_range(0.05..0.25);
+
+    let mut image = Array3::<f32>::zeros((size, size, 3));
+    let mut icm = Array2::<bool>::from_elem((size, size), false);
+    for i in 0..size {
+        for j in 0..size {
+            let (y, x) = (i as f64 + 0.5, j as f64 + 0.5);
+            let d = ((y - cy).powi(2) + (x - cx).powi(2)).sqrt();
+            let theta = (y - cy).atan2(x - cx);
+            // Background with an illumination gradient.
+            let mut v = -0.1 + illum.0 * (y / s - 0.5) + illum.1 * (x / s - 0.5);
+            // Zona pellucida: a bright band with dark rims.
+            let band = (d - (r_zona - zona_w / 2.0)) / (zona_w / 2.0);
+            v += 0.55 * (-band * band * 2.0).exp() - 0.25 * (-(band.abs() - 1.2).powi(2) * 6.0).exp();
+            // Blastocoel: slightly darker, smooth fluid.
+            let inside = soft_disk(d, r_inner, 1.0);
+            v -= cavity * inside;
+            // Trophectoderm: flattened cells just inside the zona.
+            let te = (-(d - (r_inner - s * 0.02)).powi(2) / (2.0 * (s * 0.012).powi(2))).exp();
+            v += 0.3 * te * (0.6 + 0.4 * (n_te as f64 * theta + te_phase).sin().abs());
+            // ICM cells: textured bright blobs with dark membranes.
+            let mut cell_v: f64 = 0.0;
+            for &(py, px, pr) in &cells {
+                let dd = ((y - py).powi(2) + (x - px).powi(2)).sqrt();
+                let body = soft_disk(dd, pr, 0.8);
+                let membrane = (-(dd - pr).powi(2) / 1.0).exp();
+                cell_v = cell_v.max(0.75 * body) - 0.35 * membrane * body.max(0.3);
+            }
+            v += cell_v * inside;
+            if inside > 0.5
+                && cells
+                    .iter()
+                    .any(|&(py, px, pr)| ((y - py).powi(2) + (x - px).powi(2)).sqrt() <= pr + 1.0)
+            {
+                icm[[i, j]] = true;
+            }
+            let n = noise.sample(rng);
+            for c in 0..3 {
+                // A faint warm tint, as in stained micrographs.
+                image[[i, j, c]] = (v + n + [0.03, 0.0, -0.03][c]) as f32;
+            }
+        }
+    }
+    Embryo { image, icm, grade }
+}
