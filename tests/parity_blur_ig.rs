@@ -3,38 +3,14 @@
 
 mod common;
 
-use common::{assert_close, fixture, rel_err, rel_err_f32};
-use ndarray::{Array1, Array2, Array3, ArrayD, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
+use common::{TanhNet, assert_close, fixture, rel_err, rel_err_f32};
+use ndarray::{Array3, ArrayD, ArrayViewD, Axis, IxDyn};
 use saliency::imageops::{BoundaryMode, gaussian_filter};
 use saliency::{BlurIg, CoreSaliency, ModelOutputs, OutputKey, Progress, SaliencyError};
 
 const TOPIC: &str = "blur_ig";
 
-/// f(x) = v . tanh(W x + b) on the flattened input; gradient W^T (v * (1 - tanh^2)).
-struct TanhNet {
-    w: Array2<f64>,
-    b: Array1<f64>,
-    v: Array1<f64>,
-}
-
 impl TanhNet {
-    fn load() -> Self {
-        let f = |n| fixture::<f64>(TOPIC, n);
-        TanhNet {
-            w: f("W").into_dimensionality::<Ix2>().unwrap(),
-            b: f("b").into_dimensionality::<Ix1>().unwrap(),
-            v: f("v").into_dimensionality::<Ix1>().unwrap(),
-        }
-    }
-
-    fn grads(&self, batch: ArrayViewD<'_, f64>) -> ArrayD<f64> {
-        let n = batch.shape()[0];
-        let flat = batch.to_shape((n, self.w.ncols())).unwrap();
-        let pre = flat.dot(&self.w.t()) + &self.b;
-        let outer = pre.mapv(|p| 1.0 - p.tanh().powi(2)) * &self.v;
-        outer.dot(&self.w).into_shape_with_order(batch.raw_dim()).unwrap()
-    }
-
     fn model(&self) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> {
         |b, _| Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, self.grads(b)))
     }
@@ -59,7 +35,7 @@ fn method(max_sigma: f64, steps: usize, grad_step: f64, sqrt: bool, batch_size: 
 
 #[test]
 fn blur_ig_matches_reference() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "x");
     for &(name, max_sigma, steps, grad_step, sqrt, batch_size) in CASES {
         let expected = fixture::<f64>(TOPIC, name);
@@ -76,7 +52,7 @@ fn blur_ig_matches_reference() {
 /// reference's own batch-size-5 result is far from it.
 #[test]
 fn sqrt_spacing_does_not_depend_on_batch_size() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "x");
     let batch1 = fixture::<f64>(TOPIC, "sqrt_batch1");
     let defect = fixture::<f64>(TOPIC, "sqrt_batch5_reference_defect");
@@ -96,7 +72,7 @@ fn sqrt_spacing_does_not_depend_on_batch_size() {
 
 #[test]
 fn blur_ig_f32_matches_reference() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "x").mapv(|v| v as f32);
     let expected = fixture::<f32>(TOPIC, "f32_batch4").mapv(f64::from);
     let mask = method(6.0, 20, 0.01, false, 4)

@@ -3,42 +3,15 @@
 
 mod common;
 
-use common::{assert_close, fixture, rel_err_f32};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Ix1, Ix2};
+use common::{TanhNet, assert_close, fixture, rel_err_f32};
+use ndarray::Ix2;
 use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, VanillaGradients, visualize};
 
 const TOPIC: &str = "core";
 
-/// The reference's test model: f(x) = v . tanh(W x + b) on the flattened
-/// input; gradient W^T (v * (1 - tanh^2)).
-struct TanhNet {
-    w: Array2<f64>,
-    b: Array1<f64>,
-    v: Array1<f64>,
-}
-
-impl TanhNet {
-    fn load() -> Self {
-        let f = |n| fixture::<f64>(TOPIC, n);
-        TanhNet {
-            w: f("W").into_dimensionality::<Ix2>().unwrap(),
-            b: f("b").into_dimensionality::<Ix1>().unwrap(),
-            v: f("v").into_dimensionality::<Ix1>().unwrap(),
-        }
-    }
-
-    fn grads(&self, batch: ArrayViewD<'_, f64>) -> ArrayD<f64> {
-        let n = batch.shape()[0];
-        let flat = batch.to_shape((n, self.w.ncols())).unwrap();
-        let pre = flat.dot(&self.w.t()) + &self.b;
-        let outer = pre.mapv(|p| 1.0 - p.tanh().powi(2)) * &self.v;
-        outer.dot(&self.w).into_shape_with_order(batch.raw_dim()).unwrap()
-    }
-}
-
 #[test]
 fn vanilla_matches_reference() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "x");
     let mask = VanillaGradients::new()
         .get_mask(x.view(), &mut |b, _| {
@@ -69,7 +42,7 @@ fn vanilla_matches_reference() {
 
 #[test]
 fn integrated_gradients_matches_reference_for_every_batch_size() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "x");
     for bs in [1, 7, 25] {
         let mut calls = 0;
@@ -90,7 +63,7 @@ fn integrated_gradients_matches_reference_for_every_batch_size() {
 
 #[test]
 fn integrated_gradients_with_custom_baseline_matches_reference() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "x");
     let baseline = fixture::<f64>(TOPIC, "baseline");
     let mask = IntegratedGradients::new()
@@ -111,7 +84,7 @@ fn integrated_gradients_with_custom_baseline_matches_reference() {
 
 #[test]
 fn integrated_gradients_f32_matches_reference() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x32 = fixture::<f64>(TOPIC, "x").mapv(|v| v as f32);
     let mask = IntegratedGradients::new()
         .steps(25)

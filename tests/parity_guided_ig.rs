@@ -4,38 +4,13 @@
 
 mod common;
 
-use common::{assert_close, fixture, rel_err_f32};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Ix1, Ix2, array};
+use common::{TanhNet, assert_close, fixture, rel_err_f32};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, array};
 use saliency::{BoxError, CoreSaliency, GuidedIg, ModelOutputs, OutputKey, SaliencyError};
 
 const TOPIC: &str = "guided_ig";
 
-/// The fixtures' model: f(x) = v . tanh(W x + b) on the flattened input;
-/// gradient W^T (v * (1 - tanh^2)).
-struct TanhNet {
-    w: Array2<f64>,
-    b: Array1<f64>,
-    v: Array1<f64>,
-}
-
 impl TanhNet {
-    fn load() -> Self {
-        let f = |n| fixture::<f64>(TOPIC, n);
-        TanhNet {
-            w: f("W").into_dimensionality::<Ix2>().unwrap(),
-            b: f("b").into_dimensionality::<Ix1>().unwrap(),
-            v: f("v").into_dimensionality::<Ix1>().unwrap(),
-        }
-    }
-
-    fn grads(&self, batch: ArrayViewD<'_, f64>) -> ArrayD<f64> {
-        let n = batch.shape()[0];
-        let flat = batch.to_shape((n, self.w.ncols())).unwrap();
-        let pre = flat.dot(&self.w.t()) + &self.b;
-        let outer = pre.mapv(|p| 1.0 - p.tanh().powi(2)) * &self.v;
-        outer.dot(&self.w).into_shape_with_order(batch.raw_dim()).unwrap()
-    }
-
     fn model(&self) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> + '_ {
         move |b, keys| {
             assert_eq!(keys, [OutputKey::InputOutputGradients]);
@@ -47,7 +22,7 @@ impl TanhNet {
 
 #[test]
 fn guided_ig_matches_reference() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "x");
     let baseline = fixture::<f64>(TOPIC, "baseline");
     let partial = fixture::<f64>(TOPIC, "partial");
@@ -97,7 +72,7 @@ fn guided_ig_matches_reference() {
 /// and can fall behind alpha_min, so steps run iteration by iteration.
 #[test]
 fn guided_ig_far_from_zero_matches_reference() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "far_x");
     let gig = GuidedIg::new()
         .baseline(fixture::<f64>(TOPIC, "far_baseline"))
@@ -120,7 +95,7 @@ fn guided_ig_far_from_zero_matches_reference() {
 
 #[test]
 fn guided_ig_f32_matches_reference() {
-    let net = TanhNet::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "x").mapv(|v| v as f32);
     let mask = GuidedIg::new()
         .get_mask(x.view(), &mut |b, _| {

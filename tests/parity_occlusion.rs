@@ -4,37 +4,13 @@
 
 mod common;
 
-use common::{assert_close, fixture, rel_err_f32};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, Ix1, Ix2};
+use common::{TanhNet, assert_close, fixture, rel_err_f32};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis};
 use saliency::{BoxError, CoreSaliency, ModelOutputs, Occlusion, OutputKey, SaliencyError};
 
 const TOPIC: &str = "occlusion";
 
-/// The fixtures' model: f(x) = v . tanh(W x + b) on the flattened input.
-struct TanhScore {
-    w: Array2<f64>,
-    b: Array1<f64>,
-    v: Array1<f64>,
-}
-
-impl TanhScore {
-    fn load() -> Self {
-        let f = |n| fixture::<f64>(TOPIC, n);
-        TanhScore {
-            w: f("W").into_dimensionality::<Ix2>().unwrap(),
-            b: f("b").into_dimensionality::<Ix1>().unwrap(),
-            v: f("v").into_dimensionality::<Ix1>().unwrap(),
-        }
-    }
-
-    /// Scores of a batch, shape [B, 1].
-    fn scores(&self, batch: ArrayViewD<'_, f64>) -> Array2<f64> {
-        let n = batch.shape()[0];
-        let flat = batch.to_shape((n, self.w.ncols())).unwrap();
-        let hidden = (flat.dot(&self.w.t()) + &self.b).mapv(f64::tanh);
-        hidden.dot(&self.v).insert_axis(Axis(1))
-    }
-
+impl TanhNet {
     fn model(&self) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> + '_ {
         move |b, keys| {
             assert_eq!(keys, [OutputKey::OutputLayerValues]);
@@ -45,7 +21,7 @@ impl TanhScore {
 
 #[test]
 fn occlusion_matches_reference() {
-    let net = TanhScore::load();
+    let net = TanhNet::load(TOPIC);
     let rgb = fixture::<f64>(TOPIC, "rgb");
     let gray = fixture::<f64>(TOPIC, "gray");
     let cases: [(&str, &ArrayD<f64>, Occlusion<f64>); 4] = [
@@ -72,7 +48,7 @@ fn occlusion_matches_reference() {
 
 #[test]
 fn occlusion_f32_matches_reference() {
-    let net = TanhScore::load();
+    let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "rgb").mapv(|v| v as f32);
     let mask = Occlusion::new()
         .size(4)
@@ -121,7 +97,7 @@ fn reference_test_mask() {
 
 /// A direct, per-window evaluation of the documented definition, for any
 /// stride.
-fn direct(x: &ArrayD<f64>, size: usize, value: f64, stride: usize, net: &TanhScore) -> ArrayD<f64> {
+fn direct(x: &ArrayD<f64>, size: usize, value: f64, stride: usize, net: &TanhNet) -> ArrayD<f64> {
     let (h, w) = (x.shape()[0], x.shape()[1]);
     let score = |img: &ArrayD<f64>| net.scores(img.view().insert_axis(Axis(0)))[[0, 0]];
     let original = score(x);
@@ -146,7 +122,7 @@ fn direct(x: &ArrayD<f64>, size: usize, value: f64, stride: usize, net: &TanhSco
 
 #[test]
 fn stride_sums_the_windows_it_visits() {
-    let net = TanhScore::load();
+    let net = TanhNet::load(TOPIC);
     let rgb = fixture::<f64>(TOPIC, "rgb");
     let gray = fixture::<f64>(TOPIC, "gray");
     for (x, size, stride) in [(&rgb, 4, 2), (&rgb, 3, 3), (&gray, 5, 4), (&gray, 2, 7), (&rgb, 4, 1)] {
@@ -178,7 +154,7 @@ fn stride_sums_the_windows_it_visits() {
 
 #[test]
 fn progress_is_reported_per_batch() {
-    let net = TanhScore::load();
+    let net = TanhNet::load(TOPIC);
     let gray = fixture::<f64>(TOPIC, "gray");
     let mut reports = Vec::new();
     // 11 x 16 = 176 windows of size 5 in a 15 x 20 image.
@@ -192,7 +168,7 @@ fn progress_is_reported_per_batch() {
 
 #[test]
 fn bad_input_is_an_error() {
-    let net = TanhScore::load();
+    let net = TanhNet::load(TOPIC);
     let rgb = fixture::<f64>(TOPIC, "rgb");
     let occ = Occlusion::<f64>::new().size(3);
     let run = |occ: &Occlusion<f64>, x: ArrayViewD<'_, f64>| occ.get_mask(x, &mut net.model());

@@ -50,3 +50,45 @@ pub fn assert_close(label: &str, actual: ArrayViewD<'_, f64>, expected: ArrayVie
     println!("parity {label}: relative error {err:.3e} (tolerance {tol:.0e})");
     assert!(err <= tol, "{label}: relative error {err:e} exceeds {tol:e}");
 }
+
+/// The small nonlinear model the fixture generators use
+/// (tests/reference/compat.py `tanh_net`): f(x) = v . tanh(W x + b) on the
+/// flattened input, with W, b, v saved as fixtures of the topic.
+pub struct TanhNet {
+    pub w: ndarray::Array2<f64>,
+    pub b: ndarray::Array1<f64>,
+    pub v: ndarray::Array1<f64>,
+}
+
+impl TanhNet {
+    /// Reads `W`, `b` and `v` of `topic`.
+    pub fn load(topic: &str) -> Self {
+        let f = |n| fixture::<f64>(topic, n);
+        TanhNet {
+            w: f("W").into_dimensionality().expect("W is 2-D"),
+            b: f("b").into_dimensionality().expect("b is 1-D"),
+            v: f("v").into_dimensionality().expect("v is 1-D"),
+        }
+    }
+
+    fn flat<'a>(&self, batch: &'a ArrayViewD<'_, f64>) -> ndarray::CowArray<'a, f64, ndarray::Ix2> {
+        let n = batch.shape()[0];
+        batch.to_shape((n, self.w.ncols())).expect("the batch matches W")
+    }
+
+    /// Gradients of a batch: W^T (v * (1 - tanh(W x + b)^2)), the batch's shape.
+    pub fn grads(&self, batch: ArrayViewD<'_, f64>) -> ArrayD<f64> {
+        let pre = self.flat(&batch).dot(&self.w.t()) + &self.b;
+        let outer = pre.mapv(|p| 1.0 - p.tanh().powi(2)) * &self.v;
+        outer
+            .dot(&self.w)
+            .into_shape_with_order(batch.raw_dim())
+            .expect("same element count")
+    }
+
+    /// Scores of a batch, shape [B, 1].
+    pub fn scores(&self, batch: ArrayViewD<'_, f64>) -> ndarray::Array2<f64> {
+        let hidden = (self.flat(&batch).dot(&self.w.t()) + &self.b).mapv(f64::tanh);
+        hidden.dot(&self.v).insert_axis(ndarray::Axis(1))
+    }
+}
