@@ -41,3 +41,17 @@ def workload_image(h=224, w=224):
     tex = 0.15 * np.sin(0.35 * i + 0.9 * c) * np.cos(0.29 * j - 0.5 * c)
     cells = 0.35 * np.sin(0.9 * i + 2.0 * np.sin(0.13 * j)) * np.sin(0.7 * j + 2.0 * np.cos(0.11 * i) + 0.6 * c)
     return (ring + blob + tex + cells - 0.15 * c).astype(np.float32)
+
+
+def tanh_net(W, b, v):
+    """The fixtures' model, f(x) = v . tanh(W x + b) on the flattened input, as
+    a call_model_function returning its gradient W^T (v * (1 - tanh^2)) in the
+    batch's dtype. tests/common/mod.rs rebuilds it from the saved W, b, v."""
+    import saliency.core as s
+
+    def call_model(x_batch, call_model_args=None, expected_keys=None):
+        x = np.asarray(x_batch, dtype=np.float64).reshape(x_batch.shape[0], -1)
+        pre = x @ W.T + b
+        grads = ((1.0 - np.tanh(pre) ** 2) * v) @ W
+        return {s.INPUT_OUTPUT_GRADIENTS: grads.reshape(x_batch.shape).astype(x_batch.dtype)}
+    return call_model

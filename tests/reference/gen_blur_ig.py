@@ -7,7 +7,7 @@ W^T (v * (1 - tanh(W x + b)^2)).
 import numpy as np
 import saliency.core as s
 
-from compat import save
+from compat import save, tanh_net
 
 TOPIC = "blur_ig"
 SHAPE = (12, 10, 3)
@@ -22,14 +22,6 @@ CASES = [
     ("linear_batch7", 8.0, 20, 0.05, False, 7),
 ]
 
-
-def tanh_net(W, b, v):
-    def call_model(x_batch, call_model_args=None, expected_keys=None):
-        x = np.asarray(x_batch, dtype=np.float64).reshape(x_batch.shape[0], -1)
-        pre = x @ W.T + b
-        grads = ((1.0 - np.tanh(pre) ** 2) * v) @ W
-        return {s.INPUT_OUTPUT_GRADIENTS: grads.reshape(x_batch.shape).astype(x_batch.dtype)}
-    return call_model
 
 
 def generate():

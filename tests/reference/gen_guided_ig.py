@@ -8,20 +8,12 @@ saved W, b, v.
 import numpy as np
 import saliency.core as s
 
-from compat import save
+from compat import save, tanh_net
 
 TOPIC = "guided_ig"
 SHAPE = (7, 6, 3)
 HIDDEN = 8
 
-
-def tanh_net(W, b, v):
-    def call_model(x_batch, call_model_args=None, expected_keys=None):
-        x = np.asarray(x_batch, dtype=np.float64).reshape(x_batch.shape[0], -1)
-        pre = x @ W.T + b
-        grads = ((1.0 - np.tanh(pre) ** 2) * v) @ W
-        return {s.INPUT_OUTPUT_GRADIENTS: grads.reshape(x_batch.shape).astype(x_batch.dtype)}
-    return call_model
 
 
 def generate():
