@@ -33,7 +33,7 @@
 // function that allows it; everything else may not opt out.
 #![cfg_attr(not(feature = "metrics"), forbid(unsafe_code))]
 #![cfg_attr(feature = "metrics", deny(unsafe_code))]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod adapters;
 mod core;
