@@ -8,12 +8,13 @@
 //! rule to ndarray arrays for models whose backward pass is written by hand;
 //! the `candle` adapter (feature `candle`) provides it as a candle operation.
 
-use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Axis, Dimension, Zip};
+use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Dimension, Zip};
 
-use crate::core::{CoreSaliency, Progress, check_input};
+use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::model::{CallModelFunction, OutputKey, call_model};
+use crate::methods::vanilla::gradient_of_one;
+use crate::model::{CallModelFunction, OutputKey};
 
 /// Guided Backpropagation: one model call, the mask is
 /// [`OutputKey::GuidedInputOutputGradients`] for the input.
@@ -84,11 +85,7 @@ impl<F: Float> CoreSaliency<F> for GuidedBackprop {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 1)?;
-        let key = OutputKey::GuidedInputOutputGradients;
-        let mut outputs = call_model(model, x.insert_axis(Axis(0)), &[key])?;
-        progress(Progress::new("model calls", 1, 1));
-        Ok(outputs.take(key)?.index_axis_move(Axis(0), 0))
+        gradient_of_one(x, model, OutputKey::GuidedInputOutputGradients, progress)
     }
 }
 

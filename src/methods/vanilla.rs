@@ -54,10 +54,21 @@ impl<F: Float> CoreSaliency<F> for VanillaGradients {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 1)?;
-        let key = OutputKey::InputOutputGradients;
-        let mut outputs = call_model(model, x.insert_axis(Axis(0)), &[key])?;
-        progress(Progress::new("model calls", 1, 1));
-        Ok(outputs.take(key)?.index_axis_move(Axis(0), 0))
+        gradient_of_one(x, model, OutputKey::InputOutputGradients, progress)
     }
+}
+
+/// One model call on `x` as a batch of one; the mask is the gradient output
+/// `key` without its batch axis. Shared by Vanilla Gradients and Guided
+/// Backpropagation, which differ only in the key they ask for.
+pub(crate) fn gradient_of_one<F: Float>(
+    x: ArrayViewD<'_, F>,
+    model: &mut dyn CallModelFunction<F>,
+    key: OutputKey,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ArrayD<F>> {
+    check_input("input", &x, 1)?;
+    let mut outputs = call_model(model, x.insert_axis(Axis(0)), &[key])?;
+    progress(Progress::new("model calls", 1, 1));
+    Ok(outputs.take(key)?.index_axis_move(Axis(0), 0))
 }
