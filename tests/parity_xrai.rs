@@ -3,6 +3,12 @@
 
 mod common;
 
+/// The benchmark workloads' inputs (one definition for examples, benches and tests).
+#[path = "../examples/common/mod.rs"]
+mod workloads;
+
+use workloads::workload_image;
+
 use common::{assert_close, fixture};
 use ndarray::{Array2, Array3, ArrayD, ArrayViewD, Ix2, Ix3};
 use saliency::imageops::{FelzenszwalbGraph, mean, sum};
@@ -215,21 +221,6 @@ fn felzenszwalb_kernel_matches_scikit_image() {
             assert!(agree >= 0.99, "{name} {scale} {min_size}: {agree}");
         }
     }
-}
-
-/// The workload image of WORKLOADS.md (f32), as the generator builds it.
-fn workload_image(h: usize, w: usize) -> Array3<f32> {
-    let (cy, cx) = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
-    Array3::from_shape_fn((h, w, 3), |(i, j, c)| {
-        let (i, j, c) = (i as f64, j as f64, c as f64);
-        let r = ((i - cy).powi(2) + (j - cx).powi(2)).sqrt();
-        let ring = 0.8 * (-((r - 0.4 * h as f64) / 6.0).powi(2)).exp();
-        let blob = 0.6 * (-((i - 0.62 * h as f64).powi(2) + (j - 0.4 * w as f64).powi(2)) / (2.0 * 25.0 * 25.0)).exp();
-        let tex = 0.15 * (0.35 * i + 0.9 * c).sin() * (0.29 * j - 0.5 * c).cos();
-        let cells =
-            0.35 * (0.9 * i + 2.0 * (0.13 * j).sin()).sin() * (0.7 * j + 2.0 * (0.11 * i).cos() + 0.6 * c).sin();
-        (ring + blob + tex + cells - 0.15 * c) as f32
-    })
 }
 
 /// The generator's `cells_image`: seven coloured Gaussian blobs and a faint
