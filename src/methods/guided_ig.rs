@@ -210,7 +210,10 @@ struct Path {
     /// Run every step iteration by iteration (to test the fast path).
     always_iterate: bool,
     /// Per chunk of [`Path::catch_up`]: L1 distance and the exactness flag.
-    chunk_results: Vec<(f64, bool)>,
+    chunk_results: Vec<f64>,
+    /// The largest window `alpha_max - alpha_min` for which rounding could
+    /// put some feature's `x_max` behind `alpha_min` (see [`Path::step`]).
+    exact_below_span: f64,
 }
 
 /// A chunk's `x`, `attr`, keys and histogram, as the zipped iterators give them.
@@ -226,6 +229,10 @@ struct Bounds {
     max: f64,
 }
 
+/// A chunk of the all-zero baseline, so that both kinds of baseline take
+/// the same loops.
+static ZERO_BASELINE: [f64; CHUNK] = [0.0; CHUNK];
+
 /// Marks a feature at `x_max` in [`Path::key`].
 const NOT_CANDIDATE: u16 = u16::MAX;
 
@@ -240,6 +247,17 @@ impl Path {
             ),
             None => (input, vec![0.0; n], None),
         };
+        // Solving |d| * span <= 1e-12 * (|b| + |d|) for span, with a margin
+        // for the rounding of the division.
+        let exact_below_span = delta
+            .iter()
+            .enumerate()
+            .filter(|&(_, &d)| d != 0.0)
+            .map(|(i, &d)| {
+                let b = baseline.as_ref().and_then(|b| b.get(i)).map_or(0.0, |b| b.abs());
+                1e-12 * (b + d.abs()) / d.abs() * (1.0 + 1e-6)
+            })
+            .fold(0.0, f64::max);
         Path {
             x,
             input,
@@ -251,6 +269,7 @@ impl Path {
             fallback: Candidates::default(),
             always_iterate: false,
             chunk_results: Vec::new(),
+            exact_below_span,
         }
     }
 
@@ -362,26 +381,16 @@ impl Path {
         let (baseline, delta) = (self.baseline.as_deref(), &self.delta[..]);
         // Fixed chunks, each with its own histogram, combined in order: the
         // result does not depend on the number of threads.
+        let zeros = &ZERO_BASELINE[..];
         let work = |(c, (((x, attr), key), lanes)): (usize, CatchUpChunk<'_>)| {
             let range = c * CHUNK..c * CHUNK + x.len();
             let (g, d, input) = (&grad[range.clone()], &delta[range.clone()], &input[range.clone()]);
             match baseline {
-                Some(b) => catch_up_pass(
-                    x,
-                    attr,
-                    key,
-                    lanes,
-                    scale,
-                    g,
-                    b[range].iter().copied(),
-                    d,
-                    input,
-                    bounds,
-                ),
-                None => catch_up_pass(x, attr, key, lanes, scale, g, std::iter::repeat(0.0), d, input, bounds),
+                Some(b) => catch_up_pass(x, attr, key, lanes, scale, g, &b[range], d, input, bounds),
+                None => catch_up_pass(x, attr, key, lanes, scale, g, zeros, d, input, bounds),
             }
         };
-        let chunk_lanes = LANES * BUCKETS;
+        let chunk_lanes = LANES * (BUCKETS + 1);
         #[cfg(feature = "rayon")]
         self.x
             .par_chunks_mut(CHUNK)
@@ -404,9 +413,12 @@ impl Path {
                     .map(work),
             );
         }
-        self.chunk_results
-            .iter()
-            .fold((0.0, false), |(l1, exact), &(l, e)| (l1 + l, exact || e))
+        let l1 = self.chunk_results.iter().fold(0.0, |l1, &l| l1 + l);
+        // Rounding could put x_max behind alpha_min only when the window is
+        // tiny next to the baseline's magnitude: |d| * span <= 1e-12 * (|b| + |d|)
+        // for some moving feature (checked for all, which is only more cautious).
+        let span = bounds.max - bounds.min;
+        (l1, span > 0.0 && span <= self.exact_below_span)
     }
 
     /// Moves the candidates with `|grad| <= full_cut` to `x_max` and those
@@ -423,26 +435,20 @@ impl Path {
     ) {
         let (partial_cut, gamma) = partial.unwrap_or((f64::NEG_INFINITY, 0.0));
         let cut = full_cut.max(partial_cut);
-        // Keys are monotonic: a larger key means a larger |grad|.
-        let cut_key = if cut < 0.0 {
-            None
-        } else {
-            Some(self.hist.scale.key(cut))
-        };
         let moves = Moves {
             alpha_max: bounds.max,
             full_cut,
             cut,
-            cut_key,
             gamma,
         };
         let (baseline, delta, keys) = (self.baseline.as_deref(), &self.delta[..], &self.key[..]);
+        let zeros = &ZERO_BASELINE[..];
         let work = |(c, ((x, attr), out)): (usize, ApplyChunk<'_, F>)| {
             let range = c * CHUNK..c * CHUNK + x.len();
             let (k, g, d) = (&keys[range.clone()], &grad[range.clone()], &delta[range.clone()]);
             match baseline {
-                Some(b) => moves.apply(x, attr, k, g, b[range].iter().copied(), d, out),
-                None => moves.apply(x, attr, k, g, std::iter::repeat(0.0), d, out),
+                Some(b) => moves.apply(x, attr, k, g, &b[range], d, out),
+                None => moves.apply(x, attr, k, g, zeros, d, out),
             }
         };
         #[cfg(feature = "rayon")]
@@ -559,7 +565,12 @@ impl Path {
     }
 }
 
-/// [`Path::catch_up`]'s loop, for a stored or an all-zero baseline.
+/// [`Path::catch_up`]'s loops over one chunk.
+///
+/// Index loops over slices cut to one length, with selects instead of
+/// branches (which features lag or are candidates follows no pattern a
+/// branch predictor could learn), so that the compiler can vectorise the
+/// first loop; the histogram's scattered updates get a loop of their own.
 #[allow(clippy::too_many_arguments)]
 fn catch_up_pass<F: Float>(
     x: &mut [f64],
@@ -568,46 +579,52 @@ fn catch_up_pass<F: Float>(
     lanes: &mut [Lane],
     scale: KeyScale,
     grad: &[F],
-    baseline: impl Iterator<Item = f64>,
+    baseline: &[f64],
     delta: &[f64],
     input: &[f64],
     bounds: Bounds,
-) -> (f64, bool) {
-    let span = bounds.max - bounds.min;
-    let mut exact_path_needed = false;
-    // Independent partial sums keep the additions from waiting on each other.
-    let mut l1 = [0.0; 4];
-    let features = x
-        .iter_mut()
-        .zip(attr)
-        .zip(keys)
-        .zip(grad)
-        .zip(baseline.zip(delta).zip(input));
-    for (i, ((((x, a), key), &g), ((b, &d), &input))) in features.enumerate() {
-        let g = g.as_f64();
-        if d != 0.0 && is_behind(*x - b, d, bounds.min) {
-            let moved = b + d * bounds.min;
-            *a += (moved - *x) * g;
-            *x = moved;
-        }
-        let here = (*x - input).abs();
-        l1[i % 4] += here;
-        let x_max = b + d * bounds.max;
-        // Distinct floats never differ by exactly 0: dist > 0 is x != x_max.
-        let dist = (*x - x_max).abs();
-        let candidate = dist > 0.0;
-        // Count a candidate in its bucket (a non-candidate's dist is 0).
-        let k = scale.key(g.abs());
-        if let Some(slot) = lanes.get_mut(LANES * usize::from(k) + i % LANES) {
-            slot.0 += usize::from(candidate);
-            slot.1 += dist;
-        }
-        *key = if candidate { k } else { NOT_CANDIDATE };
-        // Rounding could put x_max behind alpha_min only when the window is
-        // tiny next to the baseline's magnitude.
-        exact_path_needed |= candidate && span > 0.0 && d.abs() * span <= 1e-12 * (b.abs() + d.abs());
+) -> f64 {
+    let n = x.len();
+    let (attr, keys, grad) = (cut_mut(attr, n), cut_mut(keys, n), cut(grad, n));
+    let (baseline, delta, input) = (cut(baseline, n), cut(delta, n), cut(input, n));
+    let n = n.min(attr.len()).min(keys.len()).min(grad.len());
+    let n = n.min(baseline.len()).min(delta.len()).min(input.len());
+    for i in 0..n {
+        let (g, b, d, old) = (grad[i].as_f64(), baseline[i], delta[i], x[i]);
+        // The reference's `(x - baseline) / (input - baseline) < alpha_min`.
+        let behind = (d != 0.0) & ((old - b) / d < bounds.min);
+        let moved = b + d * bounds.min;
+        attr[i] = if behind { attr[i] + (moved - old) * g } else { attr[i] };
+        x[i] = if behind { moved } else { old };
     }
-    ((l1[0] + l1[1]) + (l1[2] + l1[3]), exact_path_needed)
+    for i in 0..n {
+        let candidate = x[i] != baseline[i] + delta[i] * bounds.max;
+        keys[i] = if candidate { scale.key(grad[i].as_f64().abs()) } else { NOT_CANDIDATE };
+    }
+    // The candidates' count and distance to x_max per bucket (the
+    // non-candidates land in the spare bucket past the last), and the L1
+    // distance to the input in independent partial sums.
+    let mut l1 = [0.0; 4];
+    for i in 0..n {
+        let bucket = usize::from(keys[i]).min(BUCKETS);
+        if let Some(slot) = lanes.get_mut(LANES * bucket + i % LANES) {
+            slot.0 += 1;
+            slot.1 += (x[i] - (baseline[i] + delta[i] * bounds.max)).abs();
+        }
+        l1[i % 4] += (x[i] - input[i]).abs();
+    }
+    (l1[0] + l1[1]) + (l1[2] + l1[3])
+}
+
+/// `s[..n]`, or all of `s` when it is shorter.
+fn cut<T>(s: &[T], n: usize) -> &[T] {
+    s.get(..n).unwrap_or(s)
+}
+
+/// `s[..n]`, or all of `s` when it is shorter.
+fn cut_mut<T>(s: &mut [T], n: usize) -> &mut [T] {
+    let len = s.len().min(n);
+    s.split_at_mut(len).0
 }
 
 /// What a step does to the candidates: move those with `|grad| <=
@@ -616,13 +633,12 @@ struct Moves {
     alpha_max: f64,
     full_cut: f64,
     cut: f64,
-    /// The bucket of `cut`; `None` when nothing moves.
-    cut_key: Option<u16>,
     gamma: f64,
 }
 
 impl Moves {
-    /// [`Path::apply`]'s loop, for a stored or an all-zero baseline.
+    /// [`Path::apply`]'s loop over one chunk, written as
+    /// [`catch_up_pass`]'s first loop.
     #[allow(clippy::too_many_arguments)]
     fn apply<F: Float>(
         &self,
@@ -630,33 +646,31 @@ impl Moves {
         attr: &mut [f64],
         keys: &[u16],
         grad: &[F],
-        baseline: impl Iterator<Item = f64>,
+        baseline: &[f64],
         delta: &[f64],
         model_input: &mut [F],
     ) {
-        let features = x
-            .iter_mut()
-            .zip(attr)
-            .zip(keys)
-            .zip(grad)
-            .zip(baseline.zip(delta))
-            .zip(model_input.iter_mut());
-        for (((((x, a), &key), &g), (b, &d)), out) in features {
-            if key != NOT_CANDIDATE && self.cut_key.is_some_and(|c| key <= c) {
-                let g = g.as_f64();
-                let abs = g.abs();
-                if abs <= self.cut {
-                    let x_max = b + d * self.alpha_max;
-                    let moved = if abs <= self.full_cut {
-                        x_max
-                    } else {
-                        *x + (x_max - *x) * self.gamma
-                    };
-                    *a += (moved - *x) * g;
-                    *x = moved;
-                }
-            }
-            *out = F::from_f64_lossy(*x);
+        let n = x.len();
+        let (attr, keys, grad) = (cut_mut(attr, n), cut(keys, n), cut(grad, n));
+        let (baseline, delta, model_input) = (cut(baseline, n), cut(delta, n), cut_mut(model_input, n));
+        let n = n.min(attr.len()).min(keys.len()).min(grad.len());
+        let n = n.min(baseline.len()).min(delta.len()).min(model_input.len());
+        for i in 0..n {
+            let (g, b, d, old) = (grad[i].as_f64(), baseline[i], delta[i], x[i]);
+            let abs = g.abs();
+            // Keys are monotonic in |grad|, so NOT_CANDIDATE is the only key
+            // that `abs <= cut` does not already decide.
+            let selected = (keys[i] != NOT_CANDIDATE) & (abs <= self.cut);
+            let x_max = b + d * self.alpha_max;
+            let target = if abs <= self.full_cut {
+                x_max
+            } else {
+                old + (x_max - old) * self.gamma
+            };
+            let moved = if selected { target } else { old };
+            attr[i] = if selected { attr[i] + (moved - old) * g } else { attr[i] };
+            x[i] = moved;
+            model_input[i] = F::from_f64_lossy(moved);
         }
     }
 }
@@ -677,31 +691,6 @@ fn fill_model_input<F: Float>(out: &mut [F], x: &[f64]) {
             *o = F::from_f64_lossy(v);
         }
     });
-}
-
-/// The reference's `(x - baseline) / (input - baseline) < alpha_min` for
-/// `from_baseline = x - baseline` and `d != 0`, dividing only when the
-/// answer is within rounding of the boundary.
-#[inline]
-fn is_behind(from_baseline: f64, d: f64, alpha_min: f64) -> bool {
-    let target = alpha_min * d;
-    let gap = (from_baseline - target) * d.signum();
-    let margin = 1e-12 * (from_baseline.abs() + target.abs());
-    if gap < -margin {
-        true
-    } else if gap > margin {
-        false
-    } else {
-        divides_behind(from_baseline, d, alpha_min)
-    }
-}
-
-/// The exact test, kept out of line so that the division is not computed
-/// speculatively for every feature.
-#[cold]
-#[inline(never)]
-fn divides_behind(from_baseline: f64, d: f64, alpha_min: f64) -> bool {
-    from_baseline / d < alpha_min
 }
 
 /// Number of histogram buckets for the candidates' `|grad|`.
@@ -784,7 +773,8 @@ type Entry = (f64, f64);
 struct Histogram {
     scale: KeyScale,
     /// Per chunk of features, bucket and lane, at
-    /// `LANES * (BUCKETS * chunk + bucket) + lane`.
+    /// `LANES * ((BUCKETS + 1) * chunk + bucket) + lane`; bucket
+    /// `BUCKETS` collects the non-candidates.
     lanes: Vec<Lane>,
     count: Vec<usize>,
     dist: Vec<f64>,
@@ -818,7 +808,7 @@ impl Histogram {
     fn clear(&mut self, scale: KeyScale, chunks: usize) {
         self.scale = scale;
         self.lanes.clear();
-        self.lanes.resize(chunks * LANES * BUCKETS, (0, 0.0));
+        self.lanes.resize(chunks * LANES * (BUCKETS + 1), (0, 0.0));
         self.sorted.clear();
     }
 }
@@ -848,7 +838,7 @@ impl<F: Float> SortedCandidates<'_, F> {
         let h = &mut *self.hist;
         h.count.fill(0);
         h.dist.fill(0.0);
-        for chunk in h.lanes.chunks_exact(LANES * BUCKETS) {
+        for chunk in h.lanes.chunks_exact(LANES * (BUCKETS + 1)) {
             for ((lanes, c), d) in chunk.chunks_exact(LANES).zip(&mut h.count).zip(&mut h.dist) {
                 *c += lanes.iter().map(|l| l.0).sum::<usize>();
                 *d = lanes.iter().fold(*d, |acc, l| acc + l.1);
