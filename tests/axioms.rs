@@ -255,16 +255,51 @@ fn integrated_gradients_is_complete_on_log_sum_exp() {
 /// binary so that `s_i + h` is `s_{i+1}` to the bit) the difference is
 /// `d_i = g_{i+1} - g_i` and the mask sums to `-sum_i grad f(g_i) . d_i`.
 /// The steps telescope, `sum_i f(g_{i+1}) - f(g_i) = f(g_n) - f(x)`, so
+/// exactly
 ///
-/// `sum(mask) - (f(x) - f(g_n)) = sum_i R_i`,
-/// `R_i = f(g_{i+1}) - f(g_i) - grad f(g_i) . d_i = d_i' H(xi_i) d_i / 2`
+/// `sum(mask) - (f(x) - f(g_n)) = sum_i R_i`, `R_i = f(g_{i+1}) - f(g_i) - grad f(g_i) . d_i`, (1)
 ///
-/// (Taylor with the Hessian `H` at a point between). For the tanh network
-/// `d' H d = sum_j v_j tanh''(z_j) (w_j . d)^2`, so
-/// `|R_i| <= (max |tanh''| / 2) sum_j |v_j| (w_j . d_i)^2`, which the test
-/// evaluates from the blurred images themselves. The bound falls like
-/// `1 / n` (a sum of `n` squares of differences of size `1 / n`).
-fn blur_ig_error_and_bound(net: &TanhNet, x: &ArrayD<f64>, max_sigma: f64, steps: usize) -> (f64, f64, f64) {
+/// which the test checks to rounding. By Taylor's theorem along the segment,
+/// `R_i = phi_i''(tau) / 2` for some `tau` in [0, 1], where
+/// `phi_i(t) = f(g_i + t d_i)`. For the tanh network
+/// `phi_i'' = sum_j v_j tanh''(z_j(t)) c_j^2` with `c_j = w_j . d_i` and
+/// `z_j(t)` the unit's pre-activation, linear in `t`; so
+///
+/// `|R_i| <= (1/2) sum_j |v_j| c_j^2 max |tanh''|` over `z_j`'s segment. (2)
+///
+/// The bound falls like `1 / n` (a sum of `n` squares of differences of
+/// size `1 / n`); the test shows the error does too.
+struct BlurIgCheck {
+    /// `sum(mask) - (f(x) - f(g_n))`.
+    error: f64,
+    /// `sum_i R_i`, from the model's values and gradients along the path.
+    remainders: f64,
+    /// The bound (2) summed over the steps.
+    bound: f64,
+    /// The rounding allowance for (1).
+    slack: f64,
+    /// `f(x) - f(g_n)`.
+    exact: f64,
+}
+
+/// `max |tanh''(z)|` for `z` between `a` and `b`. `|tanh''|` is even, rises
+/// on `[0, z*]` and falls beyond, `z* = atanh(1 / sqrt 3)`; so the maximum is
+/// at `+-z*` when the segment holds one, else at an end.
+fn max_tanh2_between(a: f64, b: f64) -> f64 {
+    let f = |z: f64| {
+        let t = z.tanh();
+        (2.0 * t * (1.0 - t * t)).abs()
+    };
+    let (lo, hi) = (a.min(b), a.max(b));
+    let peak = (1.0 / 3f64.sqrt()).atanh();
+    if (lo..=hi).contains(&peak) || (lo..=hi).contains(&-peak) {
+        tanh2_max()
+    } else {
+        f(lo).max(f(hi))
+    }
+}
+
+fn check_blur_ig(net: &TanhNet, x: &ArrayD<f64>, max_sigma: f64, steps: usize) -> BlurIgCheck {
     let step = max_sigma / steps as f64;
     let blur_ig = BlurIg::new()
         .max_sigma(max_sigma)
@@ -273,19 +308,32 @@ fn blur_ig_error_and_bound(net: &TanhNet, x: &ArrayD<f64>, max_sigma: f64, steps
         .batch_size(8);
     let mask = blur_ig.get_mask(x.view(), &mut gradients_of(net)).unwrap();
     let blur = |sigma: f64| gaussian_filter(x.view(), &[sigma, sigma, 0.0], BoundaryMode::Constant(0.0), 4.0).unwrap();
+    let pre_activation = |g: &ArrayD<f64>| net.hidden_directions(g.view()) + &net.b;
     let most_blurred = blur(max_sigma);
     let exact = net.value(x.view()) - net.value(most_blurred.view());
-    let mut bound = 0.0;
+    let (mut remainders, mut bound, mut magnitude) = (0.0, 0.0, net.value(x.view()).abs());
     let mut previous = x.clone();
     for i in 1..=steps {
         let next = blur(i as f64 * step);
-        let c = net.hidden_directions((&next - &previous).view());
-        bound += tanh2_max() / 2.0 * net.v.iter().zip(&c).map(|(v, c)| v.abs() * c * c).sum::<f64>();
+        let d = &next - &previous;
+        let grad = net.grad(previous.view());
+        let along = (&grad * &d).sum();
+        remainders += net.value(next.view()) - net.value(previous.view()) - along;
+        magnitude += net.value(next.view()).abs() + (&grad * &d).mapv(f64::abs).sum();
+        let c = net.hidden_directions(d.view());
+        let (z0, z1) = (pre_activation(&previous), pre_activation(&next));
+        for j in 0..c.len() {
+            bound += 0.5 * net.v[j].abs() * c[j] * c[j] * max_tanh2_between(z0[j], z1[j]);
+        }
         previous = next;
     }
-    let delta = x - &most_blurred;
-    let slack = rounding(steps + x.len() + net.terms(), net.magnitude(x.view(), delta.view()));
-    (mask.sum() - exact, bound + slack, exact)
+    BlurIgCheck {
+        error: mask.sum() - exact,
+        remainders,
+        bound,
+        slack: rounding(steps + x.len() + net.terms(), magnitude),
+        exact,
+    }
 }
 
 #[test]
@@ -295,13 +343,30 @@ fn blur_ig_is_complete_against_the_most_blurred_image() {
     let max_sigma = 8.0;
     let mut errors = Vec::new();
     for steps in [16, 64, 256] {
-        let (err, bound, exact) = blur_ig_error_and_bound(&net, &x, max_sigma, steps);
+        let c = check_blur_ig(&net, &x, max_sigma, steps);
         println!(
-            "axioms Blur IG completeness, {steps} steps: f(x) - f(blurred) = {exact:.6}, \
-             sum - that = {err:.3e}, bound {bound:.3e}"
+            "axioms Blur IG completeness, {steps} steps: f(x) - f(blurred) = {:.6}, sum - that = {:.3e}, \
+             sum of Taylor remainders {:.3e} (difference {:.1e}), bound {:.3e}",
+            c.exact,
+            c.error,
+            c.remainders,
+            c.error - c.remainders,
+            c.bound
         );
-        assert!(err.abs() <= bound, "{steps} steps: |{err:e}| > {bound:e}");
-        errors.push(err.abs());
+        assert!(
+            (c.error - c.remainders).abs() <= c.slack,
+            "{steps} steps: error {:e} is not the sum of the remainders {:e} (allowance {:e})",
+            c.error,
+            c.remainders,
+            c.slack
+        );
+        assert!(
+            c.error.abs() <= c.bound + c.slack,
+            "{steps} steps: |{:e}| > {:e}",
+            c.error,
+            c.bound
+        );
+        errors.push(c.error.abs());
     }
     assert!(errors[0] > 1e-6, "no error to shrink: {errors:?}");
     assert!(
