@@ -73,19 +73,35 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Runs `f` on a fresh thread and returns its peak allocation above what was
+/// Runs `f` on a fresh thread, on a rayon pool of `threads` threads of which
+/// the fresh thread is one, and returns its peak allocation above what was
 /// allocated when it started, in bytes, with `f`'s own result.
-fn peak_of<R: Send + 'static>(f: impl FnOnce(&dyn Fn() -> usize) -> R + Send + 'static) -> (usize, R) {
+///
+/// A pool of its own means no per-thread scratch buffer of an earlier
+/// measurement is reused; a pool that includes the calling thread is never
+/// torn down (rayon leaks it), so no thread frees memory during a later
+/// measurement.
+fn peak_of<R: Send + 'static>(threads: usize, f: impl FnOnce(&dyn Fn() -> usize) -> R + Send + 'static) -> (usize, R) {
     std::thread::spawn(move || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .use_current_thread()
+            .build()
+            .unwrap();
+        // Let the other workers start (and make their first allocations).
+        pool.broadcast(|_| ());
         let base = CURRENT.load(Ordering::SeqCst);
         PEAK.store(base, Ordering::SeqCst);
         let peak_so_far = move || PEAK.load(Ordering::SeqCst).saturating_sub(base);
-        let result = f(&peak_so_far);
+        let result = pool.install(|| f(&peak_so_far));
         (peak_so_far(), result)
     })
     .join()
     .unwrap()
 }
+
+/// Threads of the pools the measurements run on (XRAI's runs on one).
+const THREADS: usize = 2;
 
 const F64: usize = std::mem::size_of::<f64>();
 
@@ -174,7 +190,7 @@ fn integrated_gradients_rows(x: &ArrayD<f64>) -> Vec<Row> {
     for batch in [1, 4] {
         for steps in [10, 1000] {
             let x = x.clone();
-            let (peak, ()) = peak_of(move |_| {
+            let (peak, ()) = peak_of(THREADS, move |_| {
                 let ig = IntegratedGradients::new().steps(steps).batch_size(batch);
                 ig.get_mask(x.view(), &mut model).unwrap();
             });
@@ -193,28 +209,28 @@ fn integrated_gradients_rows(x: &ArrayD<f64>) -> Vec<Row> {
 }
 
 /// Blur IG on `L` values with `B = min(batch_size, steps)` points per batch
-/// and `T` threads holds at most: the input as f64, the running total and
-/// its negated copy (the result) (`3 L`); the batch's path points and their
-/// finite differences (`2 B L`); while the points are made, two filter
+/// and `T` threads holds at most: the input as f64 and the running total
+/// (negated in place into the result) (`2 L`); the batch's path points and
+/// their finite differences (`2 B L`); while the points are made, two filter
 /// buffers per group of points, at most `min(B, T)` groups (`2 min(B, T)
 /// L`); afterwards the model's output (`B L`) and one partial sum (`L`),
 /// which never coexist with the filter buffers. With `max_sigma` 2.5 every
 /// kernel has a radius below 12, so the banded-matrix form (two more
 /// buffers) is not used. Plus the `steps + 1` sigmas.
-/// Bound: `8 L (3 + 2 B + max(2 min(B, T), B + 1)) + 8 (steps + 1) + SMALL`.
+/// Bound: `8 L (2 + 2 B + max(2 min(B, T), B + 1)) + 8 (steps + 1) + SMALL`.
 fn blur_ig_rows(x: &ArrayD<f64>) -> Vec<Row> {
     let len = x.len();
-    let threads = rayon::current_num_threads();
+    let threads = THREADS;
     let mut rows = Vec::new();
     for batch in [1, 4] {
         for steps in [10, 1000] {
             let x = x.clone();
-            let (peak, ()) = peak_of(move |_| {
+            let (peak, ()) = peak_of(THREADS, move |_| {
                 let blur = BlurIg::new().max_sigma(2.5).steps(steps).batch_size(batch);
                 blur.get_mask(x.view(), &mut model).unwrap();
             });
             let b = batch.min(steps);
-            let bound = F64 * len * (3 + 2 * b + (2 * b.min(threads)).max(b + 1)) + F64 * (steps + 1) + SMALL;
+            let bound = F64 * len * (2 + 2 * b + (2 * b.min(threads)).max(b + 1)) + F64 * (steps + 1) + SMALL;
             rows.push(Row {
                 method: "Blur IG",
                 batch,
@@ -228,13 +244,12 @@ fn blur_ig_rows(x: &ArrayD<f64>) -> Vec<Row> {
 }
 
 /// XRAI's integrated-gradients stage (the peak when the last path step has
-/// been reported), on `L` values and `P` pixels with `S` given segments:
-/// the two default baselines and the first baseline's finished attribution
-/// (`3 L`); integrated gradients from the second baseline, as above but
-/// without a zero baseline of its own (`8 L (3 + 2 B) + 8 steps`); the
-/// segments as sorted pixel lists built meanwhile (4 bytes a pixel of every
-/// segment, doubled for a growing list). Bound:
-/// `8 L (6 + 2 B) + 8 steps + 8 P S + SMALL`.
+/// been reported) on `L` values: the two default baselines and the first
+/// baseline's finished attribution (`3 L`), and integrated gradients from
+/// the second baseline, as above but without a zero baseline of its own
+/// (`8 L (3 + 2 B) + 8 steps`). The given segments are turned into pixel
+/// lists after this stage on a single thread. Bound:
+/// `8 L (6 + 2 B) + 8 steps + SMALL`.
 fn xrai_rows(x: &ArrayD<f64>) -> Vec<Row> {
     let (h, w) = (x.shape()[0], x.shape()[1]);
     let len = x.len();
@@ -243,12 +258,14 @@ fn xrai_rows(x: &ArrayD<f64>) -> Vec<Row> {
         .map(|q| Array2::from_shape_fn((h, w), |(i, j)| (i < h / 2) == (q < 2) && (j < w / 2) == (q % 2 == 0)))
         .collect();
     segments.extend((0..4).map(|band| Array2::from_shape_fn((h, w), |(i, _)| i * 4 / h == band)));
-    let pixels_in_segments: usize = segments.iter().map(|s| s.iter().filter(|&&b| b).count()).sum();
     let mut rows = Vec::new();
     for batch in [1, 4] {
         for steps in [10, 1000] {
             let (x, segments) = (x.clone(), segments.clone());
-            let (_, ig_peak) = peak_of(move |peak_so_far| {
+            // One thread: the segments, which XRAI prepares on another
+            // thread while integrated gradients runs, then come afterwards,
+            // and the stage is measured alone.
+            let (_, ig_peak) = peak_of(1, move |peak_so_far| {
                 let xrai = Xrai::new()
                     .parameters(XraiParameters::new().steps(steps).min_pixel_diff(1))
                     .segments(segments)
@@ -263,7 +280,7 @@ fn xrai_rows(x: &ArrayD<f64>) -> Vec<Row> {
                 at_end_of_ig.expect("integrated gradients reported its last step")
             });
             let b = batch.min(steps);
-            let bound = F64 * len * (6 + 2 * b) + F64 * steps + 8 * pixels_in_segments + SMALL;
+            let bound = F64 * len * (6 + 2 * b) + F64 * steps + SMALL;
             rows.push(Row {
                 method: "XRAI integrated gradients",
                 batch,
@@ -280,9 +297,6 @@ fn xrai_rows(x: &ArrayD<f64>) -> Vec<Row> {
 fn peak_memory_does_not_grow_with_steps() {
     let ig_image = image(48, 48).into_dyn();
     let blur_image = image(24, 24).into_dyn();
-    // Start rayon's pool (its threads and queues) before measuring.
-    rayon::broadcast(|_| ());
-
     check_rows(&integrated_gradients_rows(&ig_image), F64 * ig_image.len(), F64);
     check_rows(&blur_ig_rows(&blur_image), F64 * blur_image.len(), F64);
     check_rows(&xrai_rows(&ig_image), F64 * ig_image.len(), F64);
