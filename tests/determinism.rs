@@ -107,8 +107,9 @@ fn compute_outputs() -> Outputs {
         bits_f64(&blur_sqrt.get_mask(blur_input.view(), &mut model).unwrap()),
     );
 
-    // Two chunks of 2^14 values.
-    let gig_input = image(96, 96, 3).into_dyn();
+    // Five chunks of 2^14 values: enough for a sum over chunks grouped by
+    // thread to differ from one in chunk order.
+    let gig_input = image(150, 150, 3).into_dyn();
     let gig = GuidedIg::new().steps(6).fraction(0.25).max_dist(0.1);
     put(
         "guided_ig",
