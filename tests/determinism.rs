@@ -3,16 +3,16 @@
 //!
 //! `same_bits_for_one_two_and_three_threads` runs this test executable twice
 //! more, with `RAYON_NUM_THREADS=1` and `=2`, selecting the test
-//! `child_writes_outputs` through an environment variable; each child computes
-//! every output twice (a second run in the same process reuses the
-//! per-thread scratch buffers of the first), checks that both agree, and
-//! writes the bytes of the f64 bit patterns (or labels) to a directory. The
-//! parent then computes them again on a pool of three threads and compares
-//! all three to the byte.
+//! `child_writes_outputs` through an environment variable; each child
+//! computes every output and writes its exact bytes (the f64 bit patterns,
+//! labels or mask bits) to a directory. Meanwhile the parent computes every
+//! output twice on one thread of a pool of three (the second run reuses the
+//! per-thread scratch buffers of the first), then compares all four to the
+//! byte.
 //!
 //! The inputs are large enough for the parallel paths to split their work:
 //! 300 x 300 x 3 = 270 000 values exceed the 2^18 values from which the
-//! element-wise loops go parallel, and every image has many 2^14-value
+//! element-wise loops go parallel, and every image has several 2^14-value
 //! chunks.
 
 use std::collections::BTreeMap;
