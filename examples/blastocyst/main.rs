@@ -40,7 +40,7 @@ use phantom::{Embryo, Grade};
 const SIZE: usize = 48;
 const TRAIN: usize = 640;
 const TEST: usize = 200;
-const EPOCHS: usize = 20;
+const EPOCHS: usize = 24;
 const BATCH: usize = 32;
 /// AdamW's initial learning rate (1e-2 can kill every ReLU of this small net).
 const LR: f64 = 4e-3;
@@ -359,13 +359,15 @@ fn load_micrograph(path: &Path) -> BoxResult<Array3<f32>> {
         .into_dimensionality::<Ix3>()?)
 }
 
-/// The grade score every method explains: logit good - logit poor. The
-/// grader calls an embryo good when it is positive; explaining the difference
-/// (not one logit) asks "what makes this embryo good rather than poor", and
-/// the same question for every embryo keeps the maps comparable: in a poor
-/// embryo they show what little evidence for a good grade there is.
-fn grade_score() -> Target {
-    Target::select(|logits: &Tensor| logits.narrow(1, 0, 1)?.sub(&logits.narrow(1, 1, 1)?))
+/// The score every method explains: the logit of `grade` minus the other
+/// logit, i.e. "what makes this embryo `grade` rather than the other grade",
+/// asked of each embryo for the grade the grader gave it.
+fn grade_score(grade: Grade) -> Target {
+    let (this, other) = match grade {
+        Grade::Good => (0, 1),
+        Grade::Poor => (1, 0),
+    };
+    Target::select(move |logits: &Tensor| logits.narrow(1, this, 1)?.sub(&logits.narrow(1, other, 1)?))
 }
 
 fn main() {
@@ -418,10 +420,10 @@ fn run() -> BoxResult<()> {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("blastocyst");
     std::fs::create_dir_all(&out)?;
     let forward = |x: &Tensor, ctx: &ForwardContext| grader.forward(x, ctx);
-    let mut model = CandleModel::new(forward, grade_score()).channels_first(true);
+    let model_for = |grade: Grade| CandleModel::new(forward, grade_score(grade)).channels_first(true);
 
     println!("2. Explaining one good and one poor held-out embryo (both graded correctly); every method");
-    println!("   explains the grade score, logit good - logit poor.");
+    println!("   explains the score of the grade it was given: its logit minus the other grade's.");
     let mut table: Vec<(Grade, f64, Vec<Explained>)> = Vec::new();
     for grade in [Grade::Good, Grade::Poor] {
         let k = (0..TEST)
@@ -434,7 +436,13 @@ fn run() -> BoxResult<()> {
             grade.name(),
             100.0 * icm_share
         );
-        let results = explain(grade.name(), &embryo.image, Some(&embryo.icm), &mut model, &out)?;
+        let results = explain(
+            grade.name(),
+            &embryo.image,
+            Some(&embryo.icm),
+            &mut model_for(grade),
+            &out,
+        )?;
         table.push((grade, icm_share, results));
     }
 
@@ -482,14 +490,15 @@ fn run() -> BoxResult<()> {
             .forward(&input, &ForwardContext::standard())?
             .argmax(1)?
             .to_vec1::<u32>()?[0] as usize;
-        println!("   the grader calls it {}", if class == 0 { "good" } else { "poor" });
+        let grade = if class == 0 { Grade::Good } else { Grade::Poor };
+        println!("   the grader calls it {}", grade.name());
         println!("   (a grader trained on generated embryos only: its verdict on a real micrograph is no grade,");
         println!("   the maps show what this model looks at)");
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "image".into());
-        explain(&format!("user-{stem}"), &image, None, &mut model, &out)?;
+        explain(&format!("user-{stem}"), &image, None, &mut model_for(grade), &out)?;
     }
     println!("\nPanels: the image, the true ICM outlined in green (on every map too), then each method's");
     println!("saliency (sum of |values| over channels, scaled to its 99th percentile) in inferno over the");

@@ -4,8 +4,8 @@
 //! ring, a thin trophectoderm (TE) of flattened cells just inside it, the
 //! fluid-filled blastocoel cavity, and the inner cell mass (ICM), a cluster
 //! of cells against the inner wall. In Gardner grading the ICM grade is A
-//! when the mass is large and tightly packed, C when it is small or loose;
-//! here that is the only difference between the classes, so a model that
+//! when many cells are tightly packed, B or C when there are few, loosely
+//! grouped; here that is the only difference between the classes, so a model that
 //! grades correctly must look at the ICM, and the ICM mask is the ground
 //! truth for where a faithful saliency map should point.
 
@@ -62,11 +62,16 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
 
     // The ICM sits against the inner wall at a random angle.
     let angle = rng.random_range(0.0..std::f64::consts::TAU);
-    // Good: many cells packed into a large mass. Poor: a few cells, loosely
-    // scattered over a small patch of the wall.
-    let (icm_r, n_cells, spread) = match grade {
-        Grade::Good => (s * rng.random_range(0.18..0.21), 50, 0.8),
-        Grade::Poor => (s * rng.random_range(0.07..0.09), 3 + rng.random_range(0..3), 1.0),
+    // Good: many cells packed tightly into a mass. Poor: a few cells,
+    // loosely grouped over a patch of the same size, so that the ICM's
+    // extent (and the empty cavity left around it) is no clue to the grade:
+    // only how the mass itself looks is.
+    let icm_r = s * rng.random_range(0.15..0.19);
+    // Poor cells are also dimmer: loosely grouped cells look flatter and
+    // less refractile than a compacted mass.
+    let (n_cells, spread, cell_tone) = match grade {
+        Grade::Good => (45 + rng.random_range(0..10), 0.75, 0.75),
+        Grade::Poor => (6 + rng.random_range(0..4), 1.0, 0.5),
     };
     let icm_dist = r_inner - icm_r * 0.85;
     let (iy, ix) = (cy + icm_dist * angle.sin(), cx + icm_dist * angle.cos());
@@ -83,9 +88,12 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
     let te_phase = rng.random_range(0.0..std::f64::consts::TAU);
     let illum = (rng.random_range(-0.25..0.25), rng.random_range(-0.25..0.25));
     let noise = Normal::new(0.0, 0.06).expect("a valid fixed deviation");
-    // The cavity's darkness varies between embryos, so that its area or tone
-    // is no clue to the grade.
+    // The cavity's darkness, the zona's brightness and the TE's contrast
+    // vary between embryos, so that none of them is a clue to the grade:
+    // only the ICM is.
     let cavity = rng.random_range(0.05..0.25);
+    let zona = rng.random_range(0.25..0.85);
+    let te_contrast = rng.random_range(0.1..0.45);
 
     let mut image = Array3::<f32>::zeros((size, size, 3));
     let mut icm = Array2::<bool>::from_elem((size, size), false);
@@ -98,20 +106,20 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
             let mut v = -0.1 + illum.0 * (y / s - 0.5) + illum.1 * (x / s - 0.5);
             // Zona pellucida: a bright band with dark rims.
             let band = (d - (r_zona - zona_w / 2.0)) / (zona_w / 2.0);
-            v += 0.55 * (-band * band * 2.0).exp() - 0.25 * (-(band.abs() - 1.2).powi(2) * 6.0).exp();
+            v += zona * (-band * band * 2.0).exp() - 0.45 * zona * (-(band.abs() - 1.2).powi(2) * 6.0).exp();
             // Blastocoel: slightly darker, smooth fluid.
             let inside = soft_disk(d, r_inner, 1.0);
             v -= cavity * inside;
             // Trophectoderm: flattened cells just inside the zona.
             let te = (-(d - (r_inner - s * 0.02)).powi(2) / (2.0 * (s * 0.012).powi(2))).exp();
-            v += 0.3 * te * (0.6 + 0.4 * (n_te as f64 * theta + te_phase).sin().abs());
+            v += te_contrast * te * (0.6 + 0.4 * (n_te as f64 * theta + te_phase).sin().abs());
             // ICM cells: textured bright blobs with dark membranes.
             let mut cell_v: f64 = 0.0;
             for &(py, px, pr) in &cells {
                 let dd = ((y - py).powi(2) + (x - px).powi(2)).sqrt();
                 let body = soft_disk(dd, pr, 0.8);
                 let membrane = (-(dd - pr).powi(2) / 1.0).exp();
-                cell_v = cell_v.max(0.75 * body) - 0.35 * membrane * body.max(0.3);
+                cell_v = cell_v.max(cell_tone * body) - 0.35 * membrane * body.max(0.3);
             }
             v += cell_v * inside;
             if inside > 0.5

@@ -599,7 +599,11 @@ fn catch_up_pass<F: Float>(
     }
     for i in 0..n {
         let candidate = x[i] != baseline[i] + delta[i] * bounds.max;
-        keys[i] = if candidate { scale.key(grad[i].as_f64().abs()) } else { NOT_CANDIDATE };
+        keys[i] = if candidate {
+            scale.key(grad[i].as_f64().abs())
+        } else {
+            NOT_CANDIDATE
+        };
     }
     // The candidates' count and distance to x_max per bucket (the
     // non-candidates land in the spare bucket past the last), and the L1
