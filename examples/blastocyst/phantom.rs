@@ -71,7 +71,7 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
     // less refractile than a compacted mass.
     let (n_cells, spread, cell_tone) = match grade {
         Grade::Good => (45 + rng.random_range(0..10), 0.75, 0.75),
-        Grade::Poor => (6 + rng.random_range(0..4), 1.0, 0.5),
+        Grade::Poor => (5 + rng.random_range(0..4), 1.0, 0.4),
     };
     let icm_dist = r_inner - icm_r * 0.85;
     let (iy, ix) = (cy + icm_dist * angle.sin(), cx + icm_dist * angle.cos());
