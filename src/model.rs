@@ -32,6 +32,7 @@ use crate::parallel::flat;
 /// | `ConvolutionLayerValues` | activations of the explained convolution layer | `[B, ...]` |
 /// | `ConvolutionOutputGradients` | d(target) / d(that layer) | the values' shape |
 /// | `OutputLayerValues` | the target output (logit or probability) | `[B]` or `[B, 1]` |
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OutputKey {
     /// Gradient of the target output with respect to the input.

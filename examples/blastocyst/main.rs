@@ -357,10 +357,7 @@ fn explain(
 fn load_micrograph(path: &Path) -> BoxResult<Array3<f32>> {
     let rgb = visualize::read_image(path)?;
     let float = rgb.mapv(|v| f64::from(v) / 255.0).into_dyn();
-    let options = ResizeOptions {
-        anti_aliasing: Some(true),
-        ..ResizeOptions::default()
-    };
+    let options = ResizeOptions::default().anti_aliasing(Some(true));
     let small = resize(float.view(), &[SIZE, SIZE, 3], &options)?;
     let n = small.len() as f64;
     let mean = small.sum() / n;

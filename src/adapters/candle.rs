@@ -75,6 +75,7 @@ use crate::float::Float;
 use crate::model::{ModelOutputs, OutputKey};
 
 /// Which ReLU the forward pass should use; see [`ForwardContext::relu`].
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReluMode {
     /// The ordinary ReLU, with its ordinary gradient.

@@ -7,6 +7,7 @@ use crate::float::Float;
 
 /// How a filter sees values beyond the edge of the array, as
 /// `scipy.ndimage` names the modes (for an edge `a b c d`).
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum BoundaryMode {
     /// `d c b a | a b c d | d c b a`: the edge value is repeated

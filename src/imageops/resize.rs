@@ -8,6 +8,7 @@ use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, filter_f64};
 
 /// How `resize` extends the image beyond its edges, in scikit-image's
 /// (`numpy.pad`) names, for an edge `a b c d`.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ResizeMode {
     /// `k k | a b c d | k k` with `k` = [`ResizeOptions::cval`].
@@ -34,6 +35,7 @@ pub enum ResizeMode {
 /// let bicubic = ResizeOptions::default().order(3).mode(ResizeMode::Constant).anti_aliasing(Some(true));
 /// assert_eq!(bicubic.order, 3);
 /// ```
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResizeOptions {
     /// Spline order: 0 nearest, 1 bilinear, 3 bicubic (2, 4 and 5 work

@@ -743,6 +743,7 @@ pub enum Aggregation {
 }
 
 /// The aggregated curve of many images, as `AggregateMetricResult`.
+#[non_exhaustive]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AggregateMetricResult {
     /// x coordinates (shared by all results).
