@@ -186,6 +186,21 @@ pub enum SaliencyError {
         #[source]
         source: BoxError,
     },
+
+    /// A result overflowed: finite inputs and model outputs so large (such
+    /// as 1e300) that the computed mask would hold NaN or an infinity.
+    #[error(
+        "{what} holds {count} non-finite value(s) (NaN or infinite), the first at flat index {first_index}: \
+         the input or the model's outputs are too large for the computation"
+    )]
+    NonFiniteResult {
+        /// Which result.
+        what: &'static str,
+        /// How many values are not finite.
+        count: usize,
+        /// Row-major index of the first one.
+        first_index: usize,
+    },
 }
 
 impl SaliencyError {

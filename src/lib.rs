@@ -52,7 +52,7 @@ pub mod visualize;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use crate::core::{CoreSaliency, Progress};
+pub use crate::core::{CoreSaliency, MAX_STEPS, Progress};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
 pub use methods::blur_ig::BlurIg;

@@ -58,22 +58,25 @@ thread_local! {
 }
 
 /// Runs `f` on a buffer of `len` elements with unspecified contents, reusing
-/// the calling thread's previous buffer when it is large enough.
+/// the calling thread's previous buffer when it is large enough; `None`
+/// (instead of an abort) when `len` elements cannot be allocated.
 ///
 /// Batches of path points are tens of megabytes; allocating them afresh for
 /// every call (SmoothGrad calls a method dozens of times) made the kernel
 /// zero new pages each time, which cost more than the arithmetic. The buffer
 /// is taken out while `f` runs, so a nested call simply allocates its own.
-pub(crate) fn with_scratch<T: Copy + Default + 'static, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+pub(crate) fn with_scratch<T: Copy + Default + 'static, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> Option<R> {
     let mut buffer: Vec<T> = SCRATCH
         .with(|cell| cell.take())
         .and_then(|b| b.downcast::<Vec<T>>().ok())
         .map(|b| *b)
         .unwrap_or_default();
     if buffer.len() < len {
-        buffer = vec![T::default(); len];
+        buffer = Vec::new();
+        buffer.try_reserve_exact(len).ok()?;
+        buffer.resize(len, T::default());
     }
-    let result = f(&mut buffer[..len]);
+    let result = f(buffer.get_mut(..len)?);
     SCRATCH.with(|cell| cell.set(Some(Box::new(buffer))));
-    result
+    Some(result)
 }

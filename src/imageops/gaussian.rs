@@ -68,6 +68,23 @@ impl BoundaryMode {
 /// The default `truncate` of `scipy.ndimage.gaussian_filter`.
 pub const DEFAULT_TRUNCATE: f64 = 4.0;
 
+/// The largest kernel radius (`truncate * sigma + 0.5`) the filters accept:
+/// 2^24 taps on each side (a 256 MB kernel), far beyond any image.
+pub(crate) const MAX_KERNEL_RADIUS: usize = 1 << 24;
+
+/// Checks that `sigma` (parameter `name`) with `truncate` gives a kernel
+/// radius of at most [`MAX_KERNEL_RADIUS`].
+pub(crate) fn check_kernel_radius(name: &'static str, sigma: f64, truncate: f64) -> Result<()> {
+    if truncate * sigma + 0.5 > MAX_KERNEL_RADIUS as f64 {
+        return Err(SaliencyError::param(
+            name,
+            sigma,
+            "gives a Gaussian kernel radius (truncate * sigma) above 2^24",
+        ));
+    }
+    Ok(())
+}
+
 /// `scipy.ndimage.gaussian_filter(input, sigma, mode=..., cval=..., truncate=...)`
 /// for a float array: one 1-D Gaussian correlation per axis, in axis order,
 /// each axis with its own `sigma` (an axis with sigma 0 is left alone).
@@ -115,6 +132,9 @@ pub fn gaussian_filter<F: Float>(
     }
     if !(truncate.is_finite() && truncate >= 0.0) {
         return Err(SaliencyError::param("truncate", truncate, "must be finite and >= 0"));
+    }
+    for &s in sigma {
+        check_kernel_radius("sigma", s, truncate)?;
     }
     if !mode.cval().is_finite() {
         return Err(SaliencyError::param("cval", mode.cval(), "must be finite"));
@@ -227,7 +247,9 @@ pub(crate) fn filter_f64_with<'a>(
 /// The centre and right half `w[0..=r]` of SciPy's normalised Gaussian
 /// kernel of radius `int(truncate * sigma + 0.5)`.
 pub(crate) fn gaussian_kernel1d(sigma: f64, truncate: f64) -> Vec<f64> {
-    let radius = (truncate * sigma + 0.5) as usize;
+    // Callers check the radius (`check_kernel_radius`); the cap only keeps
+    // this function total.
+    let radius = ((truncate * sigma + 0.5) as usize).min(MAX_KERNEL_RADIUS);
     let scale = -0.5 / (sigma * sigma);
     let full: Vec<f64> = (-(radius as i64)..=radius as i64)
         .map(|x| (scale * (x * x) as f64).exp())

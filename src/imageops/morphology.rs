@@ -9,17 +9,27 @@ use crate::error::{Result, SaliencyError};
 /// The disk footprint of `skimage.morphology.disk(radius)`: a
 /// (2 radius + 1)-square boolean array, true where `dy^2 + dx^2 <= radius^2`.
 ///
+/// Errors (instead of aborting) when the footprint cannot be allocated.
+///
 /// ```
-/// let d = saliency::imageops::disk(1);
+/// let d = saliency::imageops::disk(1)?;
 /// assert_eq!(d.iter().filter(|&&b| b).count(), 5); // a plus sign
+/// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn disk(radius: usize) -> Array2<bool> {
-    let r = radius as i64;
-    let n = 2 * radius + 1;
-    Array2::from_shape_fn((n, n), |(i, j)| {
-        let (dy, dx) = (i as i64 - r, j as i64 - r);
-        dy * dy + dx * dx <= r * r
-    })
+pub fn disk(radius: usize) -> Result<Array2<bool>> {
+    let too_large = || SaliencyError::param("radius", radius, "gives a footprint too large to allocate");
+    let n = radius
+        .checked_mul(2)
+        .and_then(|d| d.checked_add(1))
+        .ok_or_else(too_large)?;
+    let r = i64::try_from(radius).map_err(|_| too_large())?;
+    let mut values =
+        crate::core::try_vec_with_capacity(n.checked_mul(n).ok_or_else(too_large)?).map_err(|_| too_large())?;
+    // n fits in memory squared, so every coordinate and r * r fit in i64.
+    for i in 0..n as i64 {
+        values.extend((0..n as i64).map(|j| (i - r) * (i - r) + (j - r) * (j - r) <= r * r));
+    }
+    Array2::from_shape_vec((n, n), values).map_err(|_| too_large())
 }
 
 /// Binary dilation of `mask` by a centred `footprint` (odd side lengths):
@@ -35,7 +45,7 @@ pub fn disk(radius: usize) -> Array2<bool> {
 /// use saliency::imageops::{binary_dilation, disk};
 /// let mut dot = Array2::from_elem((5, 5), false);
 /// dot[[2, 2]] = true;
-/// let grown = binary_dilation(dot.view(), disk(1).view())?;
+/// let grown = binary_dilation(dot.view(), disk(1)?.view())?;
 /// assert_eq!(grown.iter().filter(|&&b| b).count(), 5);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
@@ -174,7 +184,7 @@ mod tests {
     #[test]
     fn disk_five_matches_skimage_row_widths() {
         // skimage.morphology.disk(5) row sums: 1 7 9 9 9 11 9 9 9 7 1.
-        let d = disk(5);
+        let d = disk(5).unwrap();
         let rows: Vec<usize> = d.rows().into_iter().map(|r| r.iter().filter(|&&b| b).count()).collect();
         assert_eq!(rows, vec![1, 7, 9, 9, 9, 11, 9, 9, 9, 7, 1]);
     }
@@ -189,7 +199,7 @@ mod tests {
             })
             .collect();
         for radius in [0, 3, 5] {
-            let fp = disk(radius);
+            let fp = disk(radius).unwrap();
             let sparse = dilate_labels_disk(&labels, h, w, 6, radius);
             for (l, pixels) in sparse.iter().enumerate() {
                 let mask = Array2::from_shape_fn((h, w), |(i, j)| labels[i * w + j] == l);

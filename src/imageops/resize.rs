@@ -2,9 +2,10 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
+use crate::core::try_filled;
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, filter_f64};
+use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, check_kernel_radius, filter_f64};
 
 /// How `resize` extends the image beyond its edges, in scikit-image's
 /// (`numpy.pad`) names, for an edge `a b c d`.
@@ -244,6 +245,9 @@ pub fn resize<F: Float>(
                 "must be finite and >= 0",
             ));
         }
+        for &s in &sigma {
+            check_kernel_radius("anti_aliasing_sigma", s, DEFAULT_TRUNCATE)?;
+        }
         filter_f64(
             input.clone(),
             &in_shape,
@@ -268,13 +272,13 @@ pub fn resize<F: Float>(
             continue;
         }
         let (padded, len) = if options.order > 1 {
-            prefilter_axis(&data, &shape, axis, options.order, mode, options.cval)
+            prefilter_axis(&data, &shape, axis, options.order, mode, options.cval)?
         } else {
             (data, shape[axis])
         };
         let mut padded_shape = shape.clone();
         padded_shape[axis] = len;
-        let taps = axis_taps(in_shape[axis], out_shape[axis], len, options.order, mode);
+        let taps = axis_taps(in_shape[axis], out_shape[axis], len, options.order, mode)?;
         let per = options.order + 1;
         if Some(axis) == final_axis {
             values = Some(interpolate_axis(
@@ -285,10 +289,10 @@ pub fn resize<F: Float>(
                 per,
                 options.cval,
                 F::from_f64_lossy,
-            ));
+            )?);
             data = Vec::new();
         } else {
-            data = interpolate_axis(&padded, &padded_shape, axis, &taps, per, options.cval, |v| v);
+            data = interpolate_axis(&padded, &padded_shape, axis, &taps, per, options.cval, |v| v)?;
         }
         shape[axis] = out_shape[axis];
     }
@@ -440,10 +444,11 @@ type Tap = (Option<usize>, f64);
 
 /// `scipy.ndimage.zoom`'s sampling along one axis (`grid_mode=True`): input
 /// `n` samples (`len` after padding), output `m`.
-fn axis_taps(n: usize, m: usize, len: usize, order: usize, mode: NdMode) -> Vec<Tap> {
+fn axis_taps(n: usize, m: usize, len: usize, order: usize, mode: NdMode) -> Result<Vec<Tap>> {
     let zoom = n as f64 / m as f64;
     let npad = (len - n) / 2;
-    let mut taps = Vec::with_capacity(m * (order + 1));
+    let mut taps = crate::core::try_vec_with_capacity(buffer_len(&[m, order + 1])?)
+        .map_err(|_| SaliencyError::param("output_shape", m, "needs more memory than can be allocated"))?;
     let mut w = [0.0; 6];
     for k in 0..m {
         let mut cc = k as f64;
@@ -469,11 +474,19 @@ fn axis_taps(n: usize, m: usize, len: usize, order: usize, mode: NdMode) -> Vec<
             taps.push((source.filter(|&s| s < len), weight));
         }
     }
-    taps
+    Ok(taps)
 }
 
 /// Resamples the standard-layout array `src` along `axis` with `taps`
 /// (`per` taps per output sample).
+/// The product of `sizes`, or an error when it overflows.
+fn buffer_len(sizes: &[usize]) -> Result<usize> {
+    sizes
+        .iter()
+        .try_fold(1_usize, |a, &b| a.checked_mul(b))
+        .ok_or_else(|| SaliencyError::param("output_shape", format!("{sizes:?}"), "is too large"))
+}
+
 fn interpolate_axis<T: Copy + Default + Send>(
     src: &[f64],
     shape: &[usize],
@@ -482,12 +495,17 @@ fn interpolate_axis<T: Copy + Default + Send>(
     per: usize,
     cval: f64,
     store: impl Fn(f64) -> T + Sync,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     let n = shape[axis];
     let m = taps.len() / per;
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
-    let mut out = vec![T::default(); outer * m * inner];
+    let mut out = try_filled(
+        "output_shape",
+        format!("{shape:?}"),
+        buffer_len(&[outer, m, inner])?,
+        T::default(),
+    )?;
     // Sums in `f64` (into `row`), stored as `T` in `dst`.
     let task = |idx: usize, row: &mut [f64], dst: &mut [T]| {
         let (o, k) = (idx / m, idx % m);
@@ -538,12 +556,12 @@ fn interpolate_axis<T: Copy + Default + Send>(
         out.par_chunks_mut(rows_per_task * inner)
             .enumerate()
             .for_each(|(c, rows)| chunk(c, rows));
-        return out;
+        return Ok(out);
     }
     out.chunks_mut(rows_per_task * inner)
         .enumerate()
         .for_each(|(c, rows)| chunk(c, rows));
-    out
+    Ok(out)
 }
 
 /// Multiplications below which a resampling pass runs on one thread.
@@ -560,7 +578,7 @@ fn prefilter_axis(
     order: usize,
     mode: NdMode,
     cval: f64,
-) -> (Vec<f64>, usize) {
+) -> Result<(Vec<f64>, usize)> {
     let n = shape[axis];
     let npad = if matches!(mode, NdMode::GridConstant | NdMode::Nearest) {
         12
@@ -570,7 +588,12 @@ fn prefilter_axis(
     let len = n + 2 * npad;
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
-    let mut out = vec![0.0; outer * len * inner];
+    let mut out = try_filled(
+        "output_shape",
+        format!("{shape:?}"),
+        buffer_len(&[outer, len, inner])?,
+        0.0,
+    )?;
     let poles: &[f64] = match order {
         2 => &[-0.171_572_875_253_809_9],
         3 => &[-0.267_949_192_431_122_7],
@@ -612,7 +635,7 @@ fn prefilter_axis(
             .enumerate()
             .for_each(|(o, slab)| task(o, slab, &mut line));
     }
-    (out, len)
+    Ok((out, len))
 }
 
 /// The B-spline coefficients of one line (Unser, Aldroubi & Eden 1991): a

@@ -3,10 +3,12 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::core::{CoreSaliency, Progress, check_input, check_positive};
+use crate::core::{CoreSaliency, Progress, check_input, check_positive, check_steps, finite_result, try_filled};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, Scratch, filter_f64_with, round_to};
+use crate::imageops::gaussian::{
+    BoundaryMode, DEFAULT_TRUNCATE, Scratch, check_kernel_radius, filter_f64_with, round_to,
+};
 use crate::model::{CallModelFunction, OutputKey, call_model};
 use crate::parallel::for_each_chunk_mut;
 
@@ -79,7 +81,7 @@ impl BlurIg {
         self
     }
 
-    /// Number of path points (at least 1).
+    /// Number of path points (1 to [`MAX_STEPS`](crate::MAX_STEPS)).
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
@@ -115,7 +117,7 @@ impl BlurIg {
     }
 
     fn check(&self) -> Result<()> {
-        check_positive("steps", self.steps)?;
+        check_steps("steps", self.steps)?;
         check_positive("batch_size", self.batch_size)?;
         if !(self.max_sigma.is_finite() && self.max_sigma >= 0.0) {
             return Err(SaliencyError::param(
@@ -131,6 +133,7 @@ impl BlurIg {
                 "must be finite and > 0",
             ));
         }
+        check_kernel_radius("max_sigma", self.max_sigma + self.grad_step, DEFAULT_TRUNCATE)?;
         Ok(())
     }
 }
@@ -181,12 +184,22 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         let len = x.len();
         let sigmas = self.sigmas();
         let grad_step = F::from_f64_lossy(self.grad_step);
+        if grad_step == F::zero() {
+            return Err(SaliencyError::param(
+                "grad_step",
+                self.grad_step,
+                "rounds to zero in the input's float type",
+            ));
+        }
         let key = OutputKey::InputOutputGradients;
 
         // The current batch of path points and their finite differences.
         let capacity = self.batch_size.min(self.steps);
-        let mut points = vec![F::zero(); capacity * len];
-        let mut slopes = vec![F::zero(); capacity * len];
+        let batch_len = capacity.checked_mul(len).ok_or_else(|| {
+            SaliencyError::param("batch_size", self.batch_size, "gives a batch too large to allocate")
+        })?;
+        let mut points = try_filled("batch_size", self.batch_size, batch_len, F::zero())?;
+        let mut slopes = try_filled("batch_size", self.batch_size, batch_len, F::zero())?;
         let mut total = vec![F::zero(); len];
         let mut batch_shape = vec![0];
         batch_shape.extend_from_slice(&shape);
@@ -265,8 +278,9 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
             progress(Progress::new("blur ig steps", end, self.steps));
         }
         let data: Vec<F> = total.into_iter().map(|t| -t).collect();
-        ArrayD::from_shape_vec(IxDyn(&shape), data)
-            .map_err(|_| SaliencyError::param("input", format!("{shape:?}"), "is too large"))
+        let mask = ArrayD::from_shape_vec(IxDyn(&shape), data)
+            .map_err(|_| SaliencyError::param("input", format!("{shape:?}"), "is too large"))?;
+        finite_result("Blur IG mask", mask)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix4};
 
-use crate::core::{CoreSaliency, Progress, check_input};
+use crate::core::{CoreSaliency, Progress, check_input, finite_result};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::resize::{ResizeOptions, resize};
@@ -195,7 +195,8 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         if self.should_resize {
             cam = resize(cam.view(), &x.shape()[..2], &ResizeOptions::default())?;
         }
-        Ok(cam)
+        // Weighted sums of huge activations overflow.
+        finite_result("Grad-CAM map", cam)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive};
+use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_steps, finite_result};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::quantile::select;
@@ -84,7 +84,8 @@ impl<F: Float> GuidedIg<F> {
         Self::default()
     }
 
-    /// Number of steps of the path (at least 1); one model call each.
+    /// Number of steps of the path (1 to [`MAX_STEPS`](crate::MAX_STEPS));
+    /// one model call each.
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
@@ -125,7 +126,7 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
         check_input("input", &x, 1)?;
-        check_positive("steps", self.steps)?;
+        check_steps("steps", self.steps)?;
         check_unit("fraction", self.fraction)?;
         check_unit("max_dist", self.max_dist)?;
         let input: Vec<f64> = x.iter().map(|v| v.as_f64()).collect();
@@ -149,8 +150,9 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
         let mut path = Path::new(input, baseline);
         let attr = path.run(x.shape(), self.steps, self.fraction, self.max_dist, model, progress)?;
         let attr = attr.into_iter().map(F::from_f64_lossy).collect();
-        ArrayD::from_shape_vec(x.raw_dim(), attr)
-            .map_err(|_| SaliencyError::param("steps", self.steps, "internal shape error"))
+        let mask = ArrayD::from_shape_vec(x.raw_dim(), attr)
+            .map_err(|_| SaliencyError::param("steps", self.steps, "internal shape error"))?;
+        finite_result("guided integrated gradients", mask)
     }
 }
 
@@ -287,6 +289,15 @@ impl Path {
         if l1_total == 0.0 {
             return Ok(std::mem::take(&mut self.attr));
         }
+        // Huge finite inputs or baselines (1e300, f64::MAX) overflow the path
+        // length; its NaN targets would never be reached.
+        if !l1_total.is_finite() {
+            return Err(SaliencyError::NonFiniteResult {
+                what: "the path length |input - baseline|",
+                count: 1,
+                first_index: 0,
+            });
+        }
         // NumPy's "lower" quantile index over all features.
         let k = ((n - 1) as f64 * fraction).floor() as usize;
         let key = OutputKey::InputOutputGradients;
@@ -352,7 +363,8 @@ impl Path {
                 break;
             }
             let gamma = (l1_current - l1_target) / l1_selected;
-            if gamma <= 0.0 {
+            // NaN too: the loop must end.
+            if gamma.is_nan() || gamma <= 0.0 {
                 // Overshot by more than rounding: the reference asserts.
                 break;
             }
@@ -506,7 +518,8 @@ impl Path {
                 return;
             }
             let gamma = (l1_current - l1_target) / l1_selected;
-            if gamma <= 0.0 {
+            // NaN too: the loop must end.
+            if gamma.is_nan() || gamma <= 0.0 {
                 return;
             }
             l1_current += self.advance(bounds, threshold, gamma, grad);

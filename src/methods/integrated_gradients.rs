@@ -4,7 +4,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::parallel::{PARALLEL_MIN, flat, for_each_chunk_mut, for_each_chunk_mut_from, with_scratch};
 
-use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive};
+use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive, check_steps, finite_result};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
@@ -58,7 +58,7 @@ impl<F: Float> IntegratedGradients<F> {
     }
 
     /// Number of path points between the baseline and the input, both
-    /// included (at least 1).
+    /// included (1 to [`MAX_STEPS`](crate::MAX_STEPS)).
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
@@ -132,7 +132,7 @@ pub(crate) fn integrated_gradients<F: Float>(
     model: &mut dyn CallModelFunction<F>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ArrayD<F>> {
-    check_positive("steps", steps)?;
+    check_steps("steps", steps)?;
     check_positive("batch_size", batch_size)?;
     if x.shape() != baseline.shape() {
         return Err(SaliencyError::ShapeMismatch {
@@ -146,11 +146,22 @@ pub(crate) fn integrated_gradients<F: Float>(
     let x_flat = flat(&x);
     let diff: Vec<F> = x_flat.iter().zip(base.iter()).map(|(&x, &b)| x - b).collect();
     let len = diff.len();
+    // Finite inputs far apart (1e300 and -1e300) overflow here; the path
+    // would hand the model infinities.
+    if let Some((count, first_index)) = crate::model::find_non_finite(&diff) {
+        return Err(SaliencyError::NonFiniteResult {
+            what: "input - baseline",
+            count,
+            first_index,
+        });
+    }
 
     // One buffer of at most `batch_size` path points, reused for every batch.
     let capacity = steps.min(batch_size);
     let mut total = vec![F::zero(); len];
-    with_scratch(capacity * len, |buffer: &mut [F]| -> Result<()> {
+    let too_large = || SaliencyError::param("batch_size", batch_size, "gives a batch too large to allocate");
+    let scratch_len = capacity.checked_mul(len).ok_or_else(too_large)?;
+    with_scratch(scratch_len, |buffer: &mut [F]| -> Result<()> {
         let key = OutputKey::InputOutputGradients;
 
         let alphas: Vec<f64> = linspace_0_1(steps).collect();
@@ -214,18 +225,20 @@ pub(crate) fn integrated_gradients<F: Float>(
             progress(Progress::new("integrated gradients steps", done, steps));
         }
         Ok(())
-    })?;
+    })
+    .ok_or_else(too_large)??;
     let n = F::from_f64_lossy(steps as f64);
     for_each_chunk_mut(&mut total, |offset, out| {
         for (t, &d) in out.iter_mut().zip(&diff[offset..]) {
             *t = *t * d / n;
         }
     });
-    ArrayD::from_shape_vec(x.raw_dim(), total).map_err(|_| SaliencyError::ShapeMismatch {
+    let mask = ArrayD::from_shape_vec(x.raw_dim(), total).map_err(|_| SaliencyError::ShapeMismatch {
         what: "input",
         expected: x.shape().to_vec(),
         actual: vec![len],
-    })
+    })?;
+    finite_result("integrated gradients", mask)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
-use crate::core::{CoreSaliency, Progress, check_input, check_positive};
+use crate::core::{CoreSaliency, Progress, check_input, check_positive, finite_result, try_vec_with_capacity};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model};
@@ -159,7 +159,11 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
         let mut batch_shape = vec![slots];
         batch_shape.extend_from_slice(shape);
         let image_len = base_flat.len();
-        let mut batch_flat = Vec::with_capacity(slots * image_len);
+        let too_large = || SaliencyError::param("batch_size", self.batch_size, "gives a batch too large to allocate");
+        let mut batch_flat = slots
+            .checked_mul(image_len)
+            .and_then(|n| try_vec_with_capacity(n).ok())
+            .ok_or_else(too_large)?;
         for _ in 0..slots {
             batch_flat.extend_from_slice(base_flat);
         }
@@ -201,8 +205,10 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
                 mask.extend(std::iter::repeat_n(v, channels));
             }
         }
-        ArrayD::from_shape_vec(x.raw_dim(), mask)
-            .map_err(|_| SaliencyError::param("size", self.size, "internal shape error"))
+        let mask = ArrayD::from_shape_vec(x.raw_dim(), mask)
+            .map_err(|_| SaliencyError::param("size", self.size, "internal shape error"))?;
+        // Score differences of huge model outputs overflow.
+        finite_result("occlusion mask", mask)
     }
 }
 

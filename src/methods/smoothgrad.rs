@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::core::{CoreSaliency, Progress, check_input, check_positive};
+use crate::core::{CoreSaliency, Progress, check_input, check_steps, finite_result};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::CallModelFunction;
@@ -51,7 +51,7 @@ impl SmoothGradParams {
         self
     }
 
-    /// Number of noisy samples to average (at least 1).
+    /// Number of noisy samples to average (1 to [`MAX_STEPS`](crate::MAX_STEPS)).
     pub fn nsamples(mut self, nsamples: usize) -> Self {
         self.nsamples = nsamples;
         self
@@ -70,7 +70,7 @@ impl SmoothGradParams {
     }
 
     fn check(&self) -> Result<()> {
-        check_positive("nsamples", self.nsamples)?;
+        check_steps("nsamples", self.nsamples)?;
         if !(self.stdev_spread.is_finite() && self.stdev_spread >= 0.0) {
             return Err(SaliencyError::param(
                 "stdev_spread",
@@ -208,9 +208,11 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
     let n = F::from_f64_lossy(params.nsamples as f64);
     let (shape, mut total) = total.ok_or(SaliencyError::param("nsamples", 0, "must be at least 1"))?;
     total.iter_mut().for_each(|t| *t /= n);
-    ArrayD::from_shape_vec(IxDyn(&shape), total).map_err(|_| SaliencyError::ShapeMismatch {
+    let mask = ArrayD::from_shape_vec(IxDyn(&shape), total).map_err(|_| SaliencyError::ShapeMismatch {
         what: "mask",
         expected: shape.clone(),
         actual: vec![],
-    })
+    })?;
+    // Squares and sums of huge finite masks overflow.
+    finite_result("SmoothGrad mask", mask)
 }

@@ -201,7 +201,7 @@ pub fn generate_random_mask<R: Rng + ?Sized>(
         .ok_or_else(|| SaliencyError::param("height * width", format!("{height} * {width}"), "overflows"))?;
     // `int(size * fraction)`, at most `size` since fraction <= 1.
     let count = ((size as f64 * fraction) as usize).min(size);
-    let mut mask = vec![false; size];
+    let mut mask = crate::core::try_filled("height * width", size, size, false)?;
     for i in rand::seq::index::sample(rng, size, count) {
         if let Some(m) = mask.get_mut(i) {
             *m = true;
@@ -386,7 +386,8 @@ impl PicMetric {
         self
     }
 
-    /// Points of the curve before the final point at x = 1 (at least 1).
+    /// Points of the curve before the final point at x = 1 (1 to
+    /// [`MAX_STEPS`](crate::MAX_STEPS)).
     pub fn num_data_points(mut self, n: usize) -> Self {
         self.num_data_points = n;
         self
@@ -425,7 +426,7 @@ impl PicMetric {
                 "must be finite",
             ));
         }
-        crate::core::check_positive("num_data_points", self.num_data_points)?;
+        crate::core::check_steps("num_data_points", self.num_data_points)?;
         if let Some(b) = self.batch_size {
             crate::core::check_positive("batch_size", b)?;
         }

@@ -70,24 +70,29 @@ fn glyph(c: char) -> [&'static str; GLYPH_H] {
 pub fn draw_text(canvas: &mut Array3<u8>, text: &str, top: usize, left: usize, scale: usize, color: [u8; 3]) {
     let (h, w) = (canvas.shape()[0], canvas.shape()[1]);
     let scale = scale.max(1);
+    // Saturating positions and loops clipped to the canvas: a huge scale or
+    // offset draws nothing (or a clipped block) instead of overflowing or
+    // looping for ever.
     for (n, c) in text.chars().enumerate() {
-        let x0 = left + n * (GLYPH_W + 1) * scale;
+        let x0 = left.saturating_add(n.saturating_mul((GLYPH_W + 1).saturating_mul(scale)));
+        if x0 >= w {
+            break;
+        }
         for (gy, row) in glyph(c).iter().enumerate() {
             for (gx, ink) in row.bytes().enumerate() {
                 if ink != b'#' {
                     continue;
                 }
-                for dy in 0..scale {
-                    for dx in 0..scale {
-                        let (y, x) = (top + gy * scale + dy, x0 + gx * scale + dx);
-                        if y < h && x < w {
-                            canvas
-                                .index_axis_mut(Axis(0), y)
-                                .index_axis_mut(Axis(0), x)
-                                .iter_mut()
-                                .zip(color)
-                                .for_each(|(p, c)| *p = c);
-                        }
+                let y0 = top.saturating_add(gy.saturating_mul(scale));
+                let x1 = x0.saturating_add(gx.saturating_mul(scale));
+                for y in y0..y0.saturating_add(scale).min(h) {
+                    for x in x1..x1.saturating_add(scale).min(w) {
+                        canvas
+                            .index_axis_mut(Axis(0), y)
+                            .index_axis_mut(Axis(0), x)
+                            .iter_mut()
+                            .zip(color)
+                            .for_each(|(p, c)| *p = c);
                     }
                 }
             }

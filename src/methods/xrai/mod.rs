@@ -19,7 +19,7 @@ mod segments;
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2};
 
-use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive};
+use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive, check_steps, finite_result};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::methods::integrated_gradients::integrated_gradients;
@@ -52,7 +52,8 @@ pub enum XraiAlgorithm {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct XraiParameters {
-    /// Integrated-gradients steps per baseline (100).
+    /// Integrated-gradients steps per baseline (100; 1 to
+    /// [`MAX_STEPS`](crate::MAX_STEPS)).
     pub steps: usize,
     /// Fraction of the image the full algorithm covers before it gives the
     /// rest one common value (1.0: everything).
@@ -261,7 +262,7 @@ impl<F: Float> Xrai<F> {
                 shape: x.shape().to_vec(),
             });
         }
-        check_positive("steps", p.steps)?;
+        check_steps("steps", p.steps)?;
         check_positive("batch_size", self.batch_size)?;
         if p.area_threshold.is_nan() {
             return Err(SaliencyError::param(
@@ -324,7 +325,7 @@ impl<F: Float> Xrai<F> {
                         None => default_baselines(x.view()),
                     };
                     let attrs = self.integrated_gradients(x.view(), &baselines, model, progress)?;
-                    let mean = mean_of(&attrs, x.raw_dim());
+                    let mean = finite_result("mean attribution", mean_of(&attrs, x.raw_dim()))?;
                     Ok((mean, Some(baselines), p.return_ig_attributions.then_some(attrs)))
                 }
             }
@@ -340,6 +341,10 @@ impl<F: Float> Xrai<F> {
             XraiAlgorithm::Fast => greedy::fast(&flat, &masks, p.min_pixel_diff, progress),
         };
         let attribution_mask = Array2::from_shape_vec((height, width), ranking.attribution)
+            .map_err(|_| SaliencyError::param("input", format!("{height} x {width}"), "too large"))?;
+        // Region means of huge attributions overflow.
+        let attribution_mask = finite_result("XRAI attribution mask", attribution_mask.into_dyn())?
+            .into_dimensionality::<Ix2>()
             .map_err(|_| SaliencyError::param("input", format!("{height} x {width}"), "too large"))?;
         let segments = p.return_xrai_segments.then(|| {
             if p.flatten_xrai_segments {
@@ -373,7 +378,7 @@ impl<F: Float> Xrai<F> {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<ArrayD<F>>> {
         let steps = self.parameters.steps;
-        let total = steps * baselines.len();
+        let total = steps.saturating_mul(baselines.len());
         // The baselines share one path buffer (the thread's IG scratch).
         let mut attrs = Vec::with_capacity(baselines.len());
         for (k, b) in baselines.iter().enumerate() {

@@ -48,8 +48,9 @@ pub fn get_segments_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Result<V
 
 /// [`get_segments_felzenszwalb`] as sparse masks.
 pub(crate) fn felzenszwalb_masks<F: Float>(image: ArrayViewD<'_, F>) -> Result<MaskSet> {
+    // The labels' call checks the rank before the shape is read.
+    let label_maps = get_segment_labels_felzenszwalb(image.view())?;
     let (height, width) = (image.shape()[0], image.shape()[1]);
-    let label_maps = get_segment_labels_felzenszwalb(image)?;
     Ok(masks_from_labels(&label_maps, height, width))
 }
 
