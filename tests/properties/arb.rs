@@ -208,6 +208,8 @@ fn good_output<F: Float>(spec: &ModelSpec, batch: &ArrayViewD<'_, F>, key: Outpu
         OutputKey::ConvolutionLayerValues => conv(0.3),
         OutputKey::ConvolutionOutputGradients => conv(1.1),
         OutputKey::OutputLayerValues => ArrayD::from_shape_fn(IxDyn(&[b]), |i| F::from_f64_lossy(means[i[0]])),
+        // OutputKey is non-exhaustive: a key added later gets a batch-shaped zero.
+        _ => batch.mapv(|_| F::from_f64_lossy(0.0)),
     }
 }
 
