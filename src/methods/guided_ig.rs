@@ -807,32 +807,34 @@ const LANES: usize = 2;
 /// A histogram cell: candidate count and distance sum.
 type Lane = (usize, f64);
 
-/// Maps a gradient's magnitude to a bucket, monotonically: 0 for
-/// magnitudes below the smallest positive one (or below `max / 2^24`), then
-/// by the bits of the magnitude rounded to `f32` (which order non-negative
-/// floats, and rounding keeps the order) above it, shifted to fit. `f32`
-/// bits fit in `i32` lanes, which vectorise where `u64` compares do not.
+/// Maps a gradient's magnitude to a bucket, monotonically: the magnitude,
+/// rounded to `f32` (rounding keeps the order), is clamped to
+/// `[lo, hi]`, where `hi` is the largest and `lo` the smallest positive
+/// magnitude (at least `hi / 2^24`); the bucket is its bits (which order
+/// non-negative floats) above those of `lo`, shifted to fit. Clamping with
+/// float min/max and `u32` lanes keeps it to a few vector instructions.
 #[derive(Clone, Copy, Debug)]
 struct KeyScale {
-    min_bits: i32,
+    lo: f32,
+    hi: f32,
+    lo_bits: u32,
     shift: u32,
 }
 
 impl KeyScale {
     fn new(min_pos: f32, max: f32) -> Self {
-        if min_pos > max {
-            return KeyScale {
-                min_bits: i32::MAX,
-                shift: 0,
-            };
-        }
-        let min_bits = magnitude_bits(min_pos.max(max * f32::powi(2.0, -24)));
-        let range = magnitude_bits(max).saturating_sub(min_bits);
+        let lo = min_pos.max(max * f32::powi(2.0, -24)).min(max);
+        let range = max.to_bits().saturating_sub(lo.to_bits());
         let mut shift = 0;
-        while (range >> shift) >= (BUCKETS - 1) as i32 {
+        while (range >> shift) > (BUCKETS - 1) as u32 {
             shift += 1;
         }
-        KeyScale { min_bits, shift }
+        KeyScale {
+            lo,
+            hi: max,
+            lo_bits: lo.to_bits(),
+            shift,
+        }
     }
 
     /// The scale for the magnitudes of `grad`.
@@ -873,10 +875,12 @@ impl KeyScale {
 
     #[inline(always)]
     fn key(self, g: f64) -> u16 {
-        // Below `min_bits` the shifted difference is negative: bucket 0.
-        let above = (magnitude_bits(magnitude(g)) - self.min_bits) >> self.shift;
+        // Comparisons (the values are finite) that compile to min/max.
+        let a = magnitude(g);
+        let a = if a > self.lo { a } else { self.lo };
+        let a = if a < self.hi { a } else { self.hi };
         // At most BUCKETS - 1 by the choice of `shift`.
-        (above + 1).clamp(0, BUCKETS as i32 - 1) as u16
+        (a.to_bits().wrapping_sub(self.lo_bits) >> self.shift) as u16
     }
 }
 
@@ -884,13 +888,6 @@ impl KeyScale {
 #[inline(always)]
 fn magnitude(g: f64) -> f32 {
     (g as f32).abs()
-}
-
-/// The bits of a non-negative `f32`, which order such values as integers.
-#[inline(always)]
-fn magnitude_bits(a: f32) -> i32 {
-    // Non-negative floats have the sign bit clear: no wrap-around.
-    a.to_bits() as i32
 }
 
 /// (|grad|, distance to `x_max`) of a candidate.
