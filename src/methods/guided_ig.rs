@@ -7,7 +7,7 @@ use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_posit
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::quantile::select;
-use crate::model::{CallModelFunction, OutputKey, call_model};
+use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
 use crate::parallel::{CHUNK, for_each_chunk_mut};
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
@@ -296,19 +296,31 @@ impl Path {
         let mut batch = ArrayD::<F>::zeros(IxDyn(&batch_shape));
         fill_model_input(batch.as_slice_mut().unwrap_or_default(), &self.x);
         for step in 0..steps {
-            let mut outputs = call_model(model, batch.view(), &[key])?;
+            let mut outputs = call_model_deferring_finite_check(model, batch.view(), &[key], Some(key))?;
             let grads = outputs.take(key)?;
-            let grads = match grads.as_slice() {
+            let flat = match grads.as_slice() {
                 Some(g) => std::borrow::Cow::Borrowed(g),
                 None => std::borrow::Cow::Owned(grads.iter().copied().collect::<Vec<_>>()),
             };
+            // The finiteness check rides on the scale's pass over the gradient.
+            let (scale, finite) = KeyScale::of(&flat);
+            if !finite && let Some(err) = non_finite_error(key, grads.shape(), &flat) {
+                return Err(err);
+            }
             let alpha = (step as f64 + 1.0) / steps as f64;
             let bounds = Bounds {
                 min: (alpha - max_dist).max(0.0),
                 max: (alpha + max_dist).min(1.0),
             };
             let l1_target = l1_total * (1.0 - (step + 1) as f64 / steps as f64);
-            self.step(bounds, l1_target, k, &grads, batch.as_slice_mut().unwrap_or_default());
+            self.step(
+                bounds,
+                l1_target,
+                k,
+                scale,
+                &flat,
+                batch.as_slice_mut().unwrap_or_default(),
+            );
             progress(Progress::new("guided integrated gradients steps", step + 1, steps));
         }
         Ok(std::mem::take(&mut self.attr))
@@ -316,8 +328,16 @@ impl Path {
 
     /// One step: the reference's iterations until the L1 distance to the
     /// input is `l1_target`; then writes the new point into `model_input`.
-    fn step<F: Float>(&mut self, bounds: Bounds, l1_target: f64, k: usize, grad: &[F], model_input: &mut [F]) {
-        let scale = KeyScale::of(grad);
+    /// `scale` keys the magnitudes of `grad`.
+    fn step<F: Float>(
+        &mut self,
+        bounds: Bounds,
+        l1_target: f64,
+        k: usize,
+        scale: KeyScale,
+        grad: &[F],
+        model_input: &mut [F],
+    ) {
         let (l1_current, exact_path_needed) = self.catch_up(bounds, scale, grad);
         if exact_path_needed || self.always_iterate {
             self.iterate(bounds, l1_target, k, l1_current, grad);
@@ -601,6 +621,7 @@ fn catch_up_pass<F: Float, const ZERO: bool>(
     let n = n.min(baseline.len()).min(delta.len()).min(input.len());
     let (x, attr, keys, grad) = (cut_mut(x, n), cut_mut(attr, n), cut_mut(keys, n), cut(grad, n));
     let (baseline, delta, input) = (cut(baseline, n), cut(delta, n), cut(input, n));
+    lanes.fill([0.0; 2]);
     let pass = CatchUp { bounds, scale };
     let (x, x_rest) = x.as_chunks_mut::<BLOCK>();
     let (attr, attr_rest) = attr.as_chunks_mut::<BLOCK>();
@@ -668,9 +689,11 @@ impl CatchUp {
             // The reference's `(x - baseline) / (input - baseline) < alpha_min`.
             let behind = (d != 0.0) & ((old - b) / d < bounds.min);
             let caught_up = b + d * bounds.min;
-            let gained = attr[l] + (caught_up - old) * g;
             let now = if behind { caught_up } else { old };
-            attr[l] = if behind { gained } else { attr[l] };
+            // A feature left alone adds a zero, which leaves `attr` as it
+            // was: it is never -0 (it starts at +0, and a sum is -0 only
+            // when both terms are).
+            attr[l] += (now - old) * g;
             x[l] = now;
             let x_max = b + d * bounds.max;
             keys[l] = if now != x_max { self.scale.key(g) } else { NOT_CANDIDATE };
@@ -681,8 +704,11 @@ impl CatchUp {
         // non-candidates land in the spare bucket past the last).
         for l in 0..N {
             if let Some(cell) = lanes.get_mut(LANES * usize::from(keys[l]) + l % LANES) {
-                cell.0 += 1;
-                cell.1 += dist[l];
+                // One vector addition for both.
+                let add = [1.0, dist[l]];
+                for (c, a) in cell.iter_mut().zip(add) {
+                    *c += a;
+                }
             }
         }
     }
@@ -770,9 +796,9 @@ impl Moves {
             // (as branches they would not vectorise and be mispredicted).
             let part = old + (x_max - old) * self.gamma;
             let target = if abs <= self.full_cut { x_max } else { part };
-            let gained = attr[l] + (target - old) * g;
             let moved = if selected { target } else { old };
-            attr[l] = if selected { gained } else { attr[l] };
+            // Adds a zero to the features left alone (see `CatchUp::block`).
+            attr[l] += (moved - old) * g;
             x[l] = moved;
             out[l] = F::from_f64_lossy(moved);
         }
@@ -804,8 +830,9 @@ const BUCKETS: usize = 1024;
 /// updates of one bucket do not wait on each other.
 const LANES: usize = 2;
 
-/// A histogram cell: candidate count and distance sum.
-type Lane = (usize, f64);
+/// A histogram cell: candidate count (exact in `f64`: far below 2^53)
+/// and distance sum, added to with one vector addition.
+type Lane = [f64; 2];
 
 /// Maps a gradient's magnitude to a bucket, monotonically: the magnitude,
 /// rounded to `f32` (rounding keeps the order), is clamped to
@@ -837,19 +864,22 @@ impl KeyScale {
         }
     }
 
-    /// The scale for the magnitudes of `grad`.
-    fn of<F: Float>(grad: &[F]) -> Self {
+    /// The scale for the magnitudes of `grad`, and whether they are all
+    /// finite (if not, the scale is meaningless).
+    fn of<F: Float>(grad: &[F]) -> (Self, bool) {
         let extremes = |chunk: &[F]| {
-            // Plain comparisons in fixed lanes (the values are finite)
-            // compile to vector min/max instructions.
+            // Plain comparisons in fixed lanes (NaN only spoils a scale that
+            // is not used) compile to vector min/max instructions.
             let (blocks, rest) = chunk.as_chunks::<BLOCK>();
             let mut min_pos = [f32::INFINITY; BLOCK];
             let mut max = [0.0_f32; BLOCK];
+            let mut finite = [true; BLOCK];
             let mut visit = |l: usize, g: F| {
                 let a = magnitude(g.as_f64());
                 let pos = if a > 0.0 { a } else { f32::INFINITY };
                 min_pos[l] = if pos < min_pos[l] { pos } else { min_pos[l] };
                 max[l] = if a > max[l] { a } else { max[l] };
+                finite[l] &= g.is_finite();
             };
             for block in blocks {
                 for (l, &g) in block.iter().enumerate() {
@@ -860,17 +890,18 @@ impl KeyScale {
                 visit(0, g);
             }
             let min_pos = min_pos.iter().fold(f32::INFINITY, |m, &v| m.min(v));
-            (min_pos, max.iter().fold(0.0_f32, |m, &v| m.max(v)))
+            let max = max.iter().fold(0.0_f32, |m, &v| m.max(v));
+            (min_pos, max, finite.iter().all(|&f| f))
         };
-        let both = |a: (f32, f32), b: (f32, f32)| (a.0.min(b.0), a.1.max(b.1));
+        let both = |a: (f32, f32, bool), b: (f32, f32, bool)| (a.0.min(b.0), a.1.max(b.1), a.2 & b.2);
         #[cfg(feature = "rayon")]
-        let (min_pos, max) = grad
+        let (min_pos, max, finite) = grad
             .par_chunks(CHUNK)
             .map(extremes)
-            .reduce(|| (f32::INFINITY, 0.0), both);
+            .reduce(|| (f32::INFINITY, 0.0, true), both);
         #[cfg(not(feature = "rayon"))]
-        let (min_pos, max) = grad.chunks(CHUNK).map(extremes).fold((f32::INFINITY, 0.0), both);
-        KeyScale::new(min_pos, max)
+        let (min_pos, max, finite) = grad.chunks(CHUNK).map(extremes).fold((f32::INFINITY, 0.0, true), both);
+        (KeyScale::new(min_pos, max), finite)
     }
 
     #[inline(always)]
@@ -930,10 +961,10 @@ impl Histogram {
         }
     }
 
+    /// Prepares for a step; each chunk's pass clears its own lanes.
     fn clear(&mut self, scale: KeyScale, chunks: usize) {
         self.scale = scale;
-        self.lanes.clear();
-        self.lanes.resize(chunks * LANES * (BUCKETS + 1), (0, 0.0));
+        self.lanes.resize(chunks * LANES * (BUCKETS + 1), [0.0; 2]);
         self.sorted.clear();
     }
 }
@@ -979,8 +1010,8 @@ impl<F: Float> SortedCandidates<'_, F> {
         h.dist.fill(0.0);
         for chunk in h.lanes.chunks_exact(LANES * (BUCKETS + 1)) {
             for ((lanes, c), d) in chunk.chunks_exact(LANES).zip(&mut h.count).zip(&mut h.dist) {
-                *c += lanes.iter().map(|l| l.0).sum::<usize>();
-                *d = lanes.iter().fold(*d, |acc, l| acc + l.1);
+                *c += lanes.iter().map(|l| l[0] as usize).sum::<usize>();
+                *d = lanes.iter().fold(*d, |acc, l| acc + l[1]);
             }
         }
         let mut total = 0;
