@@ -932,7 +932,8 @@ struct Histogram {
     /// `LANES * ((BUCKETS + 1) * chunk + bucket) + lane`; bucket
     /// `BUCKETS` collects the non-candidates.
     lanes: Vec<Lane>,
-    count: Vec<usize>,
+    /// Candidates per bucket (exact integers).
+    count: Vec<f64>,
     dist: Vec<f64>,
     /// `start[b]`: how many candidates lie in buckets below `b`.
     start: Vec<usize>,
@@ -951,7 +952,7 @@ impl Histogram {
         Histogram {
             scale: KeyScale::new(f32::INFINITY, 0.0),
             lanes: Vec::new(),
-            count: vec![0; BUCKETS],
+            count: vec![0.0; BUCKETS],
             dist: vec![0.0; BUCKETS],
             start: vec![0; BUCKETS + 1],
             sorted: Vec::new(),
@@ -1006,18 +1007,18 @@ impl<F: Float> SortedCandidates<'_, F> {
     /// (`k`, `2k + 1`, ...), and returns the number of candidates.
     fn prepare(&mut self, k: usize) -> usize {
         let h = &mut *self.hist;
-        h.count.fill(0);
+        h.count.fill(0.0);
         h.dist.fill(0.0);
         for chunk in h.lanes.chunks_exact(LANES * (BUCKETS + 1)) {
             for ((lanes, c), d) in chunk.chunks_exact(LANES).zip(&mut h.count).zip(&mut h.dist) {
-                *c += lanes.iter().map(|l| l[0] as usize).sum::<usize>();
+                *c = lanes.iter().fold(*c, |acc, l| acc + l[0]);
                 *d = lanes.iter().fold(*d, |acc, l| acc + l[1]);
             }
         }
         let mut total = 0;
         for (s, &c) in h.start.iter_mut().zip(&h.count) {
             *s = total;
-            total += c;
+            total += c as usize;
         }
         if let Some(last) = h.start.last_mut() {
             *last = total;
