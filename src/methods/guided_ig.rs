@@ -7,7 +7,7 @@ use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_steps
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::quantile::select;
-use crate::model::{CallModelFunction, OutputKey, call_model};
+use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
 use crate::parallel::{CHUNK, for_each_chunk_mut};
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
@@ -235,8 +235,9 @@ struct Bounds {
 /// the same loops.
 static ZERO_BASELINE: [f64; CHUNK] = [0.0; CHUNK];
 
-/// Marks a feature at `x_max` in [`Path::key`].
-const NOT_CANDIDATE: u16 = u16::MAX;
+/// Marks a feature at `x_max` in [`Path::key`]: the histogram's spare
+/// bucket past the last.
+const NOT_CANDIDATE: u16 = BUCKETS as u16;
 
 impl Path {
     fn new(input: Vec<f64>, baseline: Option<Vec<f64>>) -> Self {
@@ -306,19 +307,31 @@ impl Path {
         let mut batch = ArrayD::<F>::zeros(IxDyn(&batch_shape));
         fill_model_input(batch.as_slice_mut().unwrap_or_default(), &self.x);
         for step in 0..steps {
-            let mut outputs = call_model(model, batch.view(), &[key])?;
+            let mut outputs = call_model_deferring_finite_check(model, batch.view(), &[key], Some(key))?;
             let grads = outputs.take(key)?;
-            let grads = match grads.as_slice() {
+            let flat = match grads.as_slice() {
                 Some(g) => std::borrow::Cow::Borrowed(g),
                 None => std::borrow::Cow::Owned(grads.iter().copied().collect::<Vec<_>>()),
             };
+            // The finiteness check rides on the scale's pass over the gradient.
+            let (scale, finite) = KeyScale::of(&flat);
+            if !finite && let Some(err) = non_finite_error(key, grads.shape(), &flat) {
+                return Err(err);
+            }
             let alpha = (step as f64 + 1.0) / steps as f64;
             let bounds = Bounds {
                 min: (alpha - max_dist).max(0.0),
                 max: (alpha + max_dist).min(1.0),
             };
             let l1_target = l1_total * (1.0 - (step + 1) as f64 / steps as f64);
-            self.step(bounds, l1_target, k, &grads, batch.as_slice_mut().unwrap_or_default());
+            self.step(
+                bounds,
+                l1_target,
+                k,
+                scale,
+                &flat,
+                batch.as_slice_mut().unwrap_or_default(),
+            );
             progress(Progress::new("guided integrated gradients steps", step + 1, steps));
         }
         Ok(std::mem::take(&mut self.attr))
@@ -326,8 +339,16 @@ impl Path {
 
     /// One step: the reference's iterations until the L1 distance to the
     /// input is `l1_target`; then writes the new point into `model_input`.
-    fn step<F: Float>(&mut self, bounds: Bounds, l1_target: f64, k: usize, grad: &[F], model_input: &mut [F]) {
-        let scale = KeyScale::of(grad);
+    /// `scale` keys the magnitudes of `grad`.
+    fn step<F: Float>(
+        &mut self,
+        bounds: Bounds,
+        l1_target: f64,
+        k: usize,
+        scale: KeyScale,
+        grad: &[F],
+        model_input: &mut [F],
+    ) {
         let (l1_current, exact_path_needed) = self.catch_up(bounds, scale, grad);
         if exact_path_needed || self.always_iterate {
             self.iterate(bounds, l1_target, k, l1_current, grad);
@@ -398,8 +419,8 @@ impl Path {
             let range = c * CHUNK..c * CHUNK + x.len();
             let (g, d, input) = (&grad[range.clone()], &delta[range.clone()], &input[range.clone()]);
             match baseline {
-                Some(b) => catch_up_pass(x, attr, key, lanes, scale, g, &b[range], d, input, bounds),
-                None => catch_up_pass(x, attr, key, lanes, scale, g, zeros, d, input, bounds),
+                Some(b) => catch_up_pass::<F, false>(x, attr, key, lanes, scale, g, &b[range], d, input, bounds),
+                None => catch_up_pass::<F, true>(x, attr, key, lanes, scale, g, zeros, d, input, bounds),
             }
         };
         let chunk_lanes = LANES * (BUCKETS + 1);
@@ -453,14 +474,14 @@ impl Path {
             cut,
             gamma,
         };
-        let (baseline, delta, keys) = (self.baseline.as_deref(), &self.delta[..], &self.key[..]);
+        let (baseline, delta) = (self.baseline.as_deref(), &self.delta[..]);
         let zeros = &ZERO_BASELINE[..];
         let work = |(c, ((x, attr), out)): (usize, ApplyChunk<'_, F>)| {
             let range = c * CHUNK..c * CHUNK + x.len();
-            let (k, g, d) = (&keys[range.clone()], &grad[range.clone()], &delta[range.clone()]);
+            let (g, d) = (&grad[range.clone()], &delta[range.clone()]);
             match baseline {
-                Some(b) => moves.apply(x, attr, k, g, &b[range], d, out),
-                None => moves.apply(x, attr, k, g, zeros, d, out),
+                Some(b) => moves.apply::<F, false>(x, attr, g, &b[range], d, out),
+                None => moves.apply::<F, true>(x, attr, g, zeros, d, out),
             }
         };
         #[cfg(feature = "rayon")]
@@ -578,14 +599,26 @@ impl Path {
     }
 }
 
-/// [`Path::catch_up`]'s loops over one chunk.
+/// Features per block of the per-feature loops: the loops run over
+/// fixed-size arrays, which the compiler unrolls and vectorises.
+const BLOCK: usize = 8;
+
+/// A feature's baseline value: the constant 0 for the all-zero baseline,
+/// whose loops then read no baseline array.
+#[inline(always)]
+fn base<const ZERO: bool>(b: f64) -> f64 {
+    if ZERO { 0.0 } else { b }
+}
+
+/// [`Path::catch_up`]'s pass over one chunk, in blocks of [`BLOCK`]
+/// features (the rest one by one, through the same code).
 ///
-/// Index loops over slices cut to one length, with selects instead of
-/// branches (which features lag or are candidates follows no pattern a
-/// branch predictor could learn), so that the compiler can vectorise the
-/// first loop; the histogram's scattered updates get a loop of their own.
+/// Selects instead of branches (which features lag or are candidates
+/// follows no pattern a branch predictor could learn), so that the compiler
+/// can vectorise the arithmetic; only the histogram's scattered updates are
+/// one at a time.
 #[allow(clippy::too_many_arguments)]
-fn catch_up_pass<F: Float>(
+fn catch_up_pass<F: Float, const ZERO: bool>(
     x: &mut [f64],
     attr: &mut [f64],
     keys: &mut [u16],
@@ -597,40 +630,101 @@ fn catch_up_pass<F: Float>(
     input: &[f64],
     bounds: Bounds,
 ) -> f64 {
-    let n = x.len();
-    let (attr, keys, grad) = (cut_mut(attr, n), cut_mut(keys, n), cut(grad, n));
-    let (baseline, delta, input) = (cut(baseline, n), cut(delta, n), cut(input, n));
-    let n = n.min(attr.len()).min(keys.len()).min(grad.len());
+    let n = x.len().min(attr.len()).min(keys.len()).min(grad.len());
     let n = n.min(baseline.len()).min(delta.len()).min(input.len());
-    for i in 0..n {
-        let (g, b, d, old) = (grad[i].as_f64(), baseline[i], delta[i], x[i]);
-        // The reference's `(x - baseline) / (input - baseline) < alpha_min`.
-        let behind = (d != 0.0) & ((old - b) / d < bounds.min);
-        let moved = b + d * bounds.min;
-        attr[i] = if behind { attr[i] + (moved - old) * g } else { attr[i] };
-        x[i] = if behind { moved } else { old };
+    let (x, attr, keys, grad) = (cut_mut(x, n), cut_mut(attr, n), cut_mut(keys, n), cut(grad, n));
+    let (baseline, delta, input) = (cut(baseline, n), cut(delta, n), cut(input, n));
+    lanes.fill([0.0; 2]);
+    let pass = CatchUp { bounds, scale };
+    let (x, x_rest) = x.as_chunks_mut::<BLOCK>();
+    let (attr, attr_rest) = attr.as_chunks_mut::<BLOCK>();
+    let (keys, keys_rest) = keys.as_chunks_mut::<BLOCK>();
+    let (grad, grad_rest) = grad.as_chunks::<BLOCK>();
+    let (baseline, baseline_rest) = baseline.as_chunks::<BLOCK>();
+    let (delta, delta_rest) = delta.as_chunks::<BLOCK>();
+    let (input, input_rest) = input.as_chunks::<BLOCK>();
+    let mut l1 = [0.0; BLOCK];
+    let blocks = x
+        .iter_mut()
+        .zip(attr)
+        .zip(keys)
+        .zip(grad)
+        .zip(baseline)
+        .zip(delta)
+        .zip(input);
+    for ((((((x, attr), keys), grad), baseline), delta), input) in blocks {
+        pass.block::<F, ZERO, BLOCK>(x, attr, keys, grad, baseline, delta, input, &mut l1, lanes);
     }
-    for i in 0..n {
-        let candidate = x[i] != baseline[i] + delta[i] * bounds.max;
-        keys[i] = if candidate {
-            scale.key(grad[i].as_f64().abs())
-        } else {
-            NOT_CANDIDATE
-        };
+    let mut l1_rest = [0.0; 1];
+    let rest = x_rest.as_chunks_mut::<1>().0.iter_mut();
+    let rest = rest
+        .zip(attr_rest.as_chunks_mut::<1>().0)
+        .zip(keys_rest.as_chunks_mut::<1>().0)
+        .zip(grad_rest.as_chunks::<1>().0)
+        .zip(baseline_rest.as_chunks::<1>().0)
+        .zip(delta_rest.as_chunks::<1>().0)
+        .zip(input_rest.as_chunks::<1>().0);
+    for ((((((x, attr), keys), grad), baseline), delta), input) in rest {
+        pass.block::<F, ZERO, 1>(x, attr, keys, grad, baseline, delta, input, &mut l1_rest, lanes);
     }
-    // The candidates' count and distance to x_max per bucket (the
-    // non-candidates land in the spare bucket past the last), and the L1
-    // distance to the input in independent partial sums.
-    let mut l1 = [0.0; 4];
-    for i in 0..n {
-        let bucket = usize::from(keys[i]).min(BUCKETS);
-        if let Some(slot) = lanes.get_mut(LANES * bucket + i % LANES) {
-            slot.0 += 1;
-            slot.1 += (x[i] - (baseline[i] + delta[i] * bounds.max)).abs();
+    l1.iter().fold(l1_rest[0], |sum, v| sum + v)
+}
+
+/// What [`catch_up_pass`] does to every feature.
+#[derive(Clone, Copy)]
+struct CatchUp {
+    bounds: Bounds,
+    scale: KeyScale,
+}
+
+impl CatchUp {
+    /// Brings the features behind `alpha_min` up to it, keys the candidates
+    /// (the others get [`NOT_CANDIDATE`]), adds them to the histogram's
+    /// lanes and the distances to the input to `l1`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn block<F: Float, const ZERO: bool, const N: usize>(
+        self,
+        x: &mut [f64; N],
+        attr: &mut [f64; N],
+        keys: &mut [u16; N],
+        grad: &[F; N],
+        baseline: &[f64; N],
+        delta: &[f64; N],
+        input: &[f64; N],
+        l1: &mut [f64; N],
+        lanes: &mut [Lane],
+    ) {
+        let bounds = self.bounds;
+        let mut dist = [0.0; N];
+        for l in 0..N {
+            let (g, b, d, old) = (grad[l].as_f64(), base::<ZERO>(baseline[l]), delta[l], x[l]);
+            // The reference's `(x - baseline) / (input - baseline) < alpha_min`.
+            let behind = (d != 0.0) & ((old - b) / d < bounds.min);
+            let caught_up = b + d * bounds.min;
+            let now = if behind { caught_up } else { old };
+            // A feature left alone adds a zero, which leaves `attr` as it
+            // was: it is never -0 (it starts at +0, and a sum is -0 only
+            // when both terms are).
+            attr[l] += (now - old) * g;
+            x[l] = now;
+            let x_max = b + d * bounds.max;
+            keys[l] = if now != x_max { self.scale.key(g) } else { NOT_CANDIDATE };
+            dist[l] = (now - x_max).abs();
+            l1[l] += (now - input[l]).abs();
         }
-        l1[i % 4] += (x[i] - input[i]).abs();
+        // The candidates' count and distance to x_max per bucket (the
+        // non-candidates land in the spare bucket past the last).
+        for l in 0..N {
+            if let Some(cell) = lanes.get_mut(LANES * usize::from(keys[l]) + l % LANES) {
+                // One vector addition for both.
+                let add = [1.0, dist[l]];
+                for (c, a) in cell.iter_mut().zip(add) {
+                    *c += a;
+                }
+            }
+        }
     }
-    (l1[0] + l1[1]) + (l1[2] + l1[3])
 }
 
 /// `s[..n]`, or all of `s` when it is shorter.
@@ -654,40 +748,72 @@ struct Moves {
 }
 
 impl Moves {
-    /// [`Path::apply`]'s loop over one chunk, written as
-    /// [`catch_up_pass`]'s first loop.
+    /// [`Path::apply`]'s pass over one chunk, in blocks as
+    /// [`catch_up_pass`].
     #[allow(clippy::too_many_arguments)]
-    fn apply<F: Float>(
+    fn apply<F: Float, const ZERO: bool>(
         &self,
         x: &mut [f64],
         attr: &mut [f64],
-        keys: &[u16],
         grad: &[F],
         baseline: &[f64],
         delta: &[f64],
         model_input: &mut [F],
     ) {
-        let n = x.len();
-        let (attr, keys, grad) = (cut_mut(attr, n), cut(keys, n), cut(grad, n));
-        let (baseline, delta, model_input) = (cut(baseline, n), cut(delta, n), cut_mut(model_input, n));
-        let n = n.min(attr.len()).min(keys.len()).min(grad.len());
+        let n = x.len().min(attr.len()).min(grad.len());
         let n = n.min(baseline.len()).min(delta.len()).min(model_input.len());
-        for i in 0..n {
-            let (g, b, d, old) = (grad[i].as_f64(), baseline[i], delta[i], x[i]);
+        let (x, attr, grad) = (cut_mut(x, n), cut_mut(attr, n), cut(grad, n));
+        let (baseline, delta, model_input) = (cut(baseline, n), cut(delta, n), cut_mut(model_input, n));
+        let (x, x_rest) = x.as_chunks_mut::<BLOCK>();
+        let (attr, attr_rest) = attr.as_chunks_mut::<BLOCK>();
+        let (grad, grad_rest) = grad.as_chunks::<BLOCK>();
+        let (baseline, baseline_rest) = baseline.as_chunks::<BLOCK>();
+        let (delta, delta_rest) = delta.as_chunks::<BLOCK>();
+        let (out, out_rest) = model_input.as_chunks_mut::<BLOCK>();
+        let blocks = x.iter_mut().zip(attr).zip(grad).zip(baseline).zip(delta).zip(out);
+        for (((((x, attr), grad), baseline), delta), out) in blocks {
+            self.block::<F, ZERO, BLOCK>(x, attr, grad, baseline, delta, out);
+        }
+        let rest = x_rest.as_chunks_mut::<1>().0.iter_mut();
+        let rest = rest
+            .zip(attr_rest.as_chunks_mut::<1>().0)
+            .zip(grad_rest.as_chunks::<1>().0)
+            .zip(baseline_rest.as_chunks::<1>().0)
+            .zip(delta_rest.as_chunks::<1>().0)
+            .zip(out_rest.as_chunks_mut::<1>().0);
+        for (((((x, attr), grad), baseline), delta), out) in rest {
+            self.block::<F, ZERO, 1>(x, attr, grad, baseline, delta, out);
+        }
+    }
+
+    /// The moves of one block of features.
+    #[inline(always)]
+    fn block<F: Float, const ZERO: bool, const N: usize>(
+        &self,
+        x: &mut [f64; N],
+        attr: &mut [f64; N],
+        grad: &[F; N],
+        baseline: &[f64; N],
+        delta: &[f64; N],
+        out: &mut [F; N],
+    ) {
+        for l in 0..N {
+            let (g, b, d, old) = (grad[l].as_f64(), base::<ZERO>(baseline[l]), delta[l], x[l]);
             let abs = g.abs();
-            // Keys are monotonic in |grad|, so NOT_CANDIDATE is the only key
-            // that `abs <= cut` does not already decide.
-            let selected = (keys[i] != NOT_CANDIDATE) & (abs <= self.cut);
             let x_max = b + d * self.alpha_max;
-            let target = if abs <= self.full_cut {
-                x_max
-            } else {
-                old + (x_max - old) * self.gamma
-            };
+            // `old != x_max` is what keyed the candidates (x has not changed
+            // since); keys are monotonic in |grad|, so `abs <= cut` decides
+            // the rest.
+            let selected = (old != x_max) & (abs <= self.cut);
+            // Everything computed first, so that the `if`s only pick values
+            // (as branches they would not vectorise and be mispredicted).
+            let part = old + (x_max - old) * self.gamma;
+            let target = if abs <= self.full_cut { x_max } else { part };
             let moved = if selected { target } else { old };
-            attr[i] = if selected { attr[i] + (moved - old) * g } else { attr[i] };
-            x[i] = moved;
-            model_input[i] = F::from_f64_lossy(moved);
+            // Adds a zero to the features left alone (see `CatchUp::block`).
+            attr[l] += (moved - old) * g;
+            x[l] = moved;
+            out[l] = F::from_f64_lossy(moved);
         }
     }
 }
@@ -717,69 +843,95 @@ const BUCKETS: usize = 1024;
 /// updates of one bucket do not wait on each other.
 const LANES: usize = 2;
 
-/// A histogram cell: candidate count and distance sum.
-type Lane = (usize, f64);
+/// A histogram cell: candidate count (exact in `f64`: far below 2^53)
+/// and distance sum, added to with one vector addition.
+type Lane = [f64; 2];
 
-/// Maps a non-negative value to a bucket, monotonically: 0 for values below
-/// the smallest positive one (or below `max / 2^24`), then by the bits of
-/// the value (which order non-negative floats) above it, shifted to fit.
+/// Maps a gradient's magnitude to a bucket, monotonically: the magnitude,
+/// rounded to `f32` (rounding keeps the order), is clamped to
+/// `[lo, hi]`, where `hi` is the largest and `lo` the smallest positive
+/// magnitude (at least `hi / 2^24`); the bucket is its bits (which order
+/// non-negative floats) above those of `lo`, shifted to fit. Clamping with
+/// float min/max and `u32` lanes keeps it to a few vector instructions.
 #[derive(Clone, Copy, Debug)]
 struct KeyScale {
-    min_bits: u64,
+    lo: f32,
+    hi: f32,
+    lo_bits: u32,
     shift: u32,
 }
 
 impl KeyScale {
-    fn new(min_pos: f64, max: f64) -> Self {
-        if min_pos > max {
-            return KeyScale {
-                min_bits: u64::MAX,
-                shift: 0,
-            };
-        }
-        let min_bits = min_pos.max(max * f64::powi(2.0, -24)).to_bits();
-        let range = max.to_bits() - min_bits;
+    fn new(min_pos: f32, max: f32) -> Self {
+        let lo = min_pos.max(max * f32::powi(2.0, -24)).min(max);
+        let range = max.to_bits().saturating_sub(lo.to_bits());
         let mut shift = 0;
-        while (range >> shift) >= (BUCKETS - 1) as u64 {
+        while (range >> shift) > (BUCKETS - 1) as u32 {
             shift += 1;
         }
-        KeyScale { min_bits, shift }
-    }
-
-    /// The scale for the magnitudes of `grad`.
-    fn of<F: Float>(grad: &[F]) -> Self {
-        let extremes = |chunk: &[F]| {
-            // Plain comparisons (the values are finite) compile to min/max
-            // instructions without NaN handling.
-            chunk.iter().fold((f64::INFINITY, 0.0_f64), |(min_pos, max), &g| {
-                let a = g.as_f64().abs();
-                (
-                    if a > 0.0 && a < min_pos { a } else { min_pos },
-                    if a > max { a } else { max },
-                )
-            })
-        };
-        let both = |a: (f64, f64), b: (f64, f64)| (a.0.min(b.0), a.1.max(b.1));
-        #[cfg(feature = "rayon")]
-        let (min_pos, max) = grad
-            .par_chunks(CHUNK)
-            .map(extremes)
-            .reduce(|| (f64::INFINITY, 0.0), both);
-        #[cfg(not(feature = "rayon"))]
-        let (min_pos, max) = grad.chunks(CHUNK).map(extremes).fold((f64::INFINITY, 0.0), both);
-        KeyScale::new(min_pos, max)
-    }
-
-    #[inline]
-    fn key(self, v: f64) -> u16 {
-        let bits = v.to_bits();
-        if bits < self.min_bits {
-            0
-        } else {
-            // At most BUCKETS - 1 by the choice of `shift`.
-            (((bits - self.min_bits) >> self.shift) + 1).min(BUCKETS as u64 - 1) as u16
+        KeyScale {
+            lo,
+            hi: max,
+            lo_bits: lo.to_bits(),
+            shift,
         }
     }
+
+    /// The scale for the magnitudes of `grad`, and whether they are all
+    /// finite (if not, the scale is meaningless).
+    fn of<F: Float>(grad: &[F]) -> (Self, bool) {
+        let extremes = |chunk: &[F]| {
+            // Plain comparisons in fixed lanes (NaN only spoils a scale that
+            // is not used) compile to vector min/max instructions.
+            let (blocks, rest) = chunk.as_chunks::<BLOCK>();
+            let mut min_pos = [f32::INFINITY; BLOCK];
+            let mut max = [0.0_f32; BLOCK];
+            let mut finite = [true; BLOCK];
+            let mut visit = |l: usize, g: F| {
+                let a = magnitude(g.as_f64());
+                let pos = if a > 0.0 { a } else { f32::INFINITY };
+                min_pos[l] = if pos < min_pos[l] { pos } else { min_pos[l] };
+                max[l] = if a > max[l] { a } else { max[l] };
+                finite[l] &= g.is_finite();
+            };
+            for block in blocks {
+                for (l, &g) in block.iter().enumerate() {
+                    visit(l, g);
+                }
+            }
+            for &g in rest {
+                visit(0, g);
+            }
+            let min_pos = min_pos.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+            let max = max.iter().fold(0.0_f32, |m, &v| m.max(v));
+            (min_pos, max, finite.iter().all(|&f| f))
+        };
+        let both = |a: (f32, f32, bool), b: (f32, f32, bool)| (a.0.min(b.0), a.1.max(b.1), a.2 & b.2);
+        #[cfg(feature = "rayon")]
+        let (min_pos, max, finite) = grad
+            .par_chunks(CHUNK)
+            .map(extremes)
+            .reduce(|| (f32::INFINITY, 0.0, true), both);
+        #[cfg(not(feature = "rayon"))]
+        let (min_pos, max, finite) = grad.chunks(CHUNK).map(extremes).fold((f32::INFINITY, 0.0, true), both);
+        (KeyScale::new(min_pos, max), finite)
+    }
+
+    #[inline(always)]
+    fn key(self, g: f64) -> u16 {
+        // Comparisons (the values are finite) that compile to min/max.
+        let a = magnitude(g);
+        let a = if a > self.lo { a } else { self.lo };
+        let a = if a < self.hi { a } else { self.hi };
+        // At most BUCKETS - 1 by the choice of `shift`.
+        (a.to_bits().wrapping_sub(self.lo_bits) >> self.shift) as u16
+    }
+}
+
+/// `|g|` rounded to `f32`.
+#[inline(always)]
+fn magnitude(g: f64) -> f32 {
+    (g as f32).abs()
 }
 
 /// (|grad|, distance to `x_max`) of a candidate.
@@ -793,7 +945,8 @@ struct Histogram {
     /// `LANES * ((BUCKETS + 1) * chunk + bucket) + lane`; bucket
     /// `BUCKETS` collects the non-candidates.
     lanes: Vec<Lane>,
-    count: Vec<usize>,
+    /// Candidates per bucket (exact integers).
+    count: Vec<f64>,
     dist: Vec<f64>,
     /// `start[b]`: how many candidates lie in buckets below `b`.
     start: Vec<usize>,
@@ -810,9 +963,9 @@ struct Histogram {
 impl Histogram {
     fn new() -> Self {
         Histogram {
-            scale: KeyScale::new(f64::INFINITY, 0.0),
+            scale: KeyScale::new(f32::INFINITY, 0.0),
             lanes: Vec::new(),
-            count: vec![0; BUCKETS],
+            count: vec![0.0; BUCKETS],
             dist: vec![0.0; BUCKETS],
             start: vec![0; BUCKETS + 1],
             sorted: Vec::new(),
@@ -822,10 +975,10 @@ impl Histogram {
         }
     }
 
+    /// Prepares for a step; each chunk's pass clears its own lanes.
     fn clear(&mut self, scale: KeyScale, chunks: usize) {
         self.scale = scale;
-        self.lanes.clear();
-        self.lanes.resize(chunks * LANES * (BUCKETS + 1), (0, 0.0));
+        self.lanes.resize(chunks * LANES * (BUCKETS + 1), [0.0; 2]);
         self.sorted.clear();
     }
 }
@@ -836,6 +989,20 @@ struct Features<'a> {
     x: &'a [f64],
     baseline: Option<&'a [f64]>,
     delta: &'a [f64],
+}
+
+/// Keys per block of [`SortedCandidates::collect`]'s scan.
+const KEY_BLOCK: usize = 16;
+
+/// Whether any of `keys` is in `group`; computed for all keys without
+/// branches, so that it vectorises.
+#[inline(always)]
+fn any_of(keys: &[u16; KEY_BLOCK], group: &[u16; 4]) -> bool {
+    let mut hit = [0_u16; KEY_BLOCK];
+    for (h, &k) in hit.iter_mut().zip(keys) {
+        *h = u16::from((k == group[0]) | (k == group[1]) | (k == group[2]) | (k == group[3]));
+    }
+    hit.iter().fold(0, |any, &h| any | h) != 0
 }
 
 /// The candidates in ascending `|grad|` order, as far as a step needs them:
@@ -853,18 +1020,18 @@ impl<F: Float> SortedCandidates<'_, F> {
     /// (`k`, `2k + 1`, ...), and returns the number of candidates.
     fn prepare(&mut self, k: usize) -> usize {
         let h = &mut *self.hist;
-        h.count.fill(0);
+        h.count.fill(0.0);
         h.dist.fill(0.0);
         for chunk in h.lanes.chunks_exact(LANES * (BUCKETS + 1)) {
             for ((lanes, c), d) in chunk.chunks_exact(LANES).zip(&mut h.count).zip(&mut h.dist) {
-                *c += lanes.iter().map(|l| l.0).sum::<usize>();
-                *d = lanes.iter().fold(*d, |acc, l| acc + l.1);
+                *c = lanes.iter().fold(*c, |acc, l| acc + l[0]);
+                *d = lanes.iter().fold(*d, |acc, l| acc + l[1]);
             }
         }
         let mut total = 0;
         for (s, &c) in h.start.iter_mut().zip(&h.count) {
             *s = total;
-            total += c;
+            total += c as usize;
         }
         if let Some(last) = h.start.last_mut() {
             *last = total;
@@ -902,17 +1069,42 @@ impl<F: Float> SortedCandidates<'_, F> {
         }
         let (p, grad, alpha_max) = (&self.path, self.grad, self.alpha_max);
         let wanted = &h.wanted[..];
+        // The buckets in groups of four (the last padded with a repeat),
+        // compared with blocks of keys at once: only blocks with a hit are
+        // looked at key by key.
+        let groups: Vec<[u16; 4]> = buckets
+            .chunks(4)
+            .map(|g| {
+                let at = |j: usize| g.get(j).or(g.first()).map_or(NOT_CANDIDATE, |&b| b as u16);
+                [at(0), at(1), at(2), at(3)]
+            })
+            .collect();
         // Fixed chunks scanned in parallel, appended in chunk order.
         let scan = |(c, found): (usize, &mut Vec<(usize, Entry)>)| {
             found.clear();
             let start = c * CHUNK;
-            let keys = p.key.iter().enumerate().skip(start).take(CHUNK);
-            // `NOT_CANDIDATE` is no bucket: `get` gives `None`.
-            for (i, slot) in keys.filter_map(|(i, &key)| Some((i, *wanted.get(usize::from(key))?))) {
-                if slot != usize::MAX {
+            let keys = cut(p.key.get(start..).unwrap_or_default(), CHUNK);
+            let mut visit = |i: usize, key: u16| {
+                // `NOT_CANDIDATE` is no bucket: `get` gives `None`.
+                if let Some(&slot) = wanted.get(usize::from(key))
+                    && slot != usize::MAX
+                {
                     let x_max = p.baseline.map_or(0.0, |b| b[i]) + p.delta[i] * alpha_max;
                     found.push((slot, (grad[i].as_f64().abs(), (p.x[i] - x_max).abs())));
                 }
+            };
+            let (blocks, rest) = keys.as_chunks::<KEY_BLOCK>();
+            for (j, block) in blocks.iter().enumerate() {
+                if groups.iter().any(|group| any_of(block, group)) {
+                    let first = start + j * KEY_BLOCK;
+                    for (l, &key) in block.iter().enumerate() {
+                        visit(first + l, key);
+                    }
+                }
+            }
+            let first = start + blocks.len() * KEY_BLOCK;
+            for (l, &key) in rest.iter().enumerate() {
+                visit(first + l, key);
             }
         };
         h.found.resize_with(p.key.len().div_ceil(CHUNK), Vec::new);
