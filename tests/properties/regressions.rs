@@ -225,5 +225,23 @@ fn guided_ig_with_a_huge_baseline_returns() {
         .max_dist(0.5991074788996171)
         .baseline(array![[1e300, f64::MAX]]);
     let result = gig.get_mask(x.view(), &mut arb::model(sound()));
-    assert!(result.as_ref().map_or(true, arb::all_finite), "{result:?}");
+    assert!(
+        matches!(result, Err(SaliencyError::NonFiniteResult { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn guided_ig_whose_path_length_overflows_is_a_typed_error() {
+    // Without a baseline |x| sums to infinity: the step targets were NaN
+    // and the mask came back as meaningless finite numbers.
+    let x = array![[1e308, 1e308], [-1e308, 0.5]].into_dyn();
+    for fraction in [0.0, 0.25, 1.0] {
+        let gig = GuidedIg::new().steps(3).fraction(fraction);
+        let result = gig.get_mask(x.view(), &mut arb::model(sound()));
+        assert!(
+            matches!(result, Err(SaliencyError::NonFiniteResult { .. })),
+            "{result:?}"
+        );
+    }
 }
