@@ -42,6 +42,8 @@ pub struct Embryo {
     /// Pixels of the inner cell mass.
     pub icm: Array2<bool>,
     pub grade: Grade,
+    /// A poor embryo whose few ICM cells are dark, degenerating.
+    pub degenerating: bool,
 }
 
 /// A soft disk: 1 inside radius `r`, 0 outside, a smooth edge of `edge` pixels.
@@ -62,16 +64,18 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
 
     // The ICM sits against the inner wall at a random angle.
     let angle = rng.random_range(0.0..std::f64::consts::TAU);
-    // Good: many cells packed tightly into a mass. Poor: a few cells,
+    // Good: many bright cells packed tightly into a mass. Poor: a few cells,
     // loosely grouped over a patch of the same size, so that the ICM's
     // extent (and the empty cavity left around it) is no clue to the grade:
-    // only how the mass itself looks is.
+    // only how the mass itself looks is. Half the poor ones are dim and
+    // sparse, half degenerating (dark); so neither the lack of dark cells nor
+    // the lack of a bright mass alone tells the grades apart.
     let icm_r = s * rng.random_range(0.15..0.19);
-    // Poor cells are also dimmer: loosely grouped cells look flatter and
-    // less refractile than a compacted mass.
+    // A negative tone draws a cell darker than the cavity.
+    let degenerating = grade == Grade::Poor && rng.random_bool(0.5);
     let (n_cells, spread, cell_tone) = match grade {
         Grade::Good => (45 + rng.random_range(0..10), 0.75, 0.75),
-        Grade::Poor => (5 + rng.random_range(0..4), 1.0, 0.4),
+        Grade::Poor => (5 + rng.random_range(0..4), 1.0, if degenerating { -0.3 } else { 0.4 }),
     };
     let icm_dist = r_inner - icm_r * 0.85;
     let (iy, ix) = (cy + icm_dist * angle.sin(), cx + icm_dist * angle.cos());
@@ -113,13 +117,19 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
             // Trophectoderm: flattened cells just inside the zona.
             let te = (-(d - (r_inner - s * 0.02)).powi(2) / (2.0 * (s * 0.012).powi(2))).exp();
             v += te_contrast * te * (0.6 + 0.4 * (n_te as f64 * theta + te_phase).sin().abs());
-            // ICM cells: textured bright blobs with dark membranes.
+            // ICM cells: bright (or, degenerating, dark) blobs with dark membranes.
             let mut cell_v: f64 = 0.0;
             for &(py, px, pr) in &cells {
                 let dd = ((y - py).powi(2) + (x - px).powi(2)).sqrt();
                 let body = soft_disk(dd, pr, 0.8);
                 let membrane = (-(dd - pr).powi(2) / 1.0).exp();
-                cell_v = cell_v.max(cell_tone * body) - 0.35 * membrane * body.max(0.3);
+                let shade = cell_tone * body;
+                let merged = if cell_tone >= 0.0 {
+                    cell_v.max(shade)
+                } else {
+                    cell_v.min(shade)
+                };
+                cell_v = merged - 0.35 * membrane * body.max(0.3);
             }
             v += cell_v * inside;
             if inside > 0.5
@@ -136,5 +146,10 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
             }
         }
     }
-    Embryo { image, icm, grade }
+    Embryo {
+        image,
+        icm,
+        grade,
+        degenerating,
+    }
 }
