@@ -5,7 +5,8 @@
 //! fluid-filled blastocoel cavity, and the inner cell mass (ICM), a cluster
 //! of cells against the inner wall. In Gardner grading the ICM grade is A
 //! when many cells are tightly packed, B or C when there are few, loosely
-//! grouped; here that is the only difference between the classes, so a model that
+//! grouped; a mass with degenerating (dark) cells is poor too. Here the ICM
+//! is the only difference between the classes, so a model that
 //! grades correctly must look at the ICM, and the ICM mask is the ground
 //! truth for where a faithful saliency map should point.
 
@@ -42,7 +43,7 @@ pub struct Embryo {
     /// Pixels of the inner cell mass.
     pub icm: Array2<bool>,
     pub grade: Grade,
-    /// A poor embryo whose few ICM cells are dark, degenerating.
+    /// A poor embryo whose ICM is a packed mass with dark, degenerating cells.
     pub degenerating: bool,
 }
 
@@ -64,26 +65,28 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
 
     // The ICM sits against the inner wall at a random angle.
     let angle = rng.random_range(0.0..std::f64::consts::TAU);
-    // Good: many bright cells packed tightly into a mass. Poor: a few cells,
-    // loosely grouped over a patch of the same size, so that the ICM's
-    // extent (and the empty cavity left around it) is no clue to the grade:
-    // only how the mass itself looks is. Half the poor ones are dim and
-    // sparse, half degenerating (dark); so neither the lack of dark cells nor
-    // the lack of a bright mass alone tells the grades apart.
+    // Good: many bright cells packed tightly into a mass. Poor, half the
+    // time: a few dim cells loosely grouped over a patch of the same size (so
+    // that the ICM's extent is no clue); the other half: a packed mass like a
+    // good one in which a fifth of the cells are dark, degenerating. A good
+    // grade needs both a bright mass and no dark cells in it, so neither the
+    // lack of dark cells nor the presence of a mass alone decides.
     let icm_r = s * rng.random_range(0.15..0.19);
-    // A negative tone draws a cell darker than the cavity.
     let degenerating = grade == Grade::Poor && rng.random_bool(0.5);
-    let (n_cells, spread, cell_tone) = match grade {
-        Grade::Good => (45 + rng.random_range(0..10), 0.75, 0.75),
-        Grade::Poor => (5 + rng.random_range(0..4), 1.0, if degenerating { -0.3 } else { 0.4 }),
+    let (n_cells, spread, tone) = match grade {
+        Grade::Poor if !degenerating => (5 + rng.random_range(0..4), 1.0, 0.4),
+        _ => (45 + rng.random_range(0..10), 0.75, 0.75),
     };
     let icm_dist = r_inner - icm_r * 0.85;
     let (iy, ix) = (cy + icm_dist * angle.sin(), cx + icm_dist * angle.cos());
-    let cells: Vec<(f64, f64, f64)> = (0..n_cells)
+    // (y, x, radius, tone); a negative tone draws a cell darker than the cavity.
+    let cells: Vec<(f64, f64, f64, f64)> = (0..n_cells)
         .map(|_| {
             let a = rng.random_range(0.0..std::f64::consts::TAU);
             let d = icm_r * spread * rng.random_range(0.0f64..1.0).sqrt();
-            (iy + d * a.sin(), ix + d * a.cos(), s * rng.random_range(0.025..0.04))
+            let dark = degenerating && rng.random_bool(0.2);
+            let r = s * rng.random_range(0.025..0.04);
+            (iy + d * a.sin(), ix + d * a.cos(), r, if dark { -0.3 } else { tone })
         })
         .collect();
 
@@ -118,24 +121,23 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
             let te = (-(d - (r_inner - s * 0.02)).powi(2) / (2.0 * (s * 0.012).powi(2))).exp();
             v += te_contrast * te * (0.6 + 0.4 * (n_te as f64 * theta + te_phase).sin().abs());
             // ICM cells: bright (or, degenerating, dark) blobs with dark membranes.
-            let mut cell_v: f64 = 0.0;
-            for &(py, px, pr) in &cells {
+            // Each pixel takes the tone of the cell it lies deepest in.
+            let (mut depth, mut shade, mut membranes) = (0.0_f64, 0.0, 0.0_f64);
+            for &(py, px, pr, cell_tone) in &cells {
                 let dd = ((y - py).powi(2) + (x - px).powi(2)).sqrt();
                 let body = soft_disk(dd, pr, 0.8);
-                let membrane = (-(dd - pr).powi(2) / 1.0).exp();
-                let shade = cell_tone * body;
-                let merged = if cell_tone >= 0.0 {
-                    cell_v.max(shade)
-                } else {
-                    cell_v.min(shade)
-                };
-                cell_v = merged - 0.35 * membrane * body.max(0.3);
+                if body > depth {
+                    depth = body;
+                    shade = cell_tone * body;
+                }
+                membranes = membranes.max((-(dd - pr).powi(2) / 1.0).exp() * body.max(0.3));
             }
+            let cell_v = shade - 0.35 * membranes;
             v += cell_v * inside;
             if inside > 0.5
                 && cells
                     .iter()
-                    .any(|&(py, px, pr)| ((y - py).powi(2) + (x - px).powi(2)).sqrt() <= pr + 1.0)
+                    .any(|&(py, px, pr, _)| ((y - py).powi(2) + (x - px).powi(2)).sqrt() <= pr + 1.0)
             {
                 icm[[i, j]] = true;
             }
