@@ -23,6 +23,14 @@ fn mask(name: &str) -> Array2<bool> {
         .expect("a 2-D mask")
 }
 
+/// The 64 x 64 PIC case: image, saliency map and random mask.
+fn pic64_inputs() -> (ArrayD<u8>, Array2<f64>, Array2<bool>) {
+    let saliency = fixture::<f64>(TOPIC, "pic64_saliency")
+        .into_dimensionality::<Ix2>()
+        .expect("a 2-D saliency map");
+    (fixture::<u8>(TOPIC, "pic64_image"), saliency, mask("pic64_random_mask"))
+}
+
 /// The values of `a` at the pixels where `keep` is true (all channels).
 fn at_pixels<T: Copy>(a: &ArrayD<T>, keep: &Array2<bool>) -> Vec<T> {
     let channels = a.len() / keep.len();
@@ -193,11 +201,7 @@ fn with_reference_sizes(
 
 #[test]
 fn same_curve_with_the_reference_webp_sizes() {
-    let image = fixture::<u8>(TOPIC, "pic64_image");
-    let saliency = fixture::<f64>(TOPIC, "pic64_saliency")
-        .into_dimensionality::<Ix2>()
-        .unwrap();
-    let random = mask("pic64_random_mask");
+    let (image, saliency, random) = pic64_inputs();
     let metric = PicMetric::new().thresholds(thresholds());
     let result = with_reference_sizes(&metric, &image, &saliency, &random, "pic64");
     check_auc("pic64 SIC with the reference sizes", &result, "pic64", AUC_TOLERANCE);
@@ -287,11 +291,7 @@ fn normalized(entropies: &[f64]) -> Vec<f64> {
 
 #[test]
 fn pic64_matches_reference() {
-    let image = fixture::<u8>(TOPIC, "pic64_image");
-    let saliency = fixture::<f64>(TOPIC, "pic64_saliency")
-        .into_dimensionality::<Ix2>()
-        .unwrap();
-    let random = mask("pic64_random_mask");
+    let (image, saliency, random) = pic64_inputs();
     let result = PicMetric::new()
         .thresholds(thresholds())
         .compute(image.view(), saliency.view(), random.view(), predictor(&image))
@@ -354,11 +354,7 @@ fn pic64_matches_reference() {
 
 #[test]
 fn pic64_variants_match_reference() {
-    let image = fixture::<u8>(TOPIC, "pic64_image");
-    let saliency = fixture::<f64>(TOPIC, "pic64_saliency")
-        .into_dimensionality::<Ix2>()
-        .unwrap();
-    let random = mask("pic64_random_mask");
+    let (image, saliency, random) = pic64_inputs();
     let result = PicMetric::new()
         .thresholds(thresholds())
         .keep_monotonous(false)
