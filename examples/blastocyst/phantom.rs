@@ -4,8 +4,8 @@
 //! ring, a thin trophectoderm (TE) of flattened cells just inside it, the
 //! fluid-filled blastocoel cavity, and the inner cell mass (ICM), a cluster
 //! of cells against the inner wall. In Gardner grading the ICM grade is A
-//! when many cells are tightly packed, B or C when there are few, loosely
-//! grouped; a mass with degenerating (dark) cells is poor too. Here the ICM
+//! when many cells are tightly packed, B or C when there are several or few,
+//! loosely grouped; a mass with degenerating (dark) cells is poor too. Here the ICM
 //! is the only difference between the classes, so a model that
 //! grades correctly must look at the ICM, and the ICM mask is the ground
 //! truth for where a faithful saliency map should point.
@@ -14,7 +14,7 @@ use ndarray::{Array2, Array3};
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution, Normal};
 
-/// Good (large, compact ICM) or poor (small, loose ICM).
+/// Good (a packed ICM of many cells) or poor (few loose cells, or dark ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grade {
     Good,
@@ -66,16 +66,20 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
     // The ICM sits against the inner wall at a random angle.
     let angle = rng.random_range(0.0..std::f64::consts::TAU);
     // Good: many bright cells packed tightly into a mass. Poor, half the
-    // time: a few dim cells loosely grouped over a patch of the same size (so
-    // that the ICM's extent is no clue); the other half: a packed mass like a
-    // good one in which a fifth of the cells are dark, degenerating. A good
-    // grade needs both a bright mass and no dark cells in it, so neither the
-    // lack of dark cells nor the presence of a mass alone decides.
+    // time: 8 to 12 cells, as bright as a good mass's, scattered loosely over
+    // a patch of the same size (so that neither the ICM's extent nor its
+    // brightness is a clue, only how many cells there are and how packed);
+    // the other half: a packed mass like a good one in which a fifth of the
+    // cells are dark, degenerating. A good grade needs both a packed mass and
+    // no dark cells in it, so neither the lack of dark cells nor the presence
+    // of bright cells alone decides. Either way the evidence for the grade is
+    // something the ICM shows (packed, scattered or dark cells), not an
+    // absence: a saliency map can only point at what is there.
     let icm_r = s * rng.random_range(0.15..0.19);
     let degenerating = grade == Grade::Poor && rng.random_bool(0.5);
-    let (n_cells, spread, tone) = match grade {
-        Grade::Poor if !degenerating => (5 + rng.random_range(0..4), 1.0, 0.4),
-        _ => (45 + rng.random_range(0..10), 0.75, 0.75),
+    let (n_cells, spread) = match grade {
+        Grade::Poor if !degenerating => (8 + rng.random_range(0..5), 1.0),
+        _ => (45 + rng.random_range(0..10), 0.75),
     };
     let icm_dist = r_inner - icm_r * 0.85;
     let (iy, ix) = (cy + icm_dist * angle.sin(), cx + icm_dist * angle.cos());
@@ -86,7 +90,7 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
             let d = icm_r * spread * rng.random_range(0.0f64..1.0).sqrt();
             let dark = degenerating && rng.random_bool(0.2);
             let r = s * rng.random_range(0.025..0.04);
-            (iy + d * a.sin(), ix + d * a.cos(), r, if dark { -0.3 } else { tone })
+            (iy + d * a.sin(), ix + d * a.cos(), r, if dark { -0.3 } else { 0.75 })
         })
         .collect();
 
