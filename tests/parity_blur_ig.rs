@@ -128,10 +128,7 @@ fn reference_tests_completeness_and_call_counts() {
         assert_eq!(calls, expected_calls, "steps {steps} batch {batch_size}");
         assert!(mask.iter().all(|v| *v != 0.0));
         // numpy's assert_almost_equal(decimal=2): |actual - desired| < 1.5e-2.
-        let diff = mask
-            .iter()
-            .zip(expected.iter())
-            .fold(0.0_f64, |m, (a, e)| m.max((a - e).abs()));
+        let diff = common::max_abs_diff(mask.iter(), expected.iter());
         assert!(diff < 1.5e-2, "steps {steps}: {diff}");
     }
 }

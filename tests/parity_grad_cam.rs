@@ -154,10 +154,7 @@ fn reference_test_horizontal_line_detector() {
         [0.33, 0.67, 1., 0.67, 0.33],
         [0., 0., 0., 0., 0.]
     ];
-    let diff = mask
-        .iter()
-        .zip(ref_mask.iter())
-        .fold(0.0_f64, |m, (a, b)| m.max((a - b).abs()));
+    let diff = common::max_abs_diff(mask.iter(), ref_mask.iter());
     assert!(diff <= 0.01, "{mask}");
 }
 

@@ -206,11 +206,7 @@ fn same_curve_with_the_reference_webp_sizes() {
     let result = with_reference_sizes(&metric, &image, &saliency, &random, "pic64");
     check_auc("pic64 SIC with the reference sizes", &result, "pic64", AUC_TOLERANCE);
     let curve = fixture::<f64>(TOPIC, "pic64_curve_y");
-    let max_dy = result
-        .curve_y
-        .iter()
-        .zip(curve.iter())
-        .fold(0.0_f64, |m, (a, e)| m.max((a - e).abs()));
+    let max_dy = common::max_abs_diff(&result.curve_y, curve.iter());
     println!("parity pic64 curve_y with the reference sizes: max |difference| {max_dy:.3e}");
 
     let image = fixture::<u8>(TOPIC, "pic224_image");
@@ -298,11 +294,7 @@ fn pic64_matches_reference() {
         .unwrap();
 
     let curve = fixture::<f64>(TOPIC, "pic64_curve_y");
-    let max_dy = result
-        .curve_y
-        .iter()
-        .zip(curve.iter())
-        .fold(0.0_f64, |m, (a, e)| m.max((a - e).abs()));
+    let max_dy = common::max_abs_diff(&result.curve_y, curve.iter());
     println!("parity pic64 curve_y: max |difference| {max_dy:.3e}");
 
     // Where the differences come from: the blurred images (triangulation)...
@@ -332,10 +324,7 @@ fn pic64_matches_reference() {
         .map(|&e| e as f64)
         .collect();
     let (n_ours, n_theirs) = (normalized(&ours), normalized(&theirs));
-    let max_de = n_ours
-        .iter()
-        .zip(&n_theirs)
-        .fold(0.0_f64, |m, (a, b)| m.max((a - b).abs()));
+    let max_de = common::max_abs_diff(&n_ours, &n_theirs);
     println!(
         "parity pic64 WebP sizes: original {} vs reference {} bytes, fully blurred {} vs {}; \
          normalized entropy max |difference| {max_de:.3}",
@@ -405,10 +394,7 @@ fn pic224_matches_reference() {
         .iter()
         .map(|b| estimate_image_entropy(b.view()).unwrap() as f64)
         .collect();
-    let max_de = normalized(&ours)
-        .iter()
-        .zip(&normalized(&theirs))
-        .fold(0.0_f64, |m, (a, b)| m.max((a - b).abs()));
+    let max_de = common::max_abs_diff(&normalized(&ours), &normalized(&theirs));
     println!(
         "parity pic224 WebP sizes: original {} vs reference {} bytes, fully blurred {} vs {}; \
          normalized entropy max |difference| {max_de:.3}",

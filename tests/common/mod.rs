@@ -28,14 +28,20 @@ pub fn fixture<T: ReadableElement>(topic: &str, name: &str) -> ArrayD<T> {
 pub fn rel_err(actual: ArrayViewD<'_, f64>, expected: ArrayViewD<'_, f64>) -> f64 {
     assert_eq!(actual.shape(), expected.shape(), "shapes differ");
     let scale = expected.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
-    let diff = actual.iter().zip(expected.iter()).fold(0.0_f64, |m, (a, e)| {
+    let diff = max_abs_diff(actual.iter(), expected.iter());
+    if scale == 0.0 { diff } else { diff / scale }
+}
+
+/// The largest `|a - e|` over paired values; infinite if either side has a
+/// NaN (`f64::max` would silently skip it, and a NaN result must fail).
+pub fn max_abs_diff<'a>(actual: impl IntoIterator<Item = &'a f64>, expected: impl IntoIterator<Item = &'a f64>) -> f64 {
+    actual.into_iter().zip(expected).fold(0.0_f64, |m, (a, e)| {
         if a.is_nan() || e.is_nan() {
             f64::INFINITY
         } else {
             m.max((a - e).abs())
         }
-    });
-    if scale == 0.0 { diff } else { diff / scale }
+    })
 }
 
 /// [`rel_err`] for `f32` results against `f64` (or `f32`) references.
