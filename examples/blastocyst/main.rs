@@ -13,7 +13,9 @@
 //!    the candle adapter, writes one PNG panel per embryo under
 //!    `target/blastocyst/`, and prints, per method, the share of saliency mass
 //!    inside the ICM against the ICM's share of the image (an energy-based
-//!    pointing game): a method that finds the ICM scores well above 1x.
+//!    pointing game): a method that finds the ICM scores well above 1x. The
+//!    same game is averaged over 16 embryos per grade, with a count of those
+//!    under 2x, since one embryo is an anecdote.
 //!    With the `metrics` feature it also prints each map's SIC AUC.
 //! 4. With `--image PATH` (JPEG or PNG) it also explains a real micrograph
 //!    with the trained model.
