@@ -67,6 +67,7 @@ impl Row {
         (mean, per_embryo.iter().filter(|&&r| r < FINDS_ICM).count())
     }
 }
+
 const TRAIN: usize = 960;
 const TEST: usize = 200;
 const EPOCHS: usize = 26;
@@ -587,7 +588,7 @@ fn run() -> BoxResult<()> {
         let kind = match (grade, embryo.degenerating) {
             (Grade::Good, _) => "",
             (Grade::Poor, true) => ", dark cells in a packed mass",
-            (Grade::Poor, false) => ", few loose cells",
+            (Grade::Poor, false) => ", loose cells",
         };
         println!(
             " {} embryo (test #{k}{kind}), ICM = {:.1}% of the image",

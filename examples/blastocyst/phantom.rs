@@ -5,8 +5,8 @@
 //! fluid-filled blastocoel cavity, and the inner cell mass (ICM), a cluster
 //! of cells against the inner wall. In Gardner grading the ICM grade is A
 //! when many cells are tightly packed, B or C when there are several or few,
-//! loosely grouped; a mass with degenerating (dark) cells is poor too. Here the ICM
-//! is the only difference between the classes, so a model that
+//! loosely grouped; a mass with degenerating (dark) cells is poor too. Here
+//! the ICM is the only difference between the classes, so a model that
 //! grades correctly must look at the ICM, and the ICM mask is the ground
 //! truth for where a faithful saliency map should point.
 
@@ -72,9 +72,10 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
     // the other half: a packed mass like a good one in which a fifth of the
     // cells are dark, degenerating. A good grade needs both a packed mass and
     // no dark cells in it, so neither the lack of dark cells nor the presence
-    // of bright cells alone decides. Either way the evidence for the grade is
-    // something the ICM shows (packed, scattered or dark cells), not an
-    // absence: a saliency map can only point at what is there.
+    // of bright cells alone decides. Either way the grade can rest on
+    // something the ICM shows (packed, scattered or dark cells) rather than
+    // on an absence, which a saliency map has nowhere to point at (a grader
+    // may still learn the absence; the README shows how often).
     let icm_r = s * rng.random_range(0.15..0.19);
     let degenerating = grade == Grade::Poor && rng.random_bool(0.5);
     let (n_cells, spread) = match grade {
