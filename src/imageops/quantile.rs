@@ -97,11 +97,18 @@ fn linear<F: Float>(values: &mut [F], q: f64) -> Result<F> {
     // statistic is their minimum.
     let b = values[prev + 1..].iter().copied().fold(F::infinity(), F::min);
     let t = virtual_index - prev as f64;
-    let diff = b.as_f64() - a.as_f64();
-    let v = if t >= 0.5 {
-        b.as_f64() - diff * (1.0 - t)
+    let (a, b) = (a.as_f64(), b.as_f64());
+    let diff = b - a;
+    let v = if !diff.is_finite() {
+        // `b - a` overflows only when a and b have opposite signs near the
+        // ends of the range, where NumPy returns NaN (`inf * 0`) or an
+        // infinity. The convex combination cannot overflow then, and stays
+        // in [a, b].
+        a * (1.0 - t) + b * t
+    } else if t >= 0.5 {
+        b - diff * (1.0 - t)
     } else {
-        a.as_f64() + diff * t
+        a + diff * t
     };
     Ok(F::from_f64_lossy(v))
 }
@@ -121,6 +128,19 @@ pub fn quantile_lower<F: Float>(values: &mut [F], q: f64) -> Result<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interpolation_across_the_whole_range_stays_finite() {
+        // b - a = f64::MAX + 1e300 overflows; the result must lie in [a, b].
+        let mut v = vec![-1e300, f64::MAX];
+        assert_eq!(percentile(&mut v, 0.0).unwrap(), -1e300);
+        assert_eq!(percentile(&mut v, 100.0).unwrap(), f64::MAX);
+        let mid = percentile(&mut v, 50.0).unwrap();
+        // 0.5 * MAX - 0.5e300, exactly representable up to rounding.
+        assert!((mid - (0.5 * f64::MAX - 0.5e300)).abs() <= 1e293, "{mid}");
+        let mut v = vec![f64::MIN, f64::MAX];
+        assert_eq!(percentile(&mut v, 50.0).unwrap(), 0.0);
+    }
 
     #[test]
     fn percentile_matches_numpy_on_small_cases() {
