@@ -5,7 +5,8 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use proptest::prelude::*;
 use saliency::{
     ActivationLayout, BlurIg, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion,
-    SaliencyError, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiAlgorithm, XraiParameters, XraiSegments,
+    OutputKey, SaliencyError, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiAlgorithm, XraiParameters,
+    XraiSegments,
 };
 
 use crate::arb::{self, ModelSpec};
@@ -182,10 +183,17 @@ proptest! {
         match method.get_mask(x.view(), &mut model) {
             Ok(mask) => {
                 prop_assert!(arb::all_finite(&mask));
-                let c = &spec.conv;
+                // The layer Grad-CAM saw: the spec's, unless a fault changed
+                // its shape (a rank-3 spec plus a trailing axis is rank 4
+                // too, and valid). A fresh model of the spec replays it.
+                let mut replay = arb::model::<f64>(spec.clone());
+                let outputs = replay(x.view().insert_axis(ndarray::Axis(0)), &[OutputKey::ConvolutionLayerValues]);
+                let seen = outputs.ok().and_then(|o| o.get(OutputKey::ConvolutionLayerValues).map(|a| a.shape().to_vec()));
+                prop_assert!(seen.as_ref().is_some_and(|s| s.len() == 4), "{:?}", seen);
+                let c = seen.unwrap_or_default();
                 let (h, w) = match layout {
-                    ActivationLayout::ChannelsLast => (c[0], c[1]),
-                    ActivationLayout::ChannelsFirst => (c[1], c[2]),
+                    ActivationLayout::ChannelsLast => (c[1], c[2]),
+                    ActivationLayout::ChannelsFirst => (c[2], c[3]),
                 };
                 let mut expected = if should_resize { x.shape()[..2].to_vec() } else { vec![h, w] };
                 if three_dims {

@@ -79,7 +79,10 @@ proptest! {
     ) {
         if let Ok(out) = imageops::gaussian_filter(x.view(), &sigma, mode, truncate) {
             prop_assert_eq!(out.shape(), x.shape());
-            prop_assert!(arb::all_finite(&out) || !arb::all_finite(&x) || x.iter().any(|v| v.abs() > 1e300));
+            // Weights sum to one, so values (or a constant fill) near the
+            // f64 limit may round past it, as they do in SciPy.
+            let huge_fill = matches!(mode, BoundaryMode::Constant(k) if k.abs() > 1e300);
+            prop_assert!(arb::all_finite(&out) || !arb::all_finite(&x) || huge_fill || x.iter().any(|v| v.abs() > 1e300));
         }
     }
 
