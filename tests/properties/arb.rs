@@ -21,7 +21,7 @@ pub fn cases(n: u32) -> ProptestConfig {
         .unwrap_or(1);
     let rng_seed = match std::env::var("PROPERTIES_SEED").ok().as_deref() {
         Some("random") => RngSeed::Random,
-        Some(s) => RngSeed::Fixed(s.parse().unwrap_or(FIXED_SEED)),
+        Some(s) => RngSeed::Fixed(s.parse().expect("PROPERTIES_SEED is a u64 or `random`")),
         None => RngSeed::Fixed(FIXED_SEED),
     };
     ProptestConfig {
