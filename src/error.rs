@@ -201,6 +201,14 @@ pub enum SaliencyError {
         /// Row-major index of the first one.
         first_index: usize,
     },
+
+    /// A condition that the crate's own checks should have made impossible;
+    /// please report it as a bug, with the input's shape and the settings.
+    #[error("internal error: {what} (please report this as a bug)")]
+    Internal {
+        /// What went wrong.
+        what: &'static str,
+    },
 }
 
 impl SaliencyError {

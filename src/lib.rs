@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod adapters;
+mod batching;
 mod core;
 pub mod error;
 mod float;
@@ -69,4 +70,4 @@ pub use methods::xrai::{
 };
 #[cfg(feature = "metrics")]
 pub use metrics::{AggregateMetricResult, Aggregation, PicMetric, PicMetricResult};
-pub use model::{CallModelFunction, ModelOutputs, OutputKey, model_fn};
+pub use model::{CallModelFunction, ModelOutputs, ModelRequest, OutputKey, model_fn};

@@ -116,7 +116,7 @@ fn image(h: usize, w: usize) -> Array3<f64> {
 
 /// The model: the gradient of sum(sin(3 x)) / 3, a fresh `B x H x W x C`
 /// array per call (the only allocation the model makes).
-fn model(batch: ArrayViewD<'_, f64>, _: &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> {
+fn model(batch: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, saliency::BoxError> {
     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| (3.0 * v).cos())))
 }
 

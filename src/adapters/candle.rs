@@ -72,7 +72,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::BoxError;
 use crate::float::Float;
-use crate::model::{ModelOutputs, OutputKey};
+use crate::model::{ModelOutputs, ModelRequest, OutputKey};
 
 /// Which ReLU the forward pass should use; see [`ForwardContext::relu`].
 #[non_exhaustive]
@@ -404,8 +404,10 @@ where
 
     /// This model as a closure, to pass where a method wants
     /// `&mut dyn CallModelFunction<F>`: `method.get_mask(x, &mut model.as_fn())`.
-    pub fn as_fn(&mut self) -> impl FnMut(ArrayViewD<'_, F>, &[OutputKey]) -> Result<ModelOutputs<F>, BoxError> + '_ {
-        move |batch, keys| self.call(batch, keys)
+    pub fn as_fn(
+        &mut self,
+    ) -> impl FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> + '_ {
+        move |batch, request| self.call(batch, request)
     }
 
     /// Runs the model on `batch` and returns the outputs for `keys`.

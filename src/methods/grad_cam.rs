@@ -63,6 +63,7 @@ pub struct GradCam {
     should_resize: bool,
     three_dims: bool,
     layout: ActivationLayout,
+    batch_size: usize,
 }
 
 impl Default for GradCam {
@@ -71,6 +72,7 @@ impl Default for GradCam {
             should_resize: true,
             three_dims: true,
             layout: ActivationLayout::ChannelsLast,
+            batch_size: 1,
         }
     }
 }
@@ -100,11 +102,23 @@ impl GradCam {
         self.layout = layout;
         self
     }
+
+    /// The most images per model call in a multi-image call
+    /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
+    /// sends one row.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
 }
 
 impl<F: Float> CoreSaliency<F> for GradCam {
     fn name(&self) -> &'static str {
         "Grad-CAM"
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     fn get_mask_with_progress(

@@ -64,6 +64,7 @@ pub struct GuidedIg<F> {
     fraction: f64,
     max_dist: f64,
     baseline: Option<ArrayD<F>>,
+    batch_size: usize,
 }
 
 impl<F> Default for GuidedIg<F> {
@@ -73,6 +74,7 @@ impl<F> Default for GuidedIg<F> {
             fraction: 0.25,
             max_dist: 0.02,
             baseline: None,
+            batch_size: 1,
         }
     }
 }
@@ -112,11 +114,24 @@ impl<F: Float> GuidedIg<F> {
         self.baseline = Some(baseline.into_dyn());
         self
     }
+
+    /// The most rows per model call in a multi-image call
+    /// ([`CoreSaliency::get_masks`]), default 1. Each step depends on the
+    /// previous one, so one image sends one row per call; several images
+    /// share calls.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
 }
 
 impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
     fn name(&self) -> &'static str {
         "Guided Integrated Gradients"
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     fn get_mask_with_progress(
@@ -1174,7 +1189,10 @@ mod tests {
 
     /// A deterministic nonlinear gradient with many ties (quantized) and
     /// zeros, for comparing the histogram path with the plain iterations.
-    fn grads(batch: ArrayViewD<'_, f64>, _keys: &[OutputKey]) -> std::result::Result<ModelOutputs<f64>, BoxError> {
+    fn grads(
+        batch: ArrayViewD<'_, f64>,
+        _keys: &crate::model::ModelRequest<'_>,
+    ) -> std::result::Result<ModelOutputs<f64>, BoxError> {
         let flat: Vec<f64> = batch.iter().copied().collect();
         let g = (0..flat.len())
             .map(|i| {

@@ -6,7 +6,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::core::{CoreSaliency, Progress, check_input, check_steps, finite_result};
+use crate::batching::{RowImages, run_packed};
+use crate::core::{CoreSaliency, Progress, check_input, check_positive, check_steps, finite_result};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::CallModelFunction;
@@ -25,6 +26,7 @@ pub struct SmoothGradParams {
     nsamples: usize,
     magnitude: bool,
     seed: Option<u64>,
+    batch_size: Option<usize>,
 }
 
 impl Default for SmoothGradParams {
@@ -34,6 +36,7 @@ impl Default for SmoothGradParams {
             nsamples: 25,
             magnitude: true,
             seed: None,
+            batch_size: None,
         }
     }
 }
@@ -69,8 +72,21 @@ impl SmoothGradParams {
         self
     }
 
+    /// The most rows per model call: the noisy samples (and, for a method
+    /// with several model calls per sample, their rows) are packed into calls
+    /// of this many rows. Without it, the wrapped method's own batch size (1
+    /// for Vanilla Gradients: one sample per call, as the reference). The
+    /// masks do not depend on it.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = Some(batch_size);
+        self
+    }
+
     fn check(&self) -> Result<()> {
         check_steps("nsamples", self.nsamples)?;
+        if let Some(b) = self.batch_size {
+            check_positive("batch_size", b)?;
+        }
         if !(self.stdev_spread.is_finite() && self.stdev_spread >= 0.0) {
             return Err(SaliencyError::param(
                 "stdev_spread",
@@ -138,6 +154,10 @@ impl<F: Float, M: CoreSaliency<F>> CoreSaliency<F> for SmoothGrad<M> {
     ) -> Result<ArrayD<F>> {
         smooth(&self.method, x, model, &self.params, progress)
     }
+
+    fn batch_size(&self) -> usize {
+        self.params.batch_size.unwrap_or_else(|| self.method.batch_size())
+    }
 }
 
 /// The SmoothGrad loop, shared by [`SmoothGrad`] and
@@ -161,9 +181,13 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
     // is the same however many threads draw it.
     let seed = params.seed.unwrap_or_else(|| rand::RngExt::random(&mut rand::rng()));
     let x_flat = flat(&x);
-    let mut noisy = vec![F::zero(); x_flat.len()];
-    let mut total: Option<(Vec<usize>, Vec<F>)> = None;
-    for sample in 0..params.nsamples {
+    let len = x_flat.len();
+    // Each sample is one task: its noisy copy (a function of the seed and
+    // the sample number alone) and the wrapped method's mask of it. Their
+    // model calls are packed into batches; the masks are summed in sample
+    // order, so the result does not depend on the packing.
+    let sample_mask = |sample: usize, model: &mut dyn CallModelFunction<F>| -> Result<ArrayD<F>> {
+        let mut noisy = crate::core::try_filled("input", len, len, F::zero())?;
         for_each_chunk_mut_from(2 * CHUNK, &mut noisy, |offset, out| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(((sample as u64) << 32) | (offset / CHUNK) as u64);
@@ -171,15 +195,16 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
                 *o = F::from_f64_lossy(v.as_f64() + Distribution::<f64>::sample(&normal, &mut rng));
             }
         });
-        let view = ArrayViewD::from_shape(x.raw_dim(), &noisy).map_err(|_| SaliencyError::ShapeMismatch {
-            what: "input",
-            expected: x.shape().to_vec(),
-            actual: vec![noisy.len()],
+        let view = ArrayViewD::from_shape(x.raw_dim(), &noisy).map_err(|_| SaliencyError::Internal {
+            what: "a noisy copy has the wrong length",
         })?;
-        let mask = method.get_mask(view, model)?;
+        method.get_mask(view, model)
+    };
+    let mut total: Option<(Vec<usize>, Vec<F>)> = None;
+    let magnitude = params.magnitude;
+    let mut add = |sample: usize, mask: ArrayD<F>| -> Result<()> {
         let mask_view = mask.view();
         let mask_flat = flat(&mask_view);
-        let magnitude = params.magnitude;
         match &mut total {
             None => {
                 let mut first = mask_flat.into_owned();
@@ -204,7 +229,17 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
             }
         }
         progress(Progress::new("SmoothGrad samples", sample + 1, params.nsamples));
-    }
+        Ok(())
+    };
+    let batch_size = params.batch_size.unwrap_or_else(|| method.batch_size());
+    run_packed(
+        params.nsamples,
+        batch_size,
+        RowImages::Single,
+        model,
+        &sample_mask,
+        &mut add,
+    )?;
     let n = F::from_f64_lossy(params.nsamples as f64);
     let (shape, mut total) = total.ok_or(SaliencyError::param("nsamples", 0, "must be at least 1"))?;
     total.iter_mut().for_each(|t| *t /= n);

@@ -233,7 +233,7 @@ fn good_output<F: Float>(spec: &ModelSpec, batch: &ArrayViewD<'_, F>, key: Outpu
 /// The model closure of a spec.
 pub fn model<F: Float>(
     spec: ModelSpec,
-) -> impl FnMut(ArrayViewD<'_, F>, &[OutputKey]) -> Result<ModelOutputs<F>, BoxError> {
+) -> impl FnMut(ArrayViewD<'_, F>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> {
     let mut calls = 0_usize;
     move |batch, keys| {
         let faulty = calls >= spec.after;

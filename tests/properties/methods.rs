@@ -187,7 +187,10 @@ proptest! {
                 // its shape (a rank-3 spec plus a trailing axis is rank 4
                 // too, and valid). A fresh model of the spec replays it.
                 let mut replay = arb::model::<f64>(spec.clone());
-                let outputs = replay(x.view().insert_axis(ndarray::Axis(0)), &[OutputKey::ConvolutionLayerValues]);
+                let outputs = replay(
+                    x.view().insert_axis(ndarray::Axis(0)),
+                    &saliency::ModelRequest::new(&[OutputKey::ConvolutionLayerValues], &[0]),
+                );
                 let seen = outputs.ok().and_then(|o| o.get(OutputKey::ConvolutionLayerValues).map(|a| a.shape().to_vec()));
                 prop_assert!(seen.as_ref().is_some_and(|s| s.len() == 4), "{:?}", seen);
                 let c = seen.unwrap_or_default();
