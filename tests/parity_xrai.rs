@@ -218,7 +218,8 @@ fn felzenszwalb_kernel_matches_scikit_image() {
             println!(
                 "parity felzenszwalb kernel {name} scale {scale} min_size {min_size}: agreement {agree:.6} (exact labels: {exact})"
             );
-            assert!(agree >= 0.99, "{name} {scale} {min_size}: {agree}");
+            // Measured: the same label at every pixel, numbering included.
+            assert!(exact, "{name} {scale} {min_size}: labels differ (agreement {agree})");
         }
     }
 }
@@ -264,15 +265,26 @@ fn felzenszwalb_segmentation_pipeline_agrees_with_reference() {
         ("shapes", shapes_image(90, 110)),
     ];
     for (name, image) in images {
+        // The pipeline resizes to 224 x 224 and the labels back; the
+        // workload image already has that size.
+        let resized = image.dim() != (224, 224, 3);
         let labels = saliency::get_segment_labels_felzenszwalb(image.view().into_dyn()).unwrap();
+        assert_eq!(labels.len(), 6);
         for (scale, ours) in [50, 100, 150, 250, 500, 1200].iter().zip(&labels) {
             let expected = fixture::<u8>(TOPIC, &format!("labels_{name}_{scale}"))
                 .mapv(usize::from)
                 .into_dimensionality::<Ix2>()
                 .unwrap();
             let agree = agreement(ours, &expected);
-            println!("parity felzenszwalb segments {name} scale {scale}: agreement {agree:.6}");
-            assert!(agree >= 0.99, "{name} scale {scale}: agreement {agree}");
+            let exact = *ours == expected;
+            println!("parity felzenszwalb segments {name} scale {scale}: agreement {agree:.6} (exact labels: {exact})");
+            if resized {
+                // Measured identical here too, but a rounding change in the
+                // resampling can move a boundary pixel: the DESIGN floor.
+                assert!(agree >= 0.99, "{name} scale {scale}: agreement {agree}");
+            } else {
+                assert!(exact, "{name} scale {scale}: labels differ (agreement {agree})");
+            }
         }
     }
 }
@@ -282,15 +294,18 @@ fn dilated_segments_match_reference() {
     let image = fixture::<f32>(TOPIC, "small_image");
     let expected = unpack_masks("small_segments_packed", 40, 48);
     let ours = saliency::get_segments_felzenszwalb(image.view()).unwrap();
-    assert_eq!(ours.len(), expected.len());
-    let same = ours
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| a.iter().zip(b).filter(|(x, y)| x == y).count())
-        .sum::<usize>();
-    let share = same as f64 / (expected.len() * 40 * 48) as f64;
-    println!("parity xrai dilated segments 40x48: {share:.6} of mask pixels equal");
-    assert!(share >= 0.99);
+    let equal = ours.iter().zip(&expected).filter(|(a, b)| a == b).count();
+    println!(
+        "parity xrai dilated segments 40x48: {} masks vs reference {}, {equal} equal",
+        ours.len(),
+        expected.len()
+    );
+    // Measured: the same masks in the same order, each equal pixel for pixel.
+    assert_eq!(ours.len(), expected.len(), "number of segments");
+    for (k, (a, b)) in ours.iter().zip(&expected).enumerate() {
+        let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(differ, 0, "segment {k}: {differ} pixels differ");
+    }
 }
 
 /// Pearson correlation of two equally long sequences.
@@ -343,6 +358,11 @@ fn xrai_end_to_end_correlates_with_reference() {
         ndarray::ArrayView1::from(&ours).into_dyn(),
         ndarray::ArrayView1::from(&theirs).into_dyn(),
     );
-    println!("parity xrai end to end (workload image, tanh model, f32): Pearson r {r:.6}, relative error {err:.3e}");
+    println!(
+        "parity xrai end to end (workload image, tanh model, f32): Pearson r {r:.6}, relative error {err:.3e} (tolerance 1e-6)"
+    );
     assert!(r >= 0.99, "Pearson r {r}");
+    // Pearson r ignores scale and offset; the values themselves are compared
+    // too. Measured 9.4e-8 (float32 rounding).
+    assert!(err <= 1e-6, "relative error {err:e}");
 }
