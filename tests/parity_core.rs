@@ -4,7 +4,7 @@
 mod common;
 
 use common::{TanhNet, assert_close, fixture, rel_err_f32};
-use ndarray::Ix2;
+use ndarray::{ArrayD, ArrayViewD, Axis, Ix2, Slice};
 use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, VanillaGradients, visualize};
 
 const TOPIC: &str = "core";
@@ -38,6 +38,105 @@ fn vanilla_matches_reference() {
     );
     println!("parity vanilla f32: relative error {err:.3e} (tolerance 1e-4)");
     assert!(err <= 1e-4);
+}
+
+/// A model replaying a reference run recorded by gen_core.py: call by call it
+/// checks that the batch equals the one the reference's model received, and
+/// returns the gradients the reference's model returned (random numbers, not
+/// a function of the input), and keeps the largest input difference seen.
+struct Replay {
+    inputs: ArrayD<f64>,
+    grads: ArrayD<f64>,
+    sizes: Vec<usize>,
+    calls: usize,
+    offset: usize,
+    max_input_diff: f64,
+}
+
+impl Replay {
+    fn load(name: &str) -> Self {
+        Replay {
+            inputs: fixture::<f64>(TOPIC, &format!("recorded_{name}_inputs")),
+            grads: fixture::<f64>(TOPIC, &format!("recorded_{name}_grads")),
+            sizes: fixture::<i64>(TOPIC, &format!("recorded_{name}_batch_sizes"))
+                .iter()
+                .map(|&n| usize::try_from(n).unwrap())
+                .collect(),
+            calls: 0,
+            offset: 0,
+            max_input_diff: 0.0,
+        }
+    }
+
+    fn call(&mut self, batch: ArrayViewD<'_, f64>) -> ModelOutputs<f64> {
+        let k = self.calls;
+        assert!(
+            k < self.sizes.len(),
+            "call {k}: the reference made only {} calls",
+            self.sizes.len()
+        );
+        let n = self.sizes[k];
+        assert_eq!(batch.shape()[0], n, "call {k}: batch size");
+        let rows = Slice::from(self.offset..self.offset + n);
+        let expected = self.inputs.slice_axis(Axis(0), rows);
+        assert_eq!(batch.shape(), expected.shape(), "call {k}: batch shape");
+        let diff = common::max_abs_diff(batch.iter(), expected.iter());
+        self.max_input_diff = self.max_input_diff.max(diff);
+        let grads = self.grads.slice_axis(Axis(0), rows).to_owned();
+        self.calls += 1;
+        self.offset += n;
+        ModelOutputs::new().with(OutputKey::InputOutputGradients, grads)
+    }
+
+    fn finish(&self, label: &str) {
+        assert_eq!(self.calls, self.sizes.len(), "{label}: number of calls");
+        println!(
+            "parity {label}: model inputs differ by at most {:.3e}",
+            self.max_input_diff
+        );
+    }
+}
+
+#[test]
+fn vanilla_replays_recorded_model_calls() {
+    let x = fixture::<f64>(TOPIC, "x");
+    let mut replay = Replay::load("vanilla");
+    let mask = VanillaGradients::new()
+        .get_mask(x.view(), &mut |b, _| Ok(replay.call(b)))
+        .unwrap();
+    replay.finish("vanilla recorded calls");
+    // The batch is the input itself and the mask the returned gradient: no
+    // arithmetic, so both are exact.
+    assert_eq!(replay.max_input_diff, 0.0);
+    assert_close(
+        "vanilla recorded calls",
+        mask.view(),
+        fixture::<f64>(TOPIC, "recorded_vanilla_mask").view(),
+        0.0,
+    );
+}
+
+#[test]
+fn integrated_gradients_replays_recorded_model_calls() {
+    let x = fixture::<f64>(TOPIC, "x");
+    let baseline = fixture::<f64>(TOPIC, "baseline");
+    let mut replay = Replay::load("ig_steps10_batch4_baseline");
+    let mask = IntegratedGradients::new()
+        .steps(10)
+        .batch_size(4)
+        .baseline(baseline)
+        .get_mask(x.view(), &mut |b, _| Ok(replay.call(b)))
+        .unwrap();
+    replay.finish("ig recorded calls");
+    // Path points are computed as the reference computes them.
+    assert_eq!(replay.max_input_diff, 0.0);
+    // Measured 5.1e-8: the reference sums the gradients in float32.
+    assert_close(
+        "ig recorded calls",
+        mask.view(),
+        fixture::<f64>(TOPIC, "recorded_ig_steps10_batch4_baseline_mask").view(),
+        1e-6,
+    );
 }
 
 #[test]
