@@ -72,7 +72,8 @@ fn blurred_u8_matches_reference_on_trusted_pixels() {
             at_pixels(&actual, &untrusted).len(),
             100.0 * (n + n_other) as f64 / total as f64
         );
-        // Exact up to rounding of values at .5.
+        // Measured 0; a value at .5 may round either way after a last-bit
+        // difference, so one level is allowed.
         assert!(max <= 1, "{name}: trusted u8 pixels differ by {max}");
     }
 }
