@@ -16,7 +16,10 @@ pub type Result<T, E = SaliencyError> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum SaliencyError {
     /// The model function returned an error; it is kept as the source.
-    #[error("the model function failed: {0}")]
+    ///
+    /// The message does not repeat the source: error reporters that walk
+    /// [`source`](std::error::Error::source) print it once, on its own line.
+    #[error("the model function failed")]
     Model(#[source] BoxError),
 
     /// The model did not return an output the method asked for.
@@ -126,7 +129,7 @@ pub enum SaliencyError {
     },
 
     /// Reading or writing a file failed.
-    #[error("cannot read or write {path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io {
         /// The file.
         path: String,
@@ -178,7 +181,7 @@ pub enum SaliencyError {
 
     /// Estimating an image's information (its compressed size) failed, for
     /// example because the image is too large for the format.
-    #[error("cannot estimate the image's information with {format}: {source}")]
+    #[error("cannot estimate the image's information with {format}")]
     ImageEncoding {
         /// The format or estimator, such as "lossless WebP".
         format: &'static str,

@@ -512,7 +512,13 @@ fn grade_score(grade: Grade) -> Target {
 
 fn main() {
     if let Err(e) = run() {
+        // Each cause once: an error's message does not repeat its source.
         eprintln!("error: {e}");
+        let mut source = e.source();
+        while let Some(cause) = source {
+            eprintln!("  caused by: {cause}");
+            source = cause.source();
+        }
         std::process::exit(1);
     }
 }
