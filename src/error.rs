@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use crate::model::OutputKey;
+use crate::model::{ActivationLayout, OutputKey};
 
 /// The boxed error a model function may return; any `std::error::Error`
 /// converts into it with `?`.
@@ -71,6 +71,22 @@ pub enum SaliencyError {
         first_index: usize,
         /// The output's shape.
         shape: Vec<usize>,
+    },
+
+    /// A method's layout setting contradicts the layout the model stated
+    /// with [`ModelOutputs::with_layout`](crate::ModelOutputs::with_layout).
+    #[error(
+        "{method}'s layout is set to {set}, but the model states its layer is {stated}: remove the layout \
+         setting to follow the model, or correct the layout the model states (ModelOutputs::with_layout; \
+         CandleModel::layer_layout with the candle adapter)"
+    )]
+    LayoutConflict {
+        /// The method.
+        method: &'static str,
+        /// The layout set on the method.
+        set: ActivationLayout,
+        /// The layout the model stated.
+        stated: ActivationLayout,
     },
 
     /// An input array has no elements.

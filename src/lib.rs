@@ -56,7 +56,7 @@ pub use crate::core::{CoreSaliency, MAX_STEPS, Progress};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
 pub use methods::blur_ig::BlurIg;
-pub use methods::grad_cam::{ActivationLayout, GradCam};
+pub use methods::grad_cam::GradCam;
 pub use methods::guided_backprop::GuidedBackprop;
 pub use methods::guided_ig::GuidedIg;
 pub use methods::integrated_gradients::IntegratedGradients;
@@ -69,4 +69,4 @@ pub use methods::xrai::{
 };
 #[cfg(feature = "metrics")]
 pub use metrics::{AggregateMetricResult, Aggregation, PicMetric, PicMetricResult};
-pub use model::{CallModelFunction, ModelOutputs, OutputKey, model_fn};
+pub use model::{ActivationLayout, CallModelFunction, ModelOutputs, OutputKey, model_fn};

@@ -4,8 +4,8 @@
 
 use std::error::Error;
 
-use ndarray::Array3;
-use saliency::{CoreSaliency, SaliencyError, VanillaGradients};
+use ndarray::{Array3, Array4, ArrayD, ArrayViewD};
+use saliency::{ActivationLayout, CoreSaliency, GradCam, ModelOutputs, OutputKey, SaliencyError, VanillaGradients};
 
 /// The messages of `err` and of every source under it, outermost first.
 fn chain(err: &(dyn Error + 'static)) -> Vec<String> {
@@ -93,4 +93,103 @@ fn a_missing_image_file_prints_its_cause_once() {
     assert!(messages[0].contains("saliency-boundary-missing"), "{messages:?}");
     let cause = &messages[1];
     assert_eq!(messages.join(": ").matches(cause.as_str()).count(), 1, "{messages:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Grad-CAM and the layout the model states.
+
+/// A 3 x 2 layer with 2 channels, channels-first `[1, 2, 3, 2]`, whose
+/// channels-last reading is a different map.
+fn layer_first() -> (ArrayD<f64>, ArrayD<f64>) {
+    let values = Array4::from_shape_fn((1, 2, 3, 2), |(_, c, i, j)| ((c * 5 + i * 3 + j) % 4) as f64 - 0.5);
+    let grads = Array4::from_shape_fn(
+        (1, 2, 3, 2),
+        |(_, c, i, j)| if c == 0 { 0.25 * (i + j) as f64 } else { -0.5 },
+    );
+    (values.into_dyn(), grads.into_dyn())
+}
+
+fn fixed_layer(
+    values: ArrayD<f64>,
+    grads: ArrayD<f64>,
+    stated: Option<ActivationLayout>,
+) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> {
+    move |_batch, _keys| {
+        let mut out = ModelOutputs::new()
+            .with(OutputKey::ConvolutionLayerValues, values.clone())
+            .with(OutputKey::ConvolutionOutputGradients, grads.clone());
+        out.set_layout(stated);
+        Ok(out)
+    }
+}
+
+#[test]
+fn grad_cam_follows_the_layout_a_model_states() {
+    let image = Array3::<f64>::zeros((6, 4, 3));
+    let x = image.view().into_dyn();
+    let (values, grads) = layer_first();
+    let cam = GradCam::new().three_dims(false);
+
+    let explicit = cam
+        .layout(ActivationLayout::ChannelsFirst)
+        .get_mask(x.view(), &mut fixed_layer(values.clone(), grads.clone(), None))
+        .unwrap();
+    let stated = cam
+        .get_mask(
+            x.view(),
+            &mut fixed_layer(values.clone(), grads.clone(), Some(ActivationLayout::ChannelsFirst)),
+        )
+        .unwrap();
+    assert!(explicit.iter().any(|&v| v > 0.0));
+    assert_eq!(stated, explicit);
+
+    // Nothing stated, nothing set: channels-last, the reference's reading of
+    // the same numbers, which is another map.
+    let unstated = cam
+        .get_mask(x.view(), &mut fixed_layer(values.clone(), grads.clone(), None))
+        .unwrap();
+    let last = cam
+        .layout(ActivationLayout::ChannelsLast)
+        .get_mask(x.view(), &mut fixed_layer(values.clone(), grads.clone(), None))
+        .unwrap();
+    assert_eq!(unstated, last);
+    assert_ne!(unstated, explicit);
+
+    // Set and stated alike: fine.
+    let both = cam
+        .layout(ActivationLayout::ChannelsFirst)
+        .get_mask(
+            x.view(),
+            &mut fixed_layer(values.clone(), grads.clone(), Some(ActivationLayout::ChannelsFirst)),
+        )
+        .unwrap();
+    assert_eq!(both, explicit);
+}
+
+#[test]
+fn grad_cam_refuses_a_layout_that_contradicts_the_model() {
+    let image = Array3::<f64>::zeros((6, 4, 3));
+    let (values, grads) = layer_first();
+    let err = GradCam::new()
+        .layout(ActivationLayout::ChannelsLast)
+        .get_mask(
+            image.view().into_dyn(),
+            &mut fixed_layer(values, grads, Some(ActivationLayout::ChannelsFirst)),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SaliencyError::LayoutConflict {
+                set: ActivationLayout::ChannelsLast,
+                stated: ActivationLayout::ChannelsFirst,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let message = err.to_string();
+    for needle in ["channels-last", "channels-first", "remove the layout setting"] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
 }
