@@ -193,3 +193,244 @@ fn grad_cam_refuses_a_layout_that_contradicts_the_model() {
         assert!(message.contains(needle), "{needle:?} in {message}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// The candle adapter.
+
+#[cfg(feature = "candle")]
+mod candle {
+    use std::cell::RefCell;
+
+    use candle_core::backend::BackendStorage;
+    use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+    use ndarray::{Array2, Array3, Axis};
+    use saliency::adapters::candle::{CandleAdapterError, CandleModel, ForwardContext, Target};
+    use saliency::{
+        ActivationLayout, CoreSaliency, GradCam, GuidedBackprop, OutputKey, SaliencyError, SmoothGrad,
+        SmoothGradParams, VanillaGradients,
+    };
+
+    use super::{assert_each_cause_once, chain};
+
+    fn adapter_error(err: &SaliencyError) -> &CandleAdapterError {
+        assert!(matches!(err, SaliencyError::Model(_)), "{err}");
+        std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<CandleAdapterError>())
+            .unwrap_or_else(|| panic!("not an adapter error: {err}"))
+    }
+
+    /// The identity, with no backward pass: candle's backward fails on it.
+    struct NoBackward;
+
+    impl CustomOp1 for NoBackward {
+        fn name(&self) -> &'static str {
+            "no-backward"
+        }
+
+        fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+            use candle_core::cpu_backend::unary_map;
+            match storage {
+                CpuStorage::F64(s) => Ok((CpuStorage::F64(unary_map(s, layout, |v| v)), layout.shape().clone())),
+                other => Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), "no-backward")),
+            }
+        }
+    }
+
+    fn image() -> Array3<f64> {
+        Array3::from_shape_fn((3, 4, 2), |(i, j, c)| ((i * 7 + j * 3 + c * 5) % 9) as f64 / 4.0 - 1.0)
+    }
+
+    #[test]
+    fn a_candle_error_prints_its_cause_once() {
+        let wrong = Tensor::zeros((5, 2), candle_core::DType::F64, &Device::Cpu).unwrap();
+        let mut model = CandleModel::<f64, _>::new(
+            |x: &Tensor, _: &ForwardContext| x.flatten_from(1)?.matmul(&wrong),
+            Target::class(0),
+        );
+        let err = VanillaGradients::new()
+            .get_mask(image().view().into_dyn(), &mut model.as_fn())
+            .unwrap_err();
+        let messages = chain(&err);
+        assert_eq!(messages[0], "the model function failed");
+        let candle = messages[1].clone();
+        assert!(candle.contains("matmul"), "{messages:?}");
+        assert_each_cause_once(&err, &[candle.as_str()]);
+    }
+
+    #[test]
+    fn no_layer_marked_is_reported_before_the_backward_pass() {
+        let x = image().insert_axis(Axis(0)).into_dyn();
+        let keys = [OutputKey::InputOutputGradients, OutputKey::ConvolutionOutputGradients];
+        let forward = |x: &Tensor, _: &ForwardContext| x.apply_op1(NoBackward)?.flatten_from(1)?.sum_keepdim(1);
+
+        // The backward pass of this model fails...
+        let mut model = CandleModel::<f64, _>::new(forward, Target::class(0));
+        let err = model.call(x.view(), &[OutputKey::InputOutputGradients]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CandleAdapterError::Candle(candle_core::Error::BackwardNotSupported { .. })
+            ),
+            "{err}"
+        );
+        // ...but a forward pass that marked no layer says so first.
+        let err = model.call(x.view(), &keys).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CandleAdapterError::NoLayerMarked {
+                    key: OutputKey::ConvolutionOutputGradients
+                }
+            ),
+            "{err}"
+        );
+
+        // A target with no gradient path to anything: still the missing layer.
+        let mut constant = CandleModel::<f64, _>::new(
+            |x: &Tensor, _: &ForwardContext| Tensor::ones((x.dims()[0], 1), candle_core::DType::F64, x.device()),
+            Target::class(0),
+        );
+        let err = constant.call(x.view(), &keys).unwrap_err();
+        assert!(matches!(err, CandleAdapterError::NoLayerMarked { .. }), "{err}");
+
+        // Through Grad-CAM.
+        let err = GradCam::new()
+            .get_mask(image().view().into_dyn(), &mut model.as_fn())
+            .unwrap_err();
+        assert!(
+            matches!(adapter_error(&err), CandleAdapterError::NoLayerMarked { .. }),
+            "{err}"
+        );
+    }
+
+    /// A ReLU network on `[B, 3, 4, 2]` images: the ReLU through the context
+    /// or called on the tensor directly.
+    fn relu_net(through_context: bool) -> impl FnMut(&Tensor, &ForwardContext) -> candle_core::Result<Tensor> {
+        let device = Device::Cpu;
+        let w: Vec<f64> = (0..24 * 6).map(|i| ((i * 5 % 11) as f64 - 5.0) / 6.0).collect();
+        let w = Tensor::from_vec(w, (24, 6), &device).unwrap();
+        let v = Tensor::from_vec(vec![1.0, -2.0, 0.5, 1.5, -1.0, 2.0], (6, 1), &device).unwrap();
+        move |x, ctx| {
+            let hidden = x.flatten_from(1)?.matmul(&w)?;
+            let hidden = if through_context {
+                ctx.relu(&hidden)?
+            } else {
+                hidden.relu()?
+            };
+            hidden.matmul(&v)
+        }
+    }
+
+    #[test]
+    fn guided_backprop_refuses_relus_that_bypass_the_context() {
+        let x = image().into_dyn();
+        let mut bypass = CandleModel::<f64, _>::new(relu_net(false), Target::class(0));
+        let err = GuidedBackprop::new()
+            .get_mask(x.view(), &mut bypass.as_fn())
+            .unwrap_err();
+        assert!(matches!(adapter_error(&err), CandleAdapterError::NoGuidedRelu), "{err}");
+        assert!(
+            chain(&err)[1].contains("route every ReLU through ForwardContext::relu"),
+            "{err}"
+        );
+        // Around SmoothGrad too; plain gradients are unaffected.
+        let smooth = SmoothGrad::new(GuidedBackprop::new(), SmoothGradParams::new().nsamples(2));
+        assert!(smooth.get_mask(x.view(), &mut bypass.as_fn()).is_err());
+        let plain = VanillaGradients::new().get_mask(x.view(), &mut bypass.as_fn()).unwrap();
+
+        // The same network with its ReLU through the context: guided
+        // gradients that differ from the plain ones.
+        let mut routed = CandleModel::<f64, _>::new(relu_net(true), Target::class(0));
+        let guided = GuidedBackprop::new().get_mask(x.view(), &mut routed.as_fn()).unwrap();
+        let routed_plain = VanillaGradients::new().get_mask(x.view(), &mut routed.as_fn()).unwrap();
+        assert_eq!(routed_plain, plain);
+        assert_ne!(guided, plain);
+    }
+
+    /// A 3x3 convolution, channels-first, ending in relu -> mean -> linear.
+    fn conv_net() -> impl Fn(&Tensor, &ForwardContext) -> candle_core::Result<Tensor> {
+        let device = Device::Cpu;
+        let kernel: Vec<f64> = (0..3 * 2 * 9).map(|i| ((i * 5 % 7) as f64 - 3.0) / 4.0).collect();
+        let kernel = Tensor::from_vec(kernel, (3, 2, 3, 3), &device).unwrap();
+        let head = Tensor::from_vec(vec![1.0, -2.0, 0.5], (3, 1), &device).unwrap();
+        move |x, ctx| {
+            let conv = ctx.layer(&x.conv2d(&kernel, 1, 1, 1, 1)?)?;
+            ctx.relu(&conv)?.mean((2, 3))?.matmul(&head)
+        }
+    }
+
+    fn conv_image() -> Array3<f64> {
+        Array3::from_shape_fn((6, 5, 2), |(i, j, c)| ((i * 3 + j * 5 + c * 7) % 11) as f64 / 5.0 - 1.0)
+    }
+
+    #[test]
+    fn grad_cam_new_is_right_on_a_channels_first_candle_model() {
+        let x = conv_image().into_dyn();
+        let mut model = CandleModel::<f64, _>::new(conv_net(), Target::class(0)).channels_first(true);
+        let default = GradCam::new().get_mask(x.view(), &mut model.as_fn()).unwrap();
+        let explicit = GradCam::new()
+            .layout(ActivationLayout::ChannelsFirst)
+            .get_mask(x.view(), &mut model.as_fn())
+            .unwrap();
+        assert!(default.iter().any(|&v| v > 0.0));
+        assert_eq!(default, explicit);
+
+        // The adapter states the layout with its outputs.
+        let out = model
+            .call(x.view().insert_axis(Axis(0)), &[OutputKey::ConvolutionLayerValues])
+            .unwrap();
+        assert_eq!(out.layout(), Some(ActivationLayout::ChannelsFirst));
+
+        // Channels-last set explicitly on this model: an error, not the wrong map.
+        let err = GradCam::new()
+            .layout(ActivationLayout::ChannelsLast)
+            .get_mask(x.view(), &mut model.as_fn())
+            .unwrap_err();
+        assert!(matches!(err, SaliencyError::LayoutConflict { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_layer_layout_that_differs_from_the_input_can_be_stated() {
+        // Channels-last input, permuted inside the forward pass to a
+        // channels-first convolution.
+        let net = conv_net();
+        let inner = move |x: &Tensor, ctx: &ForwardContext| net(&x.permute((0, 3, 1, 2))?.contiguous()?, ctx);
+        let x = conv_image().into_dyn();
+        let mut reference = CandleModel::<f64, _>::new(conv_net(), Target::class(0)).channels_first(true);
+        let expected = GradCam::new().get_mask(x.view(), &mut reference.as_fn()).unwrap();
+
+        let mut model =
+            CandleModel::<f64, _>::new(inner, Target::class(0)).layer_layout(ActivationLayout::ChannelsFirst);
+        let mask = GradCam::new().get_mask(x.view(), &mut model.as_fn()).unwrap();
+        assert_eq!(mask, expected);
+    }
+
+    #[test]
+    fn channels_first_refuses_images_without_a_channel_axis() {
+        let seen = RefCell::new(Vec::new());
+        let forward = |x: &Tensor, _: &ForwardContext| {
+            seen.borrow_mut().push(x.dims().to_vec());
+            x.flatten_from(1)?.sum_keepdim(1)
+        };
+        let mut model = CandleModel::<f64, _>::new(forward, Target::class(0)).channels_first(true);
+        let gray = Array2::<f64>::from_shape_fn((4, 7), |(i, j)| (i * 7 + j) as f64);
+        let err = VanillaGradients::new()
+            .get_mask(gray.view().into_dyn(), &mut model.as_fn())
+            .unwrap_err();
+        match adapter_error(&err) {
+            CandleAdapterError::ChannelsFirstRank { shape } => assert_eq!(shape, &[1, 4, 7]),
+            other => panic!("{other}"),
+        }
+        assert!(chain(&err)[1].contains("H x W x 1"), "{err}");
+        assert!(seen.borrow().is_empty(), "the model ran: {:?}", seen.borrow());
+
+        // With its channel axis the image is [1, 1, H, W] for the model, and
+        // its gradient comes back H x W x 1.
+        let with_channel = gray.clone().insert_axis(Axis(2)).into_dyn();
+        let mask = VanillaGradients::new()
+            .get_mask(with_channel.view(), &mut model.as_fn())
+            .unwrap();
+        assert_eq!(seen.borrow().as_slice(), [vec![1, 1, 4, 7]]);
+        assert_eq!(mask.shape(), [4, 7, 1]);
+    }
+}
