@@ -194,6 +194,18 @@ fn grad_cam_refuses_a_layout_that_contradicts_the_model() {
     }
 }
 
+#[test]
+fn the_ndarray_of_the_crate_is_re_exported() {
+    // The same type as the `ndarray` the tests use, so arrays pass straight through.
+    let image: saliency::ndarray::Array3<f32> = Array3::<f32>::ones((2, 2, 1));
+    let mask = VanillaGradients::new()
+        .get_mask(image.view().into_dyn(), &mut |batch, _keys| {
+            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.to_owned()))
+        })
+        .unwrap();
+    assert_eq!(mask, image.into_dyn());
+}
+
 // ---------------------------------------------------------------------------
 // The candle adapter.
 
