@@ -75,7 +75,7 @@
 //!
 //! [`CandleModel::call`] returns a [`CandleAdapterError`], which converts
 //! with `?` into `Box<dyn std::error::Error>` (and into
-//! [`BoxError`](crate::BoxError)). Through a method, the error is
+//! [`BoxError`]). Through a method, the error is
 //! [`SaliencyError::Model`](crate::SaliencyError::Model) with the
 //! `candle_core::Error` itself as the source for candle's own errors, and
 //! the [`CandleAdapterError`] for the adapter's.
@@ -304,7 +304,7 @@ impl Target {
 /// ([`Candle`](Self::Candle)) and the adapter's checks.
 ///
 /// Converts with `?` into `Box<dyn std::error::Error>` and into
-/// [`BoxError`](crate::BoxError). Methods report it as
+/// [`BoxError`]. Methods report it as
 /// [`SaliencyError::Model`](crate::SaliencyError::Model) with the source
 /// `candle_core::Error` for [`Candle`](Self::Candle) (passed on unchanged)
 /// and this error for the others.
