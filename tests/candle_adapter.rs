@@ -166,9 +166,15 @@ fn methods_through_the_adapter_on_a_linear_layer() {
         (&x * &gradient).view(),
         ROUNDING,
     );
-    // No ReLU: guided gradients are the plain ones.
-    let guided = GuidedBackprop::new().get_mask(x.view(), &mut model.as_fn()).unwrap();
-    assert_close("candle linear guided", guided.view(), gradient.view(), ROUNDING);
+    // No ReLU: the guided rule applies nowhere, which is refused rather
+    // than returned as plain gradients.
+    let err = GuidedBackprop::new()
+        .get_mask(x.view(), &mut model.as_fn())
+        .unwrap_err();
+    assert!(matches!(
+        source_of::<CandleAdapterError>(&err),
+        CandleAdapterError::NoGuidedRelu
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -742,10 +748,10 @@ fn adapter_errors_are_model_errors_that_say_what_is_wrong() {
     let err = twice
         .call(x.view().insert_axis(Axis(0)), &[OutputKey::ConvolutionLayerValues])
         .unwrap_err();
-    assert!(matches!(
-        err.downcast_ref::<CandleAdapterError>(),
-        Some(CandleAdapterError::SeveralLayersMarked { marks: 2 })
-    ));
+    assert!(
+        matches!(err, CandleAdapterError::SeveralLayersMarked { marks: 2 }),
+        "{err}"
+    );
 
     // candle's own errors (here a shape mismatch in the forward pass) pass through.
     let wrong = Tensor::zeros((4, 2), DType::F64, &Device::Cpu).unwrap();
@@ -780,7 +786,10 @@ fn forward_context_for_training_uses_ordinary_relus() {
 fn a_model_that_ignores_the_input_gets_zero_gradients() {
     let x = array![[1.0_f32, 2.0]].into_dyn();
     let mut model = CandleModel::<f32, _>::new(
-        |x: &Tensor, _: &ForwardContext| Tensor::ones((x.dims()[0], 1), DType::F32, x.device()),
+        |x: &Tensor, ctx: &ForwardContext| {
+            // A ReLU on a constant: the target does not depend on the input.
+            ctx.relu(&Tensor::ones((x.dims()[0], 1), DType::F32, x.device())?)
+        },
         Target::class(0),
     );
     let out = model
@@ -792,4 +801,130 @@ fn a_model_that_ignores_the_input_gets_zero_gradients() {
     for key in [OutputKey::InputOutputGradients, OutputKey::GuidedInputOutputGradients] {
         assert_eq!(out.get(key).unwrap(), &ArrayD::<f32>::zeros(vec![1, 2]));
     }
+}
+
+// ---------------------------------------------------------------------------
+// Tensor <-> array helpers, and the adapter's error with `?`.
+
+#[test]
+fn tensor_array_round_trips_in_both_layouts() {
+    use saliency::adapters::candle::{array_to_tensor, tensor_to_array};
+    let device = Device::Cpu;
+    // Channel c, row i, column j: 100 c + 10 i + j, so every axis is visible.
+    let hwc = ndarray::Array3::<f32>::from_shape_fn((2, 3, 4), |(i, j, c)| (100 * c + 10 * i + j) as f32);
+    let bhwc = ndarray::stack(Axis(0), &[hwc.view(), hwc.mapv(|v| -v).view()]).unwrap();
+
+    // Channels-first: [H, W, C] <-> [C, H, W], [B, H, W, C] <-> [B, C, H, W].
+    let chw = array_to_tensor(hwc.view(), ActivationLayout::ChannelsFirst, &device).unwrap();
+    assert_eq!(chw.dims(), [4, 2, 3]);
+    assert_eq!(chw.dtype(), DType::F32);
+    assert_eq!(chw.i((3, 1, 2)).unwrap().to_scalar::<f32>().unwrap(), 312.0);
+    let back = tensor_to_array::<f32>(&chw, ActivationLayout::ChannelsFirst).unwrap();
+    assert_eq!(back, hwc.clone().into_dyn());
+
+    let bchw = array_to_tensor(bhwc.view(), ActivationLayout::ChannelsFirst, &device).unwrap();
+    assert_eq!(bchw.dims(), [2, 4, 2, 3]);
+    assert_eq!(bchw.i((1, 3, 1, 2)).unwrap().to_scalar::<f32>().unwrap(), -312.0);
+    let back = tensor_to_array::<f32>(&bchw, ActivationLayout::ChannelsFirst).unwrap();
+    assert_eq!(back, bhwc.clone().into_dyn());
+
+    // Channels-last: copied as is, any rank; and a non-standard memory order.
+    let same = array_to_tensor(bhwc.view(), ActivationLayout::ChannelsLast, &device).unwrap();
+    assert_eq!(same.dims(), [2, 2, 3, 4]);
+    assert_eq!(
+        tensor_to_array::<f32>(&same, ActivationLayout::ChannelsLast).unwrap(),
+        bhwc.clone().into_dyn()
+    );
+    let transposed = hwc.index_axis(Axis(2), 1).reversed_axes();
+    let t = array_to_tensor(transposed.view(), ActivationLayout::ChannelsLast, &device).unwrap();
+    assert_eq!(t.dims(), [3, 2]);
+    assert_eq!(t.to_vec2::<f32>().unwrap()[2], [102.0, 112.0]);
+
+    // Converting the dtype on the way out; a strided tensor on the way in.
+    let as_f64 = tensor_to_array::<f64>(&chw, ActivationLayout::ChannelsFirst).unwrap();
+    assert_eq!(as_f64, hwc.mapv(f64::from).into_dyn());
+    let strided = bchw.permute((0, 1, 3, 2)).unwrap();
+    let back = tensor_to_array::<f32>(&strided, ActivationLayout::ChannelsFirst).unwrap();
+    assert_eq!(back.shape(), [2, 3, 2, 4]);
+    assert_eq!(back[[1, 2, 1, 3]], -312.0);
+
+    // The array a channels-first model's input gradient is compared with.
+    let batch = image_batch();
+    let t = array_to_tensor(batch.view(), ActivationLayout::ChannelsFirst, &device).unwrap();
+    let by_hand = tensor(batch.view().into_dyn()).permute((0, 3, 1, 2)).unwrap();
+    assert_eq!(to_nd(&t), to_nd(&by_hand));
+}
+
+#[test]
+fn tensor_array_helpers_refuse_other_ranks_for_channels_first() {
+    use saliency::adapters::candle::{array_to_tensor, tensor_to_array};
+    let device = Device::Cpu;
+    for shape in [vec![5], vec![2, 3], vec![1, 2, 3, 4, 5]] {
+        let t = Tensor::zeros(shape.as_slice(), DType::F32, &device).unwrap();
+        let err = tensor_to_array::<f32>(&t, ActivationLayout::ChannelsFirst).unwrap_err();
+        assert!(
+            matches!(&err, CandleAdapterError::ConversionRank { shape: s, .. } if s == &shape),
+            "{err}"
+        );
+        assert!(err.to_string().contains("[C, H, W] or [B, C, H, W]"), "{err}");
+        // Channels-last takes any rank.
+        assert_eq!(
+            tensor_to_array::<f32>(&t, ActivationLayout::ChannelsLast)
+                .unwrap()
+                .shape(),
+            shape.as_slice()
+        );
+
+        let a = ArrayD::<f32>::zeros(shape.clone());
+        let err = array_to_tensor(a.view(), ActivationLayout::ChannelsFirst, &device).unwrap_err();
+        assert!(
+            matches!(&err, CandleAdapterError::ConversionRank { shape: s, .. } if s == &shape),
+            "{err}"
+        );
+        assert_eq!(
+            array_to_tensor(a.view(), ActivationLayout::ChannelsLast, &device)
+                .unwrap()
+                .dims(),
+            shape.as_slice()
+        );
+    }
+}
+
+/// The adapter's errors (and the helpers') go into `Box<dyn Error>` with `?`.
+fn logits_of(model_class: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    use saliency::adapters::candle::{array_to_tensor, tensor_to_array};
+    let net = ReluNet::new();
+    let mut model = CandleModel::<f64, _>::new(net.forward(), Target::class(model_class));
+    let x = array![[1.0, 0.5, 0.25], [-1.0, 1.0, 1.0]];
+    let t = array_to_tensor(x.view(), ActivationLayout::ChannelsLast, &Device::Cpu)?;
+    let x = tensor_to_array::<f64>(&t, ActivationLayout::ChannelsLast)?;
+    let out = model.call(x.view(), &[OutputKey::OutputLayerValues])?;
+    Ok(out
+        .get(OutputKey::OutputLayerValues)
+        .ok_or("no values")?
+        .iter()
+        .copied()
+        .collect())
+}
+
+#[test]
+fn adapter_errors_convert_into_box_dyn_error() {
+    assert_eq!(logits_of(0).unwrap(), [1.25, 9.25]);
+    let err = logits_of(7).unwrap_err();
+    assert!(matches!(
+        err.downcast_ref::<CandleAdapterError>(),
+        Some(CandleAdapterError::ClassOutOfRange { class: 7, classes: 2 })
+    ));
+    // And into the model function's BoxError, for a closure around `call`.
+    let net = ReluNet::new();
+    let mut model = CandleModel::<f64, _>::new(net.forward(), Target::class(0));
+    let mut calls = 0;
+    let mut counted = |batch: ArrayViewD<'_, f64>, keys: &[OutputKey]| {
+        calls += 1;
+        Ok(model.call(batch, keys)?)
+    };
+    let x = array![1.0, 0.5, 0.25].into_dyn();
+    let mask = VanillaGradients::new().get_mask(x.view(), &mut counted).unwrap();
+    assert_eq!(mask, array![2.5, -4.5, -0.5].into_dyn());
+    assert_eq!(calls, 1);
 }

@@ -353,7 +353,8 @@ fn bad_input_is_a_typed_error() {
         })
         .unwrap_err();
     assert!(
-        matches!(e, SaliencyError::Model(_)) && e.to_string().contains("model crashed"),
+        matches!(e, SaliencyError::Model(_))
+            && std::error::Error::source(&e).is_some_and(|s| s.to_string() == "model crashed"),
         "{e}"
     );
     let e = PicMetric::new()
@@ -473,7 +474,11 @@ fn custom_entropy_estimate_and_its_errors() {
             Err::<usize, BoxError>("no encoder".into())
         })
         .unwrap_err();
-    assert!(matches!(e, SaliencyError::ImageEncoding { .. }) && e.to_string().contains("no encoder"));
+    assert!(matches!(e, SaliencyError::ImageEncoding { .. }), "{e}");
+    // The cause is the source, not part of the message.
+    let source = std::error::Error::source(&e).map(ToString::to_string);
+    assert_eq!(source.as_deref(), Some("no encoder"), "{e}");
+    assert!(!e.to_string().contains("no encoder"), "{e}");
 }
 
 #[test]
