@@ -21,8 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
 use saliency::{
-    ActivationLayout, BlurIg, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, Occlusion,
-    OutputKey, SmoothGrad, SmoothGradParams, VanillaGradients, visualize,
+    BlurIg, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, SmoothGrad,
+    SmoothGradParams, VanillaGradients, visualize,
 };
 
 type BoxResult<T> = Result<T, saliency::BoxError>;
@@ -185,7 +185,7 @@ fn main() -> BoxResult<()> {
     let calls = std::cell::Cell::new(0_usize);
     let mut counted = |batch: ArrayViewD<'_, f32>, keys: &saliency::ModelRequest<'_>| {
         calls.set(calls.get() + 1);
-        model.call(batch, keys)
+        Ok(model.call(batch, keys)?)
     };
 
     let smooth_params = SmoothGradParams::new().nsamples(25).seed(3);
@@ -204,11 +204,9 @@ fn main() -> BoxResult<()> {
             "SmoothGrad (Guided Backprop)",
             Box::new(SmoothGrad::new(GuidedBackprop::new(), smooth_params)),
         ),
-        // The adapter returns the layer as the model computes it, channels-first.
-        (
-            "Grad-CAM",
-            Box::new(GradCam::new().layout(ActivationLayout::ChannelsFirst)),
-        ),
+        // The adapter states its layer's layout (channels-first) and
+        // Grad-CAM follows it.
+        ("Grad-CAM", Box::new(GradCam::new())),
         (
             "Occlusion (4 x 4 windows)",
             Box::new(Occlusion::new().size(4).batch_size(64)),

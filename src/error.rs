@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use crate::model::OutputKey;
+use crate::model::{ActivationLayout, OutputKey};
 
 /// The boxed error a model function may return; any `std::error::Error`
 /// converts into it with `?`.
@@ -16,7 +16,10 @@ pub type Result<T, E = SaliencyError> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum SaliencyError {
     /// The model function returned an error; it is kept as the source.
-    #[error("the model function failed: {0}")]
+    ///
+    /// The message does not repeat the source: error reporters that walk
+    /// [`source`](std::error::Error::source) print it once, on its own line.
+    #[error("the model function failed")]
     Model(#[source] BoxError),
 
     /// The model did not return an output the method asked for.
@@ -68,6 +71,22 @@ pub enum SaliencyError {
         first_index: usize,
         /// The output's shape.
         shape: Vec<usize>,
+    },
+
+    /// A method's layout setting contradicts the layout the model stated
+    /// with [`ModelOutputs::with_layout`](crate::ModelOutputs::with_layout).
+    #[error(
+        "{method}'s layout is set to {set}, but the model states its layer is {stated}: remove the layout \
+         setting to follow the model, or correct the layout the model states (ModelOutputs::with_layout; \
+         CandleModel::layer_layout with the candle adapter)"
+    )]
+    LayoutConflict {
+        /// The method.
+        method: &'static str,
+        /// The layout set on the method.
+        set: ActivationLayout,
+        /// The layout the model stated.
+        stated: ActivationLayout,
     },
 
     /// An input array has no elements.
@@ -126,7 +145,7 @@ pub enum SaliencyError {
     },
 
     /// Reading or writing a file failed.
-    #[error("cannot read or write {path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io {
         /// The file.
         path: String,
@@ -178,7 +197,7 @@ pub enum SaliencyError {
 
     /// Estimating an image's information (its compressed size) failed, for
     /// example because the image is too large for the format.
-    #[error("cannot estimate the image's information with {format}: {source}")]
+    #[error("cannot estimate the image's information with {format}")]
     ImageEncoding {
         /// The format or estimator, such as "lossless WebP".
         format: &'static str,

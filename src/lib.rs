@@ -53,11 +53,30 @@ pub mod visualize;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// The `ndarray` this crate is built on, re-exported: write
+/// `use saliency::ndarray;` (or depend on the same `ndarray` version) so the
+/// arrays you pass are the ones the methods take. An array from another
+/// `ndarray` version is a different type, and the compiler's complaint
+/// points far from the cause.
+///
+/// ```
+/// use saliency::ndarray::Array3;
+/// use saliency::{CoreSaliency, ModelOutputs, OutputKey, VanillaGradients};
+///
+/// let image = Array3::<f32>::ones((4, 4, 3));
+/// let mask = VanillaGradients::new().get_mask(image.view().into_dyn(), &mut |batch, _keys| {
+///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
+/// })?;
+/// assert_eq!(mask.shape(), [4, 4, 3]);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub use ndarray;
+
 pub use crate::core::{CoreSaliency, MAX_STEPS, Progress};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
 pub use methods::blur_ig::BlurIg;
-pub use methods::grad_cam::{ActivationLayout, GradCam};
+pub use methods::grad_cam::GradCam;
 pub use methods::guided_backprop::GuidedBackprop;
 pub use methods::guided_ig::GuidedIg;
 pub use methods::integrated_gradients::IntegratedGradients;
@@ -70,4 +89,4 @@ pub use methods::xrai::{
 };
 #[cfg(feature = "metrics")]
 pub use metrics::{AggregateMetricResult, Aggregation, PicMetric, PicMetricResult};
-pub use model::{CallModelFunction, ModelOutputs, ModelRequest, OutputKey, model_fn};
+pub use model::{ActivationLayout, CallModelFunction, ModelOutputs, ModelRequest, OutputKey, model_fn};

@@ -85,25 +85,54 @@ impl fmt::Display for OutputKey {
     }
 }
 
-/// What the model returns: at most one array per [`OutputKey`].
+/// The axis order of a rank-4 activation tensor: where its channel axis is.
+///
+/// A model states the layout of its convolution layer with
+/// [`ModelOutputs::with_layout`] (the candle adapter does), and
+/// [`GradCam`](crate::GradCam) follows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ActivationLayout {
+    /// `[B, H, W, C]`, as TensorFlow and the Python reference use.
+    #[default]
+    ChannelsLast,
+    /// `[B, C, H, W]`, as candle and PyTorch use.
+    ChannelsFirst,
+}
+
+impl fmt::Display for ActivationLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ActivationLayout::ChannelsLast => "channels-last [B, H, W, C]",
+            ActivationLayout::ChannelsFirst => "channels-first [B, C, H, W]",
+        })
+    }
+}
+
+/// What the model returns: at most one array per [`OutputKey`], and
+/// optionally the [`ActivationLayout`] of the convolution layer outputs.
 ///
 /// ```
 /// use ndarray::Array2;
-/// use saliency::{ModelOutputs, OutputKey};
+/// use saliency::{ActivationLayout, ModelOutputs, OutputKey};
 ///
 /// let grads = Array2::<f32>::zeros((4, 3));
 /// let out = ModelOutputs::new().with(OutputKey::InputOutputGradients, grads);
 /// assert!(out.contains(OutputKey::InputOutputGradients));
+/// assert_eq!(out.layout(), None);
+/// let out = out.with_layout(ActivationLayout::ChannelsFirst);
+/// assert_eq!(out.layout(), Some(ActivationLayout::ChannelsFirst));
 /// ```
 #[derive(Clone, Debug)]
 pub struct ModelOutputs<F> {
     slots: [Option<ArrayD<F>>; 5],
+    layout: Option<ActivationLayout>,
 }
 
 impl<F> Default for ModelOutputs<F> {
     fn default() -> Self {
         ModelOutputs {
             slots: [None, None, None, None, None],
+            layout: None,
         }
     }
 }
@@ -138,6 +167,26 @@ impl<F> ModelOutputs<F> {
     /// Whether an output for `key` is present.
     pub fn contains(&self, key: OutputKey) -> bool {
         self.slots[key.index()].is_some()
+    }
+
+    /// States the layout of [`OutputKey::ConvolutionLayerValues`] and
+    /// [`OutputKey::ConvolutionOutputGradients`]; builder style. Grad-CAM
+    /// uses it when its own layout is not set, and refuses a different one
+    /// when it is.
+    pub fn with_layout(mut self, layout: ActivationLayout) -> Self {
+        self.layout = Some(layout);
+        self
+    }
+
+    /// Sets (or, with `None`, clears) the stated layout of the convolution
+    /// layer outputs.
+    pub fn set_layout(&mut self, layout: Option<ActivationLayout>) {
+        self.layout = layout;
+    }
+
+    /// The layout the model stated for its convolution layer outputs, if any.
+    pub fn layout(&self) -> Option<ActivationLayout> {
+        self.layout
     }
 
     /// The keys present, in [`OutputKey::ALL`] order.

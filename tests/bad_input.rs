@@ -94,7 +94,8 @@ fn bad_models() {
         let name = m.name();
         let err = m.get_mask(x.view(), &mut failing).unwrap_err();
         assert!(
-            matches!(err, SaliencyError::Model(_)) && err.to_string().contains("device lost"),
+            matches!(err, SaliencyError::Model(_))
+                && std::error::Error::source(&err).is_some_and(|s| s.to_string().contains("device lost")),
             "{name}: {err}"
         );
         let err = m.get_mask(x.view(), &mut wrong_key).unwrap_err();

@@ -19,12 +19,14 @@ impl TanhNet {
     }
 }
 
-/// The cases of gen_blur_ig.py: name, max_sigma, steps, grad_step, sqrt, batch_size.
-const CASES: &[(&str, f64, usize, f64, bool, usize)] = &[
-    ("small_sigma", 5.0, 20, 0.01, false, 1),
-    ("large_sigma", 50.0, 30, 0.01, false, 1),
-    ("sqrt_batch1", 8.0, 25, 0.01, true, 1),
-    ("linear_batch7", 8.0, 20, 0.05, false, 7),
+/// The cases of gen_blur_ig.py: name, max_sigma, steps, grad_step, sqrt,
+/// batch_size, and the tolerance (measured relative errors: 2.7e-15, 2.4e-14,
+/// 1.4e-15, 7.4e-16; the Gaussian filters round differently).
+const CASES: &[(&str, f64, usize, f64, bool, usize, f64)] = &[
+    ("small_sigma", 5.0, 20, 0.01, false, 1, 5e-14),
+    ("large_sigma", 50.0, 30, 0.01, false, 1, 5e-13),
+    ("sqrt_batch1", 8.0, 25, 0.01, true, 1, 2e-14),
+    ("linear_batch7", 8.0, 20, 0.05, false, 7, 1e-14),
 ];
 
 fn method(max_sigma: f64, steps: usize, grad_step: f64, sqrt: bool, batch_size: usize) -> BlurIg {
@@ -40,12 +42,12 @@ fn method(max_sigma: f64, steps: usize, grad_step: f64, sqrt: bool, batch_size: 
 fn blur_ig_matches_reference() {
     let net = TanhNet::load(TOPIC);
     let x = fixture::<f64>(TOPIC, "x");
-    for &(name, max_sigma, steps, grad_step, sqrt, batch_size) in CASES {
+    for &(name, max_sigma, steps, grad_step, sqrt, batch_size, tol) in CASES {
         let expected = fixture::<f64>(TOPIC, name);
         let mask = method(max_sigma, steps, grad_step, sqrt, batch_size)
             .get_mask(x.view(), &mut net.model())
             .unwrap();
-        assert_close(&format!("blur_ig {name}"), mask.view(), expected.view(), 1e-5);
+        assert_close(&format!("blur_ig {name}"), mask.view(), expected.view(), tol);
     }
 }
 
@@ -64,11 +66,12 @@ fn sqrt_spacing_does_not_depend_on_batch_size() {
         let mask = method(8.0, 25, 0.01, true, batch_size)
             .get_mask(x.view(), &mut net.model())
             .unwrap();
+        // Measured 1.4e-15 to 1.5e-15.
         assert_close(
             &format!("blur_ig sqrt batch {batch_size} vs reference batch 1"),
             mask.view(),
             batch1.view(),
-            1e-5,
+            2e-14,
         );
     }
 }
@@ -88,8 +91,12 @@ fn blur_ig_f32_matches_reference() {
         )
         .unwrap();
     let err = rel_err_f32(mask.view(), expected.view());
-    println!("parity blur_ig f32_batch4: relative error {err:.3e} (tolerance 1e-5)");
-    assert!(err <= 1e-5, "{err}");
+    // Measured 0: the same float32 operations in the same order. Their inputs
+    // (tanh and the Gaussian weights, computed in f64) may differ in the last
+    // bit, which can flip a float32 rounding and carry through 20 summed
+    // steps: allow 1e-6, about 8 float32 epsilons.
+    println!("parity blur_ig f32_batch4: relative error {err:.3e} (tolerance 1e-6)");
+    assert!(err <= 1e-6, "{err}");
 }
 
 /// The reference tests' input: black except two pixels near the centre.
@@ -134,8 +141,10 @@ fn reference_tests_completeness_and_call_counts() {
             .unwrap();
         assert_eq!(calls, expected_calls, "steps {steps} batch {batch_size}");
         assert!(mask.iter().all(|v| *v != 0.0));
-        // numpy's assert_almost_equal(decimal=2): |actual - desired| < 1.5e-2.
+        // numpy's assert_almost_equal(decimal=2): |actual - desired| < 1.5e-2,
+        // about 4x the 3.6e-3 measured (the path's discretisation).
         let diff = common::max_abs_diff(mask.iter(), expected.iter());
+        println!("blur_ig completeness, steps {steps} batch {batch_size}: max |difference| {diff:.3e}");
         assert!(diff < 1.5e-2, "steps {steps}: {diff}");
     }
 }

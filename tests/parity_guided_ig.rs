@@ -61,11 +61,12 @@ fn guided_ig_matches_reference() {
             })
             .unwrap();
         assert_eq!(calls, steps, "{name}: one model call per step");
+        // Measured 1.8e-16 to 1.2e-15 (baseline_steps50).
         assert_close(
             &format!("guided_ig {name}"),
             mask.view(),
             fixture::<f64>(TOPIC, name).view(),
-            1e-6,
+            2e-14,
         );
     }
 }
@@ -87,11 +88,12 @@ fn guided_ig_far_from_zero_matches_reference() {
             Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, net.grads(shifted.view())))
         })
         .unwrap();
+    // Measured 1.9e-16.
     assert_close(
         "guided_ig far_steps30_f64",
         mask.view(),
         fixture::<f64>(TOPIC, "far_steps30_f64").view(),
-        1e-6,
+        2e-15,
     );
 }
 
@@ -106,8 +108,9 @@ fn guided_ig_f32_matches_reference() {
         })
         .unwrap();
     let err = rel_err_f32(mask.view(), fixture::<f64>(TOPIC, "default_f32").view());
-    println!("parity guided_ig default_f32: relative error {err:.3e} (tolerance 1e-4)");
-    assert!(err <= 1e-4, "{err}");
+    // Measured 2.1e-8.
+    println!("parity guided_ig default_f32: relative error {err:.3e} (tolerance 5e-7)");
+    assert!(err <= 5e-7, "{err}");
 }
 
 /// A model with a constant gradient `g` (a linear function).
@@ -133,15 +136,21 @@ fn quadratic_dep(b: ArrayViewD<'_, f64>, _k: &saliency::ModelRequest<'_>) -> Res
     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
 }
 
-fn assert_rtol(actual: &ArrayD<f64>, expected: [f64; 2], rtol: f64) {
-    for (a, e) in actual.iter().zip(expected) {
-        assert!((a - e).abs() <= rtol * e.abs(), "{actual} vs {expected:?}");
-    }
+fn assert_rtol(label: &str, actual: &ArrayD<f64>, expected: [f64; 2], rtol: f64) {
+    let worst = actual
+        .iter()
+        .zip(expected)
+        .fold(0.0_f64, |m, (a, e)| m.max((a - e).abs() / e.abs()));
+    println!("guided_ig {label}: largest relative difference {worst:.3e} (tolerance {rtol:.0e})");
+    assert!(worst <= rtol, "{label}: {actual} vs {expected:?}");
 }
 
 // The reference's guided_ig_test.py, ported. Expected values are its own
 // (Integrated Gradients of the linear and quadratic functions, and the
-// unbounded path for the dependent quadratic).
+// unbounded path for the dependent quadratic), and so are the 1% tolerances
+// on the quadratics: 1000 steps leave 1e-3 to 2e-3 (measured), 5-10x below.
+// On the linear function the path sums exact multiples (measured 0): a few
+// roundings allowed instead of the reference's 1e-7.
 
 #[test]
 fn reference_linear_with_baseline() {
@@ -153,7 +162,7 @@ fn reference_linear_with_baseline() {
     let mask = gig
         .get_mask(array![10.0, 5.0].into_dyn().view(), &mut linear([2.0, 1.0]))
         .unwrap();
-    assert_rtol(&mask, [22.0, 8.0], 1e-7);
+    assert_rtol("linear with baseline", &mask, [22.0, 8.0], 1e-15);
 }
 
 #[test]
@@ -162,7 +171,7 @@ fn reference_linear_without_baseline() {
     let mask = gig
         .get_mask(array![10.0, 5.0].into_dyn().view(), &mut linear([2.0, 1.0]))
         .unwrap();
-    assert_rtol(&mask, [20.0, 5.0], 1e-7);
+    assert_rtol("linear without baseline", &mask, [20.0, 5.0], 1e-15);
 }
 
 #[test]
@@ -171,13 +180,13 @@ fn reference_independent_quadratic() {
     let mask = gig
         .get_mask(array![3.0, 3.0].into_dyn().view(), &mut quadratic_indep)
         .unwrap();
-    assert_rtol(&mask, [18.0, 9.0], 0.01);
+    assert_rtol("independent quadratic", &mask, [18.0, 9.0], 0.01);
     // Input below the baseline.
     let gig = gig.baseline(array![3.0, 3.0]);
     let mask = gig
         .get_mask(array![0.0, 0.0].into_dyn().view(), &mut quadratic_indep)
         .unwrap();
-    assert_rtol(&mask, [-18.0, -9.0], 0.01);
+    assert_rtol("independent quadratic below the baseline", &mask, [-18.0, -9.0], 0.01);
 }
 
 #[test]
@@ -189,15 +198,20 @@ fn reference_dependent_quadratic() {
         GuidedIg::new().steps(1000).fraction(1.0).max_dist(0.5),
     ] {
         let mask = gig.get_mask(x.view(), &mut quadratic_dep).unwrap();
-        assert_rtol(&mask, [54.0, 27.0], 0.01);
+        assert_rtol("dependent quadratic as IG", &mask, [54.0, 27.0], 0.01);
     }
     // Unbounded.
     let gig = GuidedIg::new().steps(1000).fraction(0.1).max_dist(1.0);
     let mask = gig.get_mask(x.view(), &mut quadratic_dep).unwrap();
-    assert_rtol(&mask, [72.0, 9.0], 0.01);
+    assert_rtol("dependent quadratic unbounded", &mask, [72.0, 9.0], 0.01);
     // Bounded: complete (f(3, 3) - f(0, 0) = 81) and between the two.
     let gig = GuidedIg::new().steps(1000).fraction(0.1).max_dist(0.2);
     let mask = gig.get_mask(x.view(), &mut quadratic_dep).unwrap();
+    // Measured 80.9154: the reference's 0.1 is already tight.
+    println!(
+        "guided_ig dependent quadratic bounded: sum {:.6} (81 expected)",
+        mask.sum()
+    );
     assert!((mask.sum() - 81.0).abs() <= 0.1, "{mask}");
     assert!(55.0 < mask[[0]] && mask[[0]] < 71.0, "{mask}");
     assert!(10.0 < mask[[1]] && mask[[1]] < 26.0, "{mask}");

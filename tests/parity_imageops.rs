@@ -44,7 +44,8 @@ fn gaussian_filter_matches_scipy() {
         let x = fixture::<f64>(TOPIC, &format!("{name}_x"));
         let expected = fixture::<f64>(TOPIC, name);
         let y = gaussian_filter(x.view(), sigma, mode(m, cval), truncate).unwrap();
-        assert_close(&format!("gaussian_filter {name}"), y.view(), expected.view(), 1e-12);
+        // Measured 0 to 8.2e-16 (g3_long_reflect).
+        assert_close(&format!("gaussian_filter {name}"), y.view(), expected.view(), 1e-14);
     }
 }
 
@@ -54,8 +55,12 @@ fn gaussian_filter_f32_matches_scipy() {
     let expected = fixture::<f32>(TOPIC, "g3_f32").mapv(f64::from);
     let y = gaussian_filter(x.view(), &[2.5, 14.0, 0.0], BoundaryMode::Constant(0.0), 4.0).unwrap();
     let err = rel_err_f32(y.view(), expected.view());
-    println!("parity gaussian_filter g3_f32: relative error {err:.3e} (tolerance 1e-6)");
-    assert!(err <= 1e-6, "{err}");
+    // Measured 0: both filter each axis in f64 and store float32 between
+    // the two filtered axes, as SciPy does. A last-bit difference in the f64
+    // weights can flip either rounding: two float32 epsilons.
+    let tol = 2.0 * f64::from(f32::EPSILON);
+    println!("parity gaussian_filter g3_f32: relative error {err:.3e} (tolerance {tol:.1e})");
+    assert!(err <= tol, "{err}");
 }
 
 fn resize_mode(name: &str) -> ResizeMode {
@@ -126,7 +131,13 @@ fn resize_matches_skimage() {
         // 1.18); the crate computes the fixed formula. The difference is
         // about z^(2n-1) of the pole z, n the line length: visible only on
         // short lines with orders 2 to 5 in that mode.
-        let tol = if m == "symmetric" && order >= 2 { 1e-5 } else { 1e-6 };
+        // Measured: 1.1e-6 (r2_o5) and 1.0e-12 (r2_symmetric_o3) for that
+        // reason, 0 to 9.0e-16 elsewhere.
+        let tol = match name {
+            "r2_o5" => 1e-5,
+            "r2_symmetric_o3" => 2e-11,
+            _ => 1e-14,
+        };
         assert_close(&format!("resize {name}"), y.view(), expected.view(), tol);
     }
 }
@@ -137,6 +148,8 @@ fn resize_f32_matches_skimage() {
     let expected = fixture::<f32>(TOPIC, "r2_f32").mapv(f64::from);
     let y = resize(x.view(), &[50, 50], &ResizeOptions::default()).unwrap();
     let err = rel_err_f32(y.view(), expected.view());
-    println!("parity resize r2_f32: relative error {err:.3e} (tolerance 1e-6)");
-    assert!(err <= 1e-6, "{err}");
+    // Measured 0: both interpolate in f64 and round to float32 once.
+    let tol = f64::from(f32::EPSILON);
+    println!("parity resize r2_f32: relative error {err:.3e} (tolerance {tol:.1e})");
+    assert!(err <= tol, "{err}");
 }

@@ -72,7 +72,8 @@ fn blurred_u8_matches_reference_on_trusted_pixels() {
             at_pixels(&actual, &untrusted).len(),
             100.0 * (n + n_other) as f64 / total as f64
         );
-        // Exact up to rounding of values at .5.
+        // Measured 0; a value at .5 may round either way after a last-bit
+        // difference, so one level is allowed.
         assert!(max <= 1, "{name}: trusted u8 pixels differ by {max}");
     }
 }
@@ -88,7 +89,13 @@ fn blurred_float_matches_reference_on_trusted_pixels() {
             let expected = fixture::<f64>(TOPIC, &format!("blur_{name}_f64"));
             let actual = create_blurred_image(image.view(), m.view(), Interpolation::Linear).unwrap();
             let (a, e) = (at_pixels(&actual, &trusted), at_pixels(&expected, &trusted));
-            assert_close(&format!("blur f64 {name} (trusted pixels)"), view1(&a), view1(&e), 1e-6);
+            // Measured 1.8e-16 to 4.9e-16.
+            assert_close(
+                &format!("blur f64 {name} (trusted pixels)"),
+                view1(&a),
+                view1(&e),
+                5e-15,
+            );
             let all = common::rel_err(actual.view(), expected.view());
             println!("parity blur f64 {name} (whole image): relative error {all:.3e}");
         }
@@ -99,6 +106,7 @@ fn blurred_float_matches_reference_on_trusted_pixels() {
             widen(at_pixels(&actual, &trusted)),
             widen(at_pixels(&expected, &trusted)),
         );
+        // Measured 0 to 5.1e-8 (float32 roundings).
         assert_close(
             &format!("blur grey f32 {name} (trusted pixels)"),
             view1(&a),
@@ -156,10 +164,19 @@ fn thresholds() -> Vec<f64> {
     ]
 }
 
-/// The DESIGN target for the area under the curve. The WebP sizes are the
+/// Tolerances for the area under the curve, at about 10x the measured
+/// differences (the DESIGN target is 0.02). The WebP sizes are the
 /// reference's to the byte (`webp_sizes_match_pillow`); what is left are the
-/// blurred images where the Delaunay triangulation is ambiguous.
-const AUC_TOLERANCE: f64 = 0.02;
+/// blurred images where the Delaunay triangulation is ambiguous, the same on
+/// every run. Measured: pic64 2.4e-4 (monotonous or not), with the
+/// reference's sizes 2.6e-4.
+const AUC_TOLERANCE_PIC64: f64 = 2e-3;
+/// Measured 1.4e-3.
+const AUC_TOLERANCE_GREY: f64 = 1e-2;
+/// Measured 3.0e-3; 10x would pass the DESIGN target, which stays the bound.
+const AUC_TOLERANCE_PIC224: f64 = 1e-2;
+/// pic224 with the reference's sizes: measured 9.4e-5.
+const AUC_TOLERANCE_PIC224_SIZES: f64 = 1e-3;
 
 fn check_auc(label: &str, result: &PicMetricResult, name: &str, tol: f64) {
     let expected = fixture::<f64>(TOPIC, &format!("{name}_auc"))[[0]];
@@ -204,7 +221,12 @@ fn same_curve_with_the_reference_webp_sizes() {
     let (image, saliency, random) = pic64_inputs();
     let metric = PicMetric::new().thresholds(thresholds());
     let result = with_reference_sizes(&metric, &image, &saliency, &random, "pic64");
-    check_auc("pic64 SIC with the reference sizes", &result, "pic64", AUC_TOLERANCE);
+    check_auc(
+        "pic64 SIC with the reference sizes",
+        &result,
+        "pic64",
+        AUC_TOLERANCE_PIC64,
+    );
     let curve = fixture::<f64>(TOPIC, "pic64_curve_y");
     let max_dy = common::max_abs_diff(&result.curve_y, curve.iter());
     println!("parity pic64 curve_y with the reference sizes: max |difference| {max_dy:.3e}");
@@ -213,7 +235,12 @@ fn same_curve_with_the_reference_webp_sizes() {
     let saliency = hashed_saliency(224, 224);
     let random = hashed_random_mask(224, 224);
     let result = with_reference_sizes(&metric, &image, &saliency, &random, "pic224");
-    check_auc("pic224 SIC with the reference sizes", &result, "pic224", AUC_TOLERANCE);
+    check_auc(
+        "pic224 SIC with the reference sizes",
+        &result,
+        "pic224",
+        AUC_TOLERANCE_PIC224_SIZES,
+    );
 }
 
 /// An alpha channel with fully transparent pixels, as gen_pic.py's `alpha_channel`.
@@ -338,7 +365,7 @@ fn pic64_matches_reference() {
         "pic64 predictions ours {:.4?}\npic64 predictions theirs {:.4?}",
         result.predictions, preds
     );
-    check_auc("pic64 SIC", &result, "pic64", AUC_TOLERANCE);
+    check_auc("pic64 SIC", &result, "pic64", AUC_TOLERANCE_PIC64);
 }
 
 #[test]
@@ -349,14 +376,19 @@ fn pic64_variants_match_reference() {
         .keep_monotonous(false)
         .compute(image.view(), saliency.view(), random.view(), predictor(&image))
         .unwrap();
-    check_auc("pic64 SIC not monotonous", &result, "pic64_nonmono", AUC_TOLERANCE);
+    check_auc(
+        "pic64 SIC not monotonous",
+        &result,
+        "pic64_nonmono",
+        AUC_TOLERANCE_PIC64,
+    );
 
     let grey = fixture::<u8>(TOPIC, "pic64_grey_image");
     let result = PicMetric::new()
         .thresholds(vec![0.01, 0.02, 0.1, 0.5])
         .compute(grey.view(), saliency.view(), random.view(), predictor(&grey))
         .unwrap();
-    check_auc("pic64 SIC greyscale", &result, "pic64_grey", AUC_TOLERANCE);
+    check_auc("pic64 SIC greyscale", &result, "pic64_grey", AUC_TOLERANCE_GREY);
 }
 
 /// ((i * 7919 + j * 104729) * 2654435761) mod 2^32, as gen_pic.py.
@@ -403,7 +435,7 @@ fn pic224_matches_reference() {
         ours[0],
         theirs[0]
     );
-    check_auc("pic224 SIC", &result, "pic224", AUC_TOLERANCE);
+    check_auc("pic224 SIC", &result, "pic224", AUC_TOLERANCE_PIC224);
 }
 
 #[test]

@@ -86,11 +86,12 @@ fn xrai_on_given_segments_and_attribution_matches_reference() {
         let expected_ranks = fixture::<i16>(TOPIC, &format!("small_{name}_ranks")).mapv(|v| v as usize);
         assert_eq!(ranks(&out).into_dyn(), expected_ranks, "{name}: ranks differ");
         let expected = fixture::<f64>(TOPIC, &format!("small_{name}_mask"));
+        // Measured 0: the same sums (NumPy's pairwise order) and divisions.
         assert_close(
             &format!("xrai {name} given segments (f64)"),
             out.attribution_mask.view().into_dyn(),
             expected.view(),
-            1e-6,
+            0.0,
         );
 
         // The same regions as masks, most important first.
@@ -156,11 +157,13 @@ fn xrai_with_integrated_gradients_matches_reference() {
     assert_eq!(calls, 6);
     let expected_ranks = fixture::<i16>(TOPIC, "ig_ranks").mapv(|v| v as usize);
     assert_eq!(ranks(&out).into_dyn(), expected_ranks);
+    // Measured 3.7e-9 and, below, 6.8e-8 / 6.2e-8: the reference sums
+    // gradients in float32.
     assert_close(
         "xrai with integrated gradients (f64)",
         out.attribution_mask.view().into_dyn(),
         fixture::<f64>(TOPIC, "ig_mask").view(),
-        1e-6,
+        5e-8,
     );
     let attrs = fixture::<f64>(TOPIC, "ig_attrs");
     let ours = out.ig_attribution.unwrap();
@@ -218,7 +221,8 @@ fn felzenszwalb_kernel_matches_scikit_image() {
             println!(
                 "parity felzenszwalb kernel {name} scale {scale} min_size {min_size}: agreement {agree:.6} (exact labels: {exact})"
             );
-            assert!(agree >= 0.99, "{name} {scale} {min_size}: {agree}");
+            // Measured: the same label at every pixel, numbering included.
+            assert!(exact, "{name} {scale} {min_size}: labels differ (agreement {agree})");
         }
     }
 }
@@ -264,15 +268,26 @@ fn felzenszwalb_segmentation_pipeline_agrees_with_reference() {
         ("shapes", shapes_image(90, 110)),
     ];
     for (name, image) in images {
+        // The pipeline resizes to 224 x 224 and the labels back; the
+        // workload image already has that size.
+        let resized = image.dim() != (224, 224, 3);
         let labels = saliency::get_segment_labels_felzenszwalb(image.view().into_dyn()).unwrap();
+        assert_eq!(labels.len(), 6);
         for (scale, ours) in [50, 100, 150, 250, 500, 1200].iter().zip(&labels) {
             let expected = fixture::<u8>(TOPIC, &format!("labels_{name}_{scale}"))
                 .mapv(usize::from)
                 .into_dimensionality::<Ix2>()
                 .unwrap();
             let agree = agreement(ours, &expected);
-            println!("parity felzenszwalb segments {name} scale {scale}: agreement {agree:.6}");
-            assert!(agree >= 0.99, "{name} scale {scale}: agreement {agree}");
+            let exact = *ours == expected;
+            println!("parity felzenszwalb segments {name} scale {scale}: agreement {agree:.6} (exact labels: {exact})");
+            if resized {
+                // Measured identical here too, but a rounding change in the
+                // resampling can move a boundary pixel: the DESIGN floor.
+                assert!(agree >= 0.99, "{name} scale {scale}: agreement {agree}");
+            } else {
+                assert!(exact, "{name} scale {scale}: labels differ (agreement {agree})");
+            }
         }
     }
 }
@@ -282,15 +297,18 @@ fn dilated_segments_match_reference() {
     let image = fixture::<f32>(TOPIC, "small_image");
     let expected = unpack_masks("small_segments_packed", 40, 48);
     let ours = saliency::get_segments_felzenszwalb(image.view()).unwrap();
-    assert_eq!(ours.len(), expected.len());
-    let same = ours
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| a.iter().zip(b).filter(|(x, y)| x == y).count())
-        .sum::<usize>();
-    let share = same as f64 / (expected.len() * 40 * 48) as f64;
-    println!("parity xrai dilated segments 40x48: {share:.6} of mask pixels equal");
-    assert!(share >= 0.99);
+    let equal = ours.iter().zip(&expected).filter(|(a, b)| a == b).count();
+    println!(
+        "parity xrai dilated segments 40x48: {} masks vs reference {}, {equal} equal",
+        ours.len(),
+        expected.len()
+    );
+    // Measured: the same masks in the same order, each equal pixel for pixel.
+    assert_eq!(ours.len(), expected.len(), "number of segments");
+    for (k, (a, b)) in ours.iter().zip(&expected).enumerate() {
+        let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(differ, 0, "segment {k}: {differ} pixels differ");
+    }
 }
 
 /// Pearson correlation of two equally long sequences.
@@ -343,6 +361,11 @@ fn xrai_end_to_end_correlates_with_reference() {
         ndarray::ArrayView1::from(&ours).into_dyn(),
         ndarray::ArrayView1::from(&theirs).into_dyn(),
     );
-    println!("parity xrai end to end (workload image, tanh model, f32): Pearson r {r:.6}, relative error {err:.3e}");
+    println!(
+        "parity xrai end to end (workload image, tanh model, f32): Pearson r {r:.6}, relative error {err:.3e} (tolerance 1e-6)"
+    );
     assert!(r >= 0.99, "Pearson r {r}");
+    // Pearson r ignores scale and offset; the values themselves are compared
+    // too. Measured 9.4e-8 (float32 rounding).
+    assert!(err <= 1e-6, "relative error {err:e}");
 }

@@ -36,10 +36,10 @@ fn gradients_get_mask() {
             Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, gradient_rows(b)))
         })
         .unwrap();
+    // The reference asserts 2 decimals; the mask is the model's gradient
+    // itself, so it is exact.
     let expected = [5.0, 4.0, 1f64.cos()];
-    for (m, e) in mask.iter().zip(expected) {
-        assert!((m - e).abs() < 1.5e-2); // assert_almost_equal(decimal=2)
-    }
+    assert_eq!(mask.iter().copied().collect::<Vec<_>>(), expected);
     assert_eq!(calls, 1);
     assert_eq!(keys_seen, [OutputKey::InputOutputGradients]);
 }
@@ -79,9 +79,14 @@ fn ig_case(steps: usize, batch_size: usize) -> (ArrayD<f64>, usize) {
 fn assert_completeness(mask: &ArrayD<f64>) {
     // Each variable is independent, so its attribution is y(x) - y(baseline).
     let expected = y_fn(&array![1.0, 2.0, 3.0]) - y_fn(&array![0.5, 1.0, 1.0]);
-    for (m, e) in mask.iter().zip(expected.iter()) {
-        assert!((m - e).abs() < 1.5e-2, "{m} vs {e}"); // decimal=2
-    }
+    let worst = mask
+        .iter()
+        .zip(expected.iter())
+        .fold(0.0_f64, |d, (m, e)| d.max((m - e).abs()));
+    println!("completeness: max |difference| {worst:.3e}");
+    // The reference asserts 2 decimals (1.5e-2); about 1000 steps leave
+    // 2.5e-4 (measured, the sum's discretisation).
+    assert!(worst <= 5e-3, "{mask} vs {expected}");
 }
 
 #[test]

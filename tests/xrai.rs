@@ -65,8 +65,10 @@ fn channel_max(a: &ArrayD<f64>) -> Array2<f64> {
         .unwrap()
 }
 
+/// Sums of the same values in different orders: measured at most 3.5e-14
+/// (relative to 1 + |value|).
 fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
+    (a - b).abs() <= 5e-13 * (1.0 + a.abs().max(b.abs()))
 }
 
 /// The reference's `_assert_xrai_correctness`.

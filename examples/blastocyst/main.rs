@@ -35,8 +35,8 @@ use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
 use saliency::imageops::resize::{ResizeOptions, resize};
 use saliency::visualize::{self, ColorMap};
 use saliency::{
-    ActivationLayout, BlurIg, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion,
-    Progress, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
+    BlurIg, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion, Progress, SmoothGrad,
+    SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
 };
 
 use phantom::{Embryo, Grade};
@@ -253,10 +253,7 @@ fn methods(field: &Array3<f32>) -> Vec<(&'static str, Box<dyn CoreSaliency<f32>>
             "Occlusion",
             Box::new(Occlusion::new().size(SIZE / 6).stride(2).value(level).batch_size(128)),
         ),
-        (
-            "Grad-CAM",
-            Box::new(GradCam::new().layout(ActivationLayout::ChannelsFirst).three_dims(false)),
-        ),
+        ("Grad-CAM", Box::new(GradCam::new().three_dims(false))),
         // The reference's max_sigma of 50 is for 224-pixel images.
         (
             "Blur IG",
@@ -512,7 +509,13 @@ fn grade_score(grade: Grade) -> Target {
 
 fn main() {
     if let Err(e) = run() {
+        // Each cause once: an error's message does not repeat its source.
         eprintln!("error: {e}");
+        let mut source = e.source();
+        while let Some(cause) = source {
+            eprintln!("  caused by: {cause}");
+            source = cause.source();
+        }
         std::process::exit(1);
     }
 }

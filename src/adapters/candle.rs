@@ -42,12 +42,20 @@
 //! expects), and the input gradients are returned in the original
 //! `[B, H, W, C]` layout either way.
 //!
+//! A channels-first model needs images with a channel axis (`H x W x C`,
+//! so batches of rank 4 or more); give a grayscale image one (`H x W x 1`).
+//!
 //! The convolution layer marked with [`ForwardContext::layer`] is returned
-//! as the model produced it: `[B, C, H, W]` for a channels-first model,
-//! `[B, H, W, C]` for a channels-last one. Tell Grad-CAM which with
-//! [`GradCam::layout`](crate::GradCam::layout)
-//! ([`ActivationLayout::ChannelsFirst`](crate::ActivationLayout::ChannelsFirst)
-//! for candle-nn's `Conv2d`).
+//! as the model produced it, and the adapter states its layout with the
+//! outputs ([`ModelOutputs::with_layout`]): `[B, C, H, W]` for a
+//! channels-first model, `[B, H, W, C]` for a channels-last one, or what
+//! [`CandleModel::layer_layout`] says when the model's layer differs from
+//! its input. Grad-CAM follows that statement, so
+//! [`GradCam::new`](crate::GradCam::new) needs no layout setting.
+//!
+//! [`tensor_to_array`] and [`array_to_tensor`] convert between candle's
+//! `[C, H, W]` / `[B, C, H, W]` tensors and the crate's `[H, W, C]` /
+//! `[B, H, W, C]` arrays.
 //!
 //! # Batches
 //!
@@ -62,17 +70,26 @@
 //! default). The guided ReLU's forward pass has a CPU implementation only;
 //! on other devices [`OutputKey::GuidedInputOutputGradients`] gives candle's
 //! "no implementation" error, every other key works.
+//!
+//! # Errors
+//!
+//! [`CandleModel::call`] returns a [`CandleAdapterError`], which converts
+//! with `?` into `Box<dyn std::error::Error>` (and into
+//! [`BoxError`]). Through a method, the error is
+//! [`SaliencyError::Model`](crate::SaliencyError::Model) with the
+//! `candle_core::Error` itself as the source for candle's own errors, and
+//! the [`CandleAdapterError`] for the adapter's.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var, WithDType};
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayView, ArrayViewD, Dimension, IxDyn};
 
 use crate::error::BoxError;
 use crate::float::Float;
-use crate::model::{ModelOutputs, ModelRequest, OutputKey};
+use crate::model::{ActivationLayout, ModelOutputs, ModelRequest, OutputKey};
 
 /// Which ReLU the forward pass should use; see [`ForwardContext::relu`].
 #[non_exhaustive]
@@ -94,6 +111,9 @@ pub enum ReluMode {
 pub struct ForwardContext {
     relu: ReluMode,
     probe: bool,
+    /// How many ReLUs went through [`ForwardContext::relu`]: a guided pass
+    /// with none computed plain gradients.
+    relus: Cell<usize>,
     layer: RefCell<LayerRecord>,
 }
 
@@ -119,6 +139,7 @@ impl ForwardContext {
         ForwardContext {
             relu,
             probe,
+            relus: Cell::new(0),
             layer: RefCell::new(LayerRecord::default()),
         }
     }
@@ -129,9 +150,12 @@ impl ForwardContext {
     }
 
     /// `max(x, 0)`, with the ordinary or the guided gradient as this pass
-    /// requires. Every ReLU of the model should go through here (or check
-    /// [`relu_mode`](Self::relu_mode)) for guided gradients to be right.
+    /// requires. Every ReLU of the model must go through here for guided
+    /// gradients to be right: a ReLU called on the tensor (`x.relu()`) keeps
+    /// its ordinary gradient. A guided pass in which no ReLU came through
+    /// here is an error ([`CandleAdapterError::NoGuidedRelu`]).
     pub fn relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.relus.set(self.relus.get().saturating_add(1));
         match self.relu {
             ReluMode::Standard => x.relu(),
             ReluMode::Guided => guided_relu(x),
@@ -208,17 +232,22 @@ pub struct Target {
 }
 
 type SelectFn = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor>>;
+type SelectPerImageFn = Box<dyn Fn(&Tensor, &[usize]) -> candle_core::Result<Tensor>>;
 
 enum TargetKind {
     Class(usize),
+    Classes(Vec<usize>),
     Select(SelectFn),
+    SelectPerImage(SelectPerImageFn),
 }
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
             TargetKind::Class(c) => write!(f, "Target::class({c})"),
+            TargetKind::Classes(c) => write!(f, "Target::classes({c:?})"),
             TargetKind::Select(_) => f.write_str("Target::select(..)"),
+            TargetKind::SelectPerImage(_) => f.write_str("Target::select_per_image(..)"),
         }
     }
 }
@@ -241,51 +270,101 @@ impl Target {
         }
     }
 
-    /// The target values, shape `[B]`.
-    fn pick(&self, output: &Tensor, batch: usize) -> Result<Tensor, BoxError> {
+    /// A class per image: row `r` of a batch is explained for
+    /// `classes[i]`, where `i` is the image the row belongs to
+    /// ([`ModelRequest::image_of_row`](crate::ModelRequest::image_of_row)),
+    /// so one multi-image call
+    /// ([`CoreSaliency::get_masks`](crate::CoreSaliency::get_masks)) explains
+    /// each image for its own class. A one-image call is image 0.
+    pub fn classes(classes: Vec<usize>) -> Self {
+        Target {
+            kind: TargetKind::Classes(classes),
+        }
+    }
+
+    /// Any scalar per example, knowing each row's image: `select` receives
+    /// the model's output and the image of each row, and returns a tensor
+    /// of shape `[B]` or `[B, 1]`.
+    pub fn select_per_image(select: impl Fn(&Tensor, &[usize]) -> candle_core::Result<Tensor> + 'static) -> Self {
+        Target {
+            kind: TargetKind::SelectPerImage(Box::new(select)),
+        }
+    }
+
+    /// The target values, shape `[B]`; `images` holds the image of each row.
+    fn pick(&self, output: &Tensor, batch: usize, images: &[usize]) -> Result<Tensor, CandleAdapterError> {
+        let classes_of = |dims: &[usize]| match dims {
+            [b, classes] if *b == batch => Ok(*classes),
+            _ => Err(CandleAdapterError::OutputShape {
+                batch,
+                actual: dims.to_vec(),
+            }),
+        };
+        let in_range = |class: usize, classes: usize| {
+            if class < classes {
+                Ok(())
+            } else {
+                Err(CandleAdapterError::ClassOutOfRange { class, classes })
+            }
+        };
         let values = match &self.kind {
             TargetKind::Class(class) => {
-                let dims = output.dims();
-                match dims {
-                    [b, classes] if *b == batch => {
-                        if *class >= *classes {
-                            return Err(CandleAdapterError::ClassOutOfRange {
-                                class: *class,
-                                classes: *classes,
-                            }
-                            .into());
-                        }
-                        output.narrow(1, *class, 1)?
-                    }
-                    _ => {
-                        return Err(CandleAdapterError::OutputShape {
-                            batch,
-                            actual: dims.to_vec(),
-                        }
-                        .into());
-                    }
+                in_range(*class, classes_of(output.dims())?)?;
+                output.narrow(1, *class, 1)?
+            }
+            TargetKind::Classes(per_image) => {
+                let classes = classes_of(output.dims())?;
+                let mut rows = Vec::with_capacity(batch);
+                for r in 0..batch {
+                    let image = images.get(r).copied().unwrap_or(0);
+                    let class = *per_image.get(image).ok_or(CandleAdapterError::NoTargetForImage {
+                        image,
+                        images: per_image.len(),
+                    })?;
+                    in_range(class, classes)?;
+                    rows.push(class as u32);
                 }
+                let index = Tensor::from_vec(rows, (batch, 1), output.device())?;
+                output.gather(&index, 1)?
             }
             TargetKind::Select(select) => select(output)?,
+            TargetKind::SelectPerImage(select) => select(output, images)?,
         };
         match values.dims() {
             [b] | [b, 1] if *b == batch => Ok(values.reshape(batch)?),
             other => Err(CandleAdapterError::TargetShape {
                 batch,
                 actual: other.to_vec(),
-            }
-            .into()),
+            }),
         }
     }
 }
 
-/// What can go wrong inside the adapter besides candle's own errors (which
-/// are passed on unchanged). Methods report both as
-/// [`SaliencyError::Model`](crate::SaliencyError::Model), with this as the
-/// source.
+/// What can go wrong in the adapter: candle's own errors
+/// ([`Candle`](Self::Candle)) and the adapter's checks.
+///
+/// Converts with `?` into `Box<dyn std::error::Error>` and into
+/// [`BoxError`]. Methods report it as
+/// [`SaliencyError::Model`](crate::SaliencyError::Model) with the source
+/// `candle_core::Error` for [`Candle`](Self::Candle) (passed on unchanged)
+/// and this error for the others.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CandleAdapterError {
+    /// An error from candle, in the forward pass, the target, the backward
+    /// pass or a conversion.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// [`Target::classes`] has no class for an image of the call.
+    #[error(
+        "the batch holds rows of image {image}, but Target::classes gives classes for {images} image(s): give one class per image"
+    )]
+    NoTargetForImage {
+        /// The image without a class.
+        image: usize,
+        /// How many classes were given.
+        images: usize,
+    },
     /// [`Target::class`] names a class the model does not have.
     #[error("target class {class} is out of range: the model has {classes} classes")]
     ClassOutOfRange {
@@ -323,12 +402,48 @@ pub enum CandleAdapterError {
         /// How many times it was called.
         marks: usize,
     },
-    /// Channels-first needs images with a channel axis.
-    #[error("a channels-first model needs batches of rank 3 or more ([B, ..., C]), got shape {shape:?}")]
+    /// Channels-first needs images with a channel axis: batches
+    /// `[B, H, W, C]` (rank 4 or more). A `[B, H, W]` batch of images
+    /// without one would have its width taken for channels.
+    #[error(
+        "a channels-first model needs batches of images with a channel axis, [B, H, W, C] (rank 4 or more), \
+         got shape {shape:?}: give an image without a channel axis an explicit one (H x W x 1)"
+    )]
     ChannelsFirstRank {
         /// The batch's shape.
         shape: Vec<usize>,
     },
+    /// Guided gradients were asked for, but no ReLU of the forward pass went
+    /// through [`ForwardContext::relu`], so the guided rule applied nowhere
+    /// and the result would be the plain gradient.
+    #[error(
+        "guided gradients were asked for, but no ReLU of the forward pass went through the context: \
+         route every ReLU through ForwardContext::relu (a model without ReLUs has no guided gradients)"
+    )]
+    NoGuidedRelu,
+    /// [`tensor_to_array`] or [`array_to_tensor`] was given a rank its
+    /// layout does not accept.
+    #[error("{what} must be {expected}, got shape {shape:?}")]
+    ConversionRank {
+        /// Which argument.
+        what: &'static str,
+        /// The accepted shapes, in words.
+        expected: &'static str,
+        /// The shape received.
+        shape: Vec<usize>,
+    },
+}
+
+impl CandleAdapterError {
+    /// The boxed error a method reports as the source of
+    /// [`SaliencyError::Model`](crate::SaliencyError::Model): candle's own
+    /// errors unchanged, the adapter's as themselves.
+    fn into_box(self) -> BoxError {
+        match self {
+            CandleAdapterError::Candle(e) => Box::new(e),
+            other => Box::new(other),
+        }
+    }
 }
 
 /// A candle model as a [`CallModelFunction<F>`](crate::CallModelFunction)
@@ -344,6 +459,8 @@ pub struct CandleModel<F, M> {
     device: Device,
     dtype: DType,
     channels_first: bool,
+    /// `None`: the layer has the input's layout.
+    layer_layout: Option<ActivationLayout>,
     _float: PhantomData<fn() -> F>,
 }
 
@@ -354,6 +471,7 @@ impl<F, M> std::fmt::Debug for CandleModel<F, M> {
             .field("device", &self.device)
             .field("dtype", &self.dtype)
             .field("channels_first", &self.channels_first)
+            .field("layer_layout", &self.layer_layout)
             .finish_non_exhaustive()
     }
 }
@@ -373,6 +491,7 @@ where
             device: Device::Cpu,
             dtype: F::DTYPE,
             channels_first: false,
+            layer_layout: None,
             _float: PhantomData,
         }
     }
@@ -392,9 +511,31 @@ where
 
     /// Whether the model wants its input channels-first: the batch's last
     /// axis is moved to position 1 (`[B, H, W, C]` becomes `[B, C, H, W]`).
+    /// Batches of rank below 4 (images without a channel axis) are then
+    /// refused with [`CandleAdapterError::ChannelsFirstRank`].
     pub fn channels_first(mut self, channels_first: bool) -> Self {
         self.channels_first = channels_first;
         self
+    }
+
+    /// The layout of the layer marked with [`ForwardContext::layer`], when
+    /// it is not the input's (for example a channels-last input the forward
+    /// pass permutes before a `Conv2d`). By default it is the input's:
+    /// channels-first with [`channels_first`](Self::channels_first), else
+    /// channels-last. The adapter states it with every output
+    /// ([`ModelOutputs::with_layout`]), and Grad-CAM follows it.
+    pub fn layer_layout(mut self, layout: ActivationLayout) -> Self {
+        self.layer_layout = Some(layout);
+        self
+    }
+
+    /// The layout the adapter states for the marked layer.
+    fn stated_layout(&self) -> ActivationLayout {
+        self.layer_layout.unwrap_or(if self.channels_first {
+            ActivationLayout::ChannelsFirst
+        } else {
+            ActivationLayout::ChannelsLast
+        })
     }
 
     /// Changes the target.
@@ -407,26 +548,74 @@ where
     pub fn as_fn(
         &mut self,
     ) -> impl FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> + '_ {
-        move |batch, request| self.call(batch, request)
+        move |batch, request| self.call_request(batch, request).map_err(CandleAdapterError::into_box)
     }
 
-    /// Runs the model on `batch` and returns the outputs for `keys`.
-    pub fn call(&mut self, batch: ArrayViewD<'_, F>, keys: &[OutputKey]) -> Result<ModelOutputs<F>, BoxError> {
+    /// Runs the model on `batch` and returns the outputs for `keys`, with
+    /// the marked layer's layout stated.
+    ///
+    /// The error converts with `?` into `Box<dyn std::error::Error>`:
+    ///
+    /// ```
+    /// use candle_core::Tensor;
+    /// use ndarray::Array2;
+    /// use saliency::OutputKey;
+    /// use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
+    ///
+    /// fn logits() -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+    ///     let forward = |x: &Tensor, _: &ForwardContext| x.sum_keepdim(1);
+    ///     let mut model = CandleModel::<f32, _>::new(forward, Target::class(0));
+    ///     let batch = Array2::<f32>::from_shape_vec((2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+    ///     let outputs = model.call(batch.view().into_dyn(), &[OutputKey::OutputLayerValues])?;
+    ///     let values = outputs.get(OutputKey::OutputLayerValues).ok_or("no values")?;
+    ///     Ok(values.iter().copied().collect())
+    /// }
+    /// assert_eq!(logits()?, [6.0, 15.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call(
+        &mut self,
+        batch: ArrayViewD<'_, F>,
+        keys: &[OutputKey],
+    ) -> Result<ModelOutputs<F>, CandleAdapterError> {
+        let images = vec![0; batch.shape().first().copied().unwrap_or(0)];
+        self.call_request(batch, &ModelRequest::new(keys, &images))
+    }
+
+    /// [`call`](Self::call) for a batch whose rows may belong to several
+    /// images (as methods send it): each row is explained for its image's
+    /// target ([`Target::classes`], [`Target::select_per_image`]).
+    pub fn call_request(
+        &mut self,
+        batch: ArrayViewD<'_, F>,
+        request: &ModelRequest<'_>,
+    ) -> Result<ModelOutputs<F>, CandleAdapterError> {
+        let keys = request.keys();
+        let images = request.images();
         let shape = batch.shape().to_vec();
+        // Refused before any model work: moving the last axis of a batch
+        // without channels would swap height and width.
+        if self.channels_first && shape.len() < 4 {
+            return Err(CandleAdapterError::ChannelsFirstRank { shape });
+        }
         let batch_size = shape.first().copied().unwrap_or(0);
-        let standard = batch.as_standard_layout();
-        let data = standard.as_slice().ok_or("the batch is not contiguous")?;
-        let x = Tensor::from_slice(data, shape.as_slice(), &self.device)?;
+        let x = array_to_tensor(batch, ActivationLayout::ChannelsLast, &self.device)?;
 
         let wants = |k: OutputKey| keys.contains(&k);
-        let mut outputs = ModelOutputs::new();
+        let mut outputs = ModelOutputs::new().with_layout(self.stated_layout());
         let plain_keys = keys.iter().any(|&k| k != OutputKey::GuidedInputOutputGradients);
         if plain_keys {
+            // The key to name if the forward pass marks no layer.
+            let layer_key = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients]
+                .into_iter()
+                .find(|&k| wants(k));
             let pass = self.pass(
                 &x,
                 batch_size,
+                images,
                 ReluMode::Standard,
                 wants(OutputKey::InputOutputGradients),
+                layer_key,
                 wants(OutputKey::ConvolutionOutputGradients),
             )?;
             if wants(OutputKey::OutputLayerValues) {
@@ -446,7 +635,7 @@ where
             }
         }
         if wants(OutputKey::GuidedInputOutputGradients) {
-            let pass = self.pass(&x, batch_size, ReluMode::Guided, true, false)?;
+            let pass = self.pass(&x, batch_size, images, ReluMode::Guided, true, None, false)?;
             if let Some(g) = &pass.input_gradients {
                 outputs.insert(OutputKey::GuidedInputOutputGradients, to_array::<F>(g)?);
             }
@@ -455,14 +644,19 @@ where
     }
 
     /// One forward pass, and a backward pass if any gradient is wanted.
+    /// What the forward pass alone can show wrong (no layer marked when
+    /// `layer_key` asks for one, no guided ReLU) is reported before the
+    /// backward pass, whose own failure would hide it.
     fn pass(
         &mut self,
         x: &Tensor,
         batch: usize,
+        images: &[usize],
         relu: ReluMode,
         input_gradients: bool,
+        layer_key: Option<OutputKey>,
         layer_gradients: bool,
-    ) -> Result<Pass, BoxError> {
+    ) -> Result<Pass, CandleAdapterError> {
         let var = if input_gradients {
             Some(Var::from_tensor(x)?)
         } else {
@@ -471,13 +665,8 @@ where
         let input = var.as_ref().map_or(x, |v| v.as_tensor());
         let mut model_input = input.to_dtype(self.dtype)?;
         if self.channels_first {
+            // Rank 4 or more, checked by `call`.
             let rank = model_input.rank();
-            if rank < 3 {
-                return Err(CandleAdapterError::ChannelsFirstRank {
-                    shape: x.dims().to_vec(),
-                }
-                .into());
-            }
             let mut order: Vec<usize> = (0..rank).collect();
             order.remove(rank - 1);
             order.insert(1, rank - 1);
@@ -485,11 +674,19 @@ where
         }
         let ctx = ForwardContext::new(relu, layer_gradients);
         let output = (self.forward)(&model_input, &ctx)?;
+        if relu == ReluMode::Guided && ctx.relus.get() == 0 {
+            return Err(CandleAdapterError::NoGuidedRelu);
+        }
         let record = ctx.layer.into_inner();
         if record.marks > 1 {
-            return Err(CandleAdapterError::SeveralLayersMarked { marks: record.marks }.into());
+            return Err(CandleAdapterError::SeveralLayersMarked { marks: record.marks });
         }
-        let target = self.target.pick(&output, batch)?;
+        if let Some(key) = layer_key
+            && record.marks == 0
+        {
+            return Err(CandleAdapterError::NoLayerMarked { key });
+        }
+        let target = self.target.pick(&output, batch, images)?;
         let mut pass = Pass {
             target: target.detach(),
             input_gradients: None,
@@ -527,7 +724,97 @@ struct Pass {
 }
 
 /// Copies a tensor into an ndarray array of the same shape, converting to `F`.
-fn to_array<F: Float + WithDType>(t: &Tensor) -> Result<ArrayD<F>, BoxError> {
+fn to_array<F: Float + WithDType>(t: &Tensor) -> Result<ArrayD<F>, CandleAdapterError> {
     let values = t.to_dtype(F::DTYPE)?.flatten_all()?.to_vec1::<F>()?;
-    Ok(ArrayD::from_shape_vec(IxDyn(t.dims()), values)?)
+    ArrayD::from_shape_vec(IxDyn(t.dims()), values).map_err(|e| candle_core::Error::wrap(e).into())
+}
+
+/// Copies an image tensor into an ndarray array in the crate's layout,
+/// converting to `F`.
+///
+/// With [`ActivationLayout::ChannelsFirst`] the tensor is `[C, H, W]` or
+/// `[B, C, H, W]` (candle's and PyTorch's habit) and the array
+/// `[H, W, C]` or `[B, H, W, C]`; other ranks are
+/// [`CandleAdapterError::ConversionRank`]. With
+/// [`ActivationLayout::ChannelsLast`] the tensor is copied as it is, any
+/// rank.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use saliency::ActivationLayout;
+/// use saliency::adapters::candle::{array_to_tensor, tensor_to_array};
+///
+/// // A 2-channel 2 x 3 image, [C, H, W]: channel c, row i, column j holds 100c + 10i + j.
+/// let values: Vec<f32> = (0..2).flat_map(|c| (0..2).flat_map(move |i| (0..3).map(move |j| (100 * c + 10 * i + j) as f32))).collect();
+/// let chw = Tensor::from_vec(values, (2, 2, 3), &Device::Cpu)?;
+/// let image = tensor_to_array::<f32>(&chw, ActivationLayout::ChannelsFirst)?;
+/// assert_eq!(image.shape(), [2, 3, 2]); // H x W x C
+/// assert_eq!(image[[1, 2, 1]], 112.0); // row 1, column 2, channel 1
+///
+/// // And back, to the tensor a channels-first model takes.
+/// let back = array_to_tensor(image.view(), ActivationLayout::ChannelsFirst, &Device::Cpu)?;
+/// assert_eq!(back.dims(), [2, 2, 3]);
+/// assert_eq!(back.flatten_all()?.to_vec1::<f32>()?, chw.flatten_all()?.to_vec1::<f32>()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn tensor_to_array<F: Float + WithDType>(
+    tensor: &Tensor,
+    layout: ActivationLayout,
+) -> Result<ArrayD<F>, CandleAdapterError> {
+    match layout {
+        ActivationLayout::ChannelsLast => to_array(tensor),
+        ActivationLayout::ChannelsFirst => {
+            let moved = match tensor.rank() {
+                3 => tensor.permute((1, 2, 0))?,
+                4 => tensor.permute((0, 2, 3, 1))?,
+                _ => {
+                    return Err(CandleAdapterError::ConversionRank {
+                        what: "a channels-first tensor",
+                        expected: "[C, H, W] or [B, C, H, W]",
+                        shape: tensor.dims().to_vec(),
+                    });
+                }
+            };
+            to_array(&moved.contiguous()?)
+        }
+    }
+}
+
+/// Copies an ndarray array in the crate's layout into a tensor on `device`,
+/// of `F`'s dtype: the reverse of [`tensor_to_array`].
+///
+/// With [`ActivationLayout::ChannelsFirst`] the array is `[H, W, C]` or
+/// `[B, H, W, C]` and the tensor `[C, H, W]` or `[B, C, H, W]`; other ranks
+/// are [`CandleAdapterError::ConversionRank`]. With
+/// [`ActivationLayout::ChannelsLast`] the array is copied as it is, any
+/// rank. Any memory order is accepted.
+pub fn array_to_tensor<F: Float + WithDType, D: Dimension>(
+    array: ArrayView<'_, F, D>,
+    layout: ActivationLayout,
+    device: &Device,
+) -> Result<Tensor, CandleAdapterError> {
+    let shape = array.shape().to_vec();
+    let order: &[usize] = match (layout, shape.len()) {
+        (ActivationLayout::ChannelsLast, _) => &[],
+        (ActivationLayout::ChannelsFirst, 3) => &[2, 0, 1],
+        (ActivationLayout::ChannelsFirst, 4) => &[0, 3, 1, 2],
+        (ActivationLayout::ChannelsFirst, _) => {
+            return Err(CandleAdapterError::ConversionRank {
+                what: "an array for a channels-first tensor",
+                expected: "[H, W, C] or [B, H, W, C]",
+                shape,
+            });
+        }
+    };
+    let standard = array.as_standard_layout();
+    let tensor = match standard.as_slice() {
+        Some(data) => Tensor::from_slice(data, shape.as_slice(), device)?,
+        // Unreachable for a standard-layout array; copied element by element all the same.
+        None => Tensor::from_vec(standard.iter().copied().collect::<Vec<F>>(), shape.as_slice(), device)?,
+    };
+    if order.is_empty() {
+        Ok(tensor)
+    } else {
+        Ok(tensor.permute(order.to_vec())?.contiguous()?)
+    }
 }

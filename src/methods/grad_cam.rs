@@ -9,16 +9,7 @@ use crate::float::Float;
 use crate::imageops::resize::{ResizeOptions, resize};
 use crate::model::{CallModelFunction, OutputKey, call_model};
 
-/// The axis order of the convolution layer's activations (and gradients)
-/// the model returns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ActivationLayout {
-    /// `[B, H, W, C]`, as TensorFlow and the Python reference use.
-    #[default]
-    ChannelsLast,
-    /// `[B, C, H, W]`, as candle and PyTorch use.
-    ChannelsFirst,
-}
+pub use crate::model::ActivationLayout;
 
 /// Grad-CAM: each channel of the explained convolution layer is weighted by
 /// the mean of its gradient over the layer's height and width; the weighted
@@ -35,8 +26,18 @@ pub enum ActivationLayout {
 ///
 /// The model is called once, with the input as a batch of one, and must
 /// return [`OutputKey::ConvolutionLayerValues`] and
-/// [`OutputKey::ConvolutionOutputGradients`] of rank 4, in the layout set by
-/// [`layout`](Self::layout). The input is `H x W x C` (or `H x W`).
+/// [`OutputKey::ConvolutionOutputGradients`] of rank 4. The input is
+/// `H x W x C` (or `H x W`).
+///
+/// # The layer's layout
+///
+/// The layout of the layer is the one the model states with
+/// [`ModelOutputs::with_layout`](crate::ModelOutputs::with_layout) (the
+/// candle adapter states it), or channels-last, the reference's, when the
+/// model states none. Setting [`layout`](Self::layout) is needed only for a
+/// channels-first model that states nothing; a setting that contradicts the
+/// model's statement is [`SaliencyError::LayoutConflict`], never a silently
+/// wrong map.
 ///
 /// ```
 /// use ndarray::{Array3, Array4};
@@ -46,11 +47,12 @@ pub enum ActivationLayout {
 /// // A 2 x 2 layer with one channel (channels first: [1, 1, 2, 2]).
 /// let values = Array4::from_shape_vec((1, 1, 2, 2), vec![1.0_f32, 0.0, 0.0, 2.0]).unwrap();
 /// let grads = Array4::from_elem((1, 1, 2, 2), 0.5_f32);
-/// let cam = GradCam::new().layout(ActivationLayout::ChannelsFirst).three_dims(false);
+/// let cam = GradCam::new().three_dims(false);
 /// let mask = cam.get_mask(image.view().into_dyn(), &mut |_batch, _keys| {
 ///     Ok(ModelOutputs::new()
 ///         .with(OutputKey::ConvolutionLayerValues, values.clone())
-///         .with(OutputKey::ConvolutionOutputGradients, grads.clone()))
+///         .with(OutputKey::ConvolutionOutputGradients, grads.clone())
+///         .with_layout(ActivationLayout::ChannelsFirst))
 /// })?;
 /// assert_eq!(mask.shape(), &[8, 8]);
 /// // Normalised to a maximum of 1 before the (bilinear) resize.
@@ -62,7 +64,8 @@ pub enum ActivationLayout {
 pub struct GradCam {
     should_resize: bool,
     three_dims: bool,
-    layout: ActivationLayout,
+    /// `None`: the layout the model states, else channels-last.
+    layout: Option<ActivationLayout>,
     batch_size: usize,
 }
 
@@ -71,14 +74,15 @@ impl Default for GradCam {
         GradCam {
             should_resize: true,
             three_dims: true,
-            layout: ActivationLayout::ChannelsLast,
+            layout: None,
             batch_size: 1,
         }
     }
 }
 
 impl GradCam {
-    /// The reference's defaults: resize, three channels, channels-last layer.
+    /// The reference's defaults: resize, three channels; the layer's layout
+    /// is the one the model states, else channels-last.
     pub fn new() -> Self {
         Self::default()
     }
@@ -96,10 +100,13 @@ impl GradCam {
         self
     }
 
-    /// The layout of the layer's activations and gradients (default
-    /// channels-last).
+    /// The layout of the layer's activations and gradients, for a model
+    /// that does not state it. By default the layout the model states with
+    /// [`ModelOutputs::with_layout`](crate::ModelOutputs::with_layout) is
+    /// used, else channels-last; a model that states a different layout
+    /// than the one set here is an error ([`SaliencyError::LayoutConflict`]).
     pub fn layout(mut self, layout: ActivationLayout) -> Self {
-        self.layout = layout;
+        self.layout = Some(layout);
         self
     }
 
@@ -109,6 +116,19 @@ impl GradCam {
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
+    }
+
+    /// The layout to use given the one the model stated.
+    fn resolve_layout(&self, stated: Option<ActivationLayout>) -> Result<ActivationLayout> {
+        match (self.layout, stated) {
+            (Some(set), Some(stated)) if set != stated => Err(SaliencyError::LayoutConflict {
+                method: "Grad-CAM",
+                set,
+                stated,
+            }),
+            (Some(layout), _) | (None, Some(layout)) => Ok(layout),
+            (None, None) => Ok(ActivationLayout::ChannelsLast),
+        }
     }
 }
 
@@ -131,10 +151,11 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
         let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), &keys)?;
         progress(Progress::new("model calls", 1, 1));
+        let layout = self.resolve_layout(outputs.layout())?;
         let values = layer_output(outputs.take(keys[0])?, keys[0])?;
         let grads = layer_output(outputs.take(keys[1])?, keys[1])?;
         let (_, a, b, c) = values.dim();
-        let (channels, h, w) = match self.layout {
+        let (channels, h, w) = match layout {
             ActivationLayout::ChannelsLast => (c, a, b),
             ActivationLayout::ChannelsFirst => (a, b, c),
         };
@@ -163,7 +184,7 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         let count = F::from_f64_lossy((h * w) as f64);
         let mut weights = vec![F::zero(); channels];
         let mut cam = vec![F::zero(); h * w];
-        match self.layout {
+        match layout {
             ActivationLayout::ChannelsLast => {
                 for g in grads.chunks_exact(channels) {
                     weights.iter_mut().zip(g).for_each(|(s, &v)| *s += v);
