@@ -254,34 +254,9 @@ pub(crate) fn gaussian_kernel1d(sigma: f64, truncate: f64) -> Vec<f64> {
     let full: Vec<f64> = (-(radius as i64)..=radius as i64)
         .map(|x| (scale * (x * x) as f64).exp())
         .collect();
-    let sum = pairwise_sum(&full);
+    // The weights are positive: `numpy.sum`'s start value +0.0 changes nothing.
+    let sum = super::sum::sum(&full);
     full[radius..].iter().map(|v| v / sum).collect()
-}
-
-/// NumPy's pairwise summation of a contiguous float64 array (`np.sum`).
-pub(crate) fn pairwise_sum(a: &[f64]) -> f64 {
-    let n = a.len();
-    if n < 8 {
-        a.iter().fold(0.0, |s, v| s + v)
-    } else if n <= 128 {
-        let mut r = [0.0; 8];
-        r.copy_from_slice(&a[..8]);
-        let full = n - n % 8;
-        for block in a[8..full].chunks_exact(8) {
-            for (acc, v) in r.iter_mut().zip(block) {
-                *acc += v;
-            }
-        }
-        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for v in &a[full..] {
-            res += v;
-        }
-        res
-    } else {
-        let mut n2 = n / 2;
-        n2 -= n2 % 8;
-        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
-    }
 }
 
 /// Calls `f(index, chunk)` on consecutive `size`-element chunks of `data`,

@@ -16,8 +16,8 @@ pub use interp::interp;
 pub use morphology::{binary_dilation, disk};
 pub use quantile::{percentile, quantile, quantile_lower};
 pub use resize::{ResizeMode, ResizeOptions, resize};
-pub use sum::{mean, sum};
-pub use trapz::{pairwise_sum, trapz};
+pub use sum::{mean, pairwise_sum, sum};
+pub use trapz::trapz;
 
 /// The values of `a` in row-major order as `f64`, through a flat slice when
 /// `a` is in standard layout (iterating an `IxDyn` view element by element
