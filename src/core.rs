@@ -1,13 +1,11 @@
-//! The trait every saliency method implements, progress reports, and the
-//! input checks the methods share.
+//! The trait every saliency method implements, and its progress reports.
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use crate::error::{Result, SaliencyError};
+use crate::error::Result;
 use crate::float::Float;
 use crate::methods::smoothgrad::{self, SmoothGradParams};
-use crate::model::{CallModelFunction, find_non_finite};
-use crate::parallel::flat;
+use crate::model::CallModelFunction;
 
 /// How far a long computation has come: `done` of `total` units of `stage`
 /// (for example path steps of integrated gradients).
@@ -76,101 +74,5 @@ pub trait CoreSaliency<F: Float> {
         params: &SmoothGradParams,
     ) -> Result<ArrayD<F>> {
         smoothgrad::smooth(self, x, model, params, &mut |_| {})
-    }
-}
-
-/// Checks that an input array is non-empty, finite and of rank at least
-/// `min_rank`.
-pub(crate) fn check_input<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>, min_rank: usize) -> Result<()> {
-    if x.ndim() < min_rank {
-        return Err(SaliencyError::InvalidRank {
-            what,
-            expected: if min_rank == 1 {
-                "rank 1 or more"
-            } else {
-                "rank 2 or more"
-            },
-            actual: x.ndim(),
-            shape: x.shape().to_vec(),
-        });
-    }
-    if x.is_empty() {
-        return Err(SaliencyError::EmptyInput {
-            what,
-            shape: x.shape().to_vec(),
-        });
-    }
-    check_finite(what, x)
-}
-
-/// Checks that every value of an input array is finite.
-pub(crate) fn check_finite<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>) -> Result<()> {
-    match find_non_finite(&flat(x)) {
-        None => Ok(()),
-        Some((count, first_index)) => Err(SaliencyError::NonFiniteInput {
-            what,
-            count,
-            first_index,
-        }),
-    }
-}
-
-/// An empty vector with room for `len` elements, or an error (instead of an
-/// abort) when that much memory cannot be had.
-pub(crate) fn try_vec_with_capacity<T>(len: usize) -> std::result::Result<Vec<T>, std::collections::TryReserveError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)?;
-    Ok(v)
-}
-
-/// The largest step or sample count a method accepts (2^24). Beyond it a
-/// path in `f32` can no longer tell neighbouring points apart and an `f32`
-/// average no longer moves; a mistaken huge count fails at once instead of
-/// calling the model for days.
-pub const MAX_STEPS: usize = 1 << 24;
-
-/// Checks that a step or sample count is between 1 and [`MAX_STEPS`].
-pub(crate) fn check_steps(name: &'static str, value: usize) -> Result<()> {
-    check_positive(name, value)?;
-    if value > MAX_STEPS {
-        return Err(SaliencyError::param(name, value, "must be at most 2^24 (16777216)"));
-    }
-    Ok(())
-}
-
-/// Returns `mask` if all its values are finite, else the error saying that
-/// the computation overflowed.
-pub(crate) fn finite_result<F: Float>(what: &'static str, mask: ArrayD<F>) -> Result<ArrayD<F>> {
-    match find_non_finite(&flat(&mask.view())) {
-        None => Ok(mask),
-        Some((count, first_index)) => Err(SaliencyError::NonFiniteResult {
-            what,
-            count,
-            first_index,
-        }),
-    }
-}
-
-/// A vector of `len` copies of `value`, or an error about parameter `name`
-/// (shown with `shown`) instead of an abort when `len` elements cannot be
-/// allocated.
-pub(crate) fn try_filled<T: Clone>(
-    name: &'static str,
-    shown: impl std::fmt::Display,
-    len: usize,
-    value: T,
-) -> Result<Vec<T>> {
-    let mut v = try_vec_with_capacity(len)
-        .map_err(|_| SaliencyError::param(name, shown, "needs more memory than can be allocated"))?;
-    v.resize(len, value);
-    Ok(v)
-}
-
-/// Checks that a count-like parameter is at least one.
-pub(crate) fn check_positive(name: &'static str, value: usize) -> Result<()> {
-    if value == 0 {
-        Err(SaliencyError::param(name, value, "must be at least 1"))
-    } else {
-        Ok(())
     }
 }

@@ -43,7 +43,7 @@ pub fn felzenszwalb<F: Float>(
     sigma: f64,
     min_size: usize,
 ) -> Result<Array2<usize>> {
-    crate::core::check_input("image", &image, 2)?;
+    crate::checks::check_input("image", &image, 2)?;
     let image = match image.ndim() {
         2 => image.mapv(|v| v.as_f64()).insert_axis(Axis(2)),
         3 => image.mapv(|v| v.as_f64()),
@@ -59,7 +59,7 @@ pub fn felzenszwalb<F: Float>(
     let smoothed = smooth(image.view(), sigma)?;
     let smoothed = smoothed
         .into_dimensionality::<Ix3>()
-        .map_err(|_| SaliencyError::param("image", "", "must be 3-D"))?;
+        .map_err(|_| SaliencyError::internal("the smoothed image lost its channel axis"))?;
     FelzenszwalbGraph::new(smoothed.view())?.segment(scale, min_size)
 }
 
@@ -266,7 +266,7 @@ impl FelzenszwalbGraph {
             labels.push(*slot);
         }
         Array2::from_shape_vec((self.height, self.width), labels)
-            .map_err(|_| SaliencyError::param("image", n, "has an inconsistent shape"))
+            .map_err(|_| SaliencyError::internal("the segment labels do not cover the image"))
     }
 }
 

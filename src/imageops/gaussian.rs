@@ -145,7 +145,7 @@ pub fn gaussian_filter<F: Float>(
             shape: input.shape().to_vec(),
         });
     }
-    crate::core::check_finite("input", &input)?;
+    crate::checks::check_finite("input", &input)?;
     Ok(gaussian_filter_checked(input, sigma, mode, truncate))
 }
 

@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::core::try_filled;
+use crate::checks::try_filled;
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, check_kernel_radius, filter_f64};
@@ -188,7 +188,7 @@ pub fn resize<F: Float>(
             shape: vec![],
         });
     }
-    crate::core::check_input("image", &image, 1)?;
+    crate::checks::check_input("image", &image, 1)?;
     let mut out_shape = output_shape.to_vec();
     if out_shape.len() + 1 == image.ndim() {
         out_shape.push(image.shape()[image.ndim() - 1]);
@@ -302,7 +302,7 @@ pub fn resize<F: Float>(
         clip_to_input_range(&mut values, &input, options);
     }
     ArrayD::from_shape_vec(IxDyn(&out_shape), values)
-        .map_err(|_| SaliencyError::param("output_shape", format!("{output_shape:?}"), "is too large"))
+        .map_err(|_| SaliencyError::internal("the resized values do not fill the output shape"))
 }
 
 /// scikit-image's clipping: to the input's range, widened to `cval` when the
@@ -447,7 +447,7 @@ type Tap = (Option<usize>, f64);
 fn axis_taps(n: usize, m: usize, len: usize, order: usize, mode: NdMode) -> Result<Vec<Tap>> {
     let zoom = n as f64 / m as f64;
     let npad = (len - n) / 2;
-    let mut taps = crate::core::try_vec_with_capacity(buffer_len(&[m, order + 1])?)
+    let mut taps = crate::checks::try_vec_with_capacity(buffer_len(&[m, order + 1])?)
         .map_err(|_| SaliencyError::param("output_shape", m, "needs more memory than can be allocated"))?;
     let mut w = [0.0; 6];
     for k in 0..m {

@@ -3,7 +3,8 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::core::{CoreSaliency, Progress, check_input, check_positive, check_steps, finite_result, try_filled};
+use crate::checks::{check_input, check_positive, check_steps, finite_result, try_filled};
+use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::gaussian::{
@@ -249,7 +250,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
             }
             batch_shape[0] = count;
             let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &points[..count * len])
-                .map_err(|_| SaliencyError::param("input", format!("{shape:?}"), "is too large"))?;
+                .map_err(|_| SaliencyError::internal("the Blur IG batch does not fill its shape"))?;
             let mut outputs = call_model(model, batch, &[key])?;
             let grads = outputs.take(key)?;
             let grads = grads.as_standard_layout();
@@ -279,7 +280,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         }
         let data: Vec<F> = total.into_iter().map(|t| -t).collect();
         let mask = ArrayD::from_shape_vec(IxDyn(&shape), data)
-            .map_err(|_| SaliencyError::param("input", format!("{shape:?}"), "is too large"))?;
+            .map_err(|_| SaliencyError::internal("the Blur IG mask does not have the input's size"))?;
         finite_result("Blur IG mask", mask)
     }
 }

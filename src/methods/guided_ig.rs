@@ -3,7 +3,8 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_steps, finite_result};
+use crate::checks::{check_finite, check_input, check_steps, finite_result};
+use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::quantile::select;
@@ -151,7 +152,7 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
         let attr = path.run(x.shape(), self.steps, self.fraction, self.max_dist, model, progress)?;
         let attr = attr.into_iter().map(F::from_f64_lossy).collect();
         let mask = ArrayD::from_shape_vec(x.raw_dim(), attr)
-            .map_err(|_| SaliencyError::param("steps", self.steps, "internal shape error"))?;
+            .map_err(|_| SaliencyError::internal("the Guided IG attribution does not have the input's size"))?;
         finite_result("guided integrated gradients", mask)
     }
 }

@@ -4,7 +4,8 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::parallel::{PARALLEL_MIN, flat, for_each_chunk_mut, for_each_chunk_mut_from, with_scratch};
 
-use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive, check_steps, finite_result};
+use crate::checks::{check_finite, check_input, check_positive, check_steps, finite_result};
+use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
@@ -187,13 +188,8 @@ pub(crate) fn integrated_gradients<F: Float>(
             });
             let mut batch_shape = vec![chunk.len()];
             batch_shape.extend_from_slice(x.shape());
-            let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &buffer[..chunk.len() * len]).map_err(|_| {
-                SaliencyError::ShapeMismatch {
-                    what: "input",
-                    expected: batch_shape.clone(),
-                    actual: vec![len],
-                }
-            })?;
+            let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &buffer[..chunk.len() * len])
+                .map_err(|_| SaliencyError::internal("the integrated gradients batch does not fill its shape"))?;
             let mut outputs = call_model_deferring_finite_check(model, batch, &[key], Some(key))?;
             let grads = outputs.take(key)?;
             let grads = grads.as_standard_layout();
@@ -233,11 +229,8 @@ pub(crate) fn integrated_gradients<F: Float>(
             *t = *t * d / n;
         }
     });
-    let mask = ArrayD::from_shape_vec(x.raw_dim(), total).map_err(|_| SaliencyError::ShapeMismatch {
-        what: "input",
-        expected: x.shape().to_vec(),
-        actual: vec![len],
-    })?;
+    let mask = ArrayD::from_shape_vec(x.raw_dim(), total)
+        .map_err(|_| SaliencyError::internal("the integrated gradients mask does not have the input's size"))?;
     finite_result("integrated gradients", mask)
 }
 

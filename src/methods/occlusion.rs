@@ -3,7 +3,8 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
-use crate::core::{CoreSaliency, Progress, check_input, check_positive, finite_result, try_vec_with_capacity};
+use crate::checks::{check_input, check_positive, finite_result, try_vec_with_capacity};
+use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model};
@@ -168,7 +169,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
             batch_flat.extend_from_slice(base_flat);
         }
         let mut batch = ArrayD::from_shape_vec(IxDyn(&batch_shape), batch_flat)
-            .map_err(|_| SaliencyError::param("batch_size", self.batch_size, "batch buffer too large"))?;
+            .map_err(|_| SaliencyError::internal("the occlusion batch does not fill its shape"))?;
         let mut occluded: Vec<Option<(usize, usize)>> = vec![None; slots];
 
         // Window sums through a 2-D difference array: each window adds its
@@ -206,7 +207,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
             }
         }
         let mask = ArrayD::from_shape_vec(x.raw_dim(), mask)
-            .map_err(|_| SaliencyError::param("size", self.size, "internal shape error"))?;
+            .map_err(|_| SaliencyError::internal("the occlusion mask does not have the input's size"))?;
         // Score differences of huge model outputs overflow.
         finite_result("occlusion mask", mask)
     }

@@ -3,7 +3,8 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
-use crate::core::{CoreSaliency, Progress, check_input};
+use crate::checks::check_input;
+use crate::core::{CoreSaliency, Progress};
 use crate::error::Result;
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model};

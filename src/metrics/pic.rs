@@ -168,7 +168,7 @@ pub fn create_blurred_image<P: Pixel>(
     griddata(&mut values, &known, (h, w, c), method, &mean)?;
     let out: Vec<P> = values.into_iter().map(P::from_interpolated).collect();
     ArrayD::from_shape_vec(image.raw_dim(), out)
-        .map_err(|_| SaliencyError::param("image", format!("{:?}", image.shape()), "has an inconsistent shape"))
+        .map_err(|_| SaliencyError::internal("the interpolated image does not have the image's size"))
 }
 
 /// Generates a random pixel mask of `height x width` with
@@ -201,14 +201,14 @@ pub fn generate_random_mask<R: Rng + ?Sized>(
         .ok_or_else(|| SaliencyError::param("height * width", format!("{height} * {width}"), "overflows"))?;
     // `int(size * fraction)`, at most `size` since fraction <= 1.
     let count = ((size as f64 * fraction) as usize).min(size);
-    let mut mask = crate::core::try_filled("height * width", size, size, false)?;
+    let mut mask = crate::checks::try_filled("height * width", size, size, false)?;
     for i in rand::seq::index::sample(rng, size, count) {
         if let Some(m) = mask.get_mut(i) {
             *m = true;
         }
     }
     Array2::from_shape_vec((height, width), mask)
-        .map_err(|_| SaliencyError::param("height * width", size, "is not a valid image size"))
+        .map_err(|_| SaliencyError::internal("the random mask does not have height * width pixels"))
 }
 
 /// Estimates the information in an image as the size in bytes of its
@@ -240,7 +240,7 @@ pub fn estimate_image_entropy(image: ArrayViewD<'_, u8>) -> Result<usize> {
     let data = image.as_standard_layout();
     let bytes = data
         .as_slice()
-        .ok_or_else(|| SaliencyError::param("image", "a non-contiguous array", "must be contiguous"))?;
+        .ok_or_else(|| SaliencyError::internal("a standard-layout image is not contiguous"))?;
     // Pillow encodes only RGB and RGBA: it converts L to RGB and LA to RGBA.
     let (pixels, layout): (Cow<'_, [u8]>, Layout) = match c {
         1 => (bytes.iter().flat_map(|&l| [l, l, l]).collect(), Layout::Rgb),
@@ -426,9 +426,9 @@ impl PicMetric {
                 "must be finite",
             ));
         }
-        crate::core::check_steps("num_data_points", self.num_data_points)?;
+        crate::checks::check_steps("num_data_points", self.num_data_points)?;
         if let Some(b) = self.batch_size {
-            crate::core::check_positive("batch_size", b)?;
+            crate::checks::check_positive("batch_size", b)?;
         }
         Ok(())
     }
@@ -521,7 +521,7 @@ impl PicMetric {
                 actual: saliency_map.shape().to_vec(),
             });
         }
-        crate::core::check_finite("saliency_map", &saliency_map.into_dyn())?;
+        crate::checks::check_finite("saliency_map", &saliency_map.into_dyn())?;
         let batch_size = self.batch_size.unwrap_or(usize::MAX);
         let image = image.as_standard_layout().into_owned();
 
@@ -578,7 +578,7 @@ impl PicMetric {
                 }
             });
             let mask = Array2::from_shape_vec((h, w), mask)
-                .map_err(|_| SaliencyError::param("saliency_map", h * w, "has an inconsistent shape"))?;
+                .map_err(|_| SaliencyError::internal("the revealed pixels do not cover the image"))?;
             let blurred = create_blurred_image(image.view(), mask.view(), Interpolation::Linear)?;
             let entropy = estimate_entropy(blurred.view())?;
             Ok((blurred, entropy))
@@ -655,11 +655,7 @@ impl PicMetric {
 }
 
 fn unreachable_count<T>() -> Result<T> {
-    Err(SaliencyError::param(
-        "predictions",
-        "a wrong count",
-        "internal: batch predictions lost",
-    ))
+    Err(SaliencyError::internal("batch predictions were lost"))
 }
 
 /// Runs `a` and `b`, in parallel with the `rayon` feature.
@@ -690,7 +686,7 @@ where
             data.extend(img.iter().copied());
         }
         let batch = ArrayD::from_shape_vec(IxDyn(&shape), data)
-            .map_err(|_| SaliencyError::param("image", format!("{:?}", first.shape()), "has an inconsistent shape"))?;
+            .map_err(|_| SaliencyError::internal("the images of a batch differ in shape"))?;
         let scores = predict(batch.view()).map_err(SaliencyError::Model)?;
         if scores.len() != chunk.len() {
             return Err(SaliencyError::OutputBatchMismatch {

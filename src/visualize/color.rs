@@ -3,7 +3,7 @@
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, Axis, Zip};
 
-use crate::core::check_finite;
+use crate::checks::check_finite;
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::percentile;

@@ -19,7 +19,7 @@ pub use png::{read_image, save_png};
 
 use ndarray::{Array2, ArrayViewD, Axis};
 
-use crate::core::check_finite;
+use crate::checks::check_finite;
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::percentile;

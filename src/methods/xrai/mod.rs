@@ -19,7 +19,8 @@ mod segments;
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2};
 
-use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive, check_steps, finite_result};
+use crate::checks::{check_finite, check_input, check_positive, check_steps, finite_result};
+use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::methods::integrated_gradients::integrated_gradients;
@@ -341,11 +342,11 @@ impl<F: Float> Xrai<F> {
             XraiAlgorithm::Fast => greedy::fast(&flat, &masks, p.min_pixel_diff, progress),
         };
         let attribution_mask = Array2::from_shape_vec((height, width), ranking.attribution)
-            .map_err(|_| SaliencyError::param("input", format!("{height} x {width}"), "too large"))?;
+            .map_err(|_| SaliencyError::internal("the XRAI ranking does not cover the image"))?;
         // Region means of huge attributions overflow.
         let attribution_mask = finite_result("XRAI attribution mask", attribution_mask.into_dyn())?
             .into_dimensionality::<Ix2>()
-            .map_err(|_| SaliencyError::param("input", format!("{height} x {width}"), "too large"))?;
+            .map_err(|_| SaliencyError::internal("the XRAI attribution mask lost its rank"))?;
         let segments = p.return_xrai_segments.then(|| {
             if p.flatten_xrai_segments {
                 let mut ranks = Array2::<usize>::zeros((height, width));
@@ -433,7 +434,7 @@ where
             foreground()
         });
         // The scope waits for the spawned job, so `done` is always set.
-        let a = done.unwrap_or_else(|| Err(SaliencyError::param("segments", "", "were not computed")));
+        let a = done.unwrap_or_else(|| Err(SaliencyError::internal("the segments were not computed")));
         (a, b)
     }
     #[cfg(not(feature = "rayon"))]
@@ -492,15 +493,10 @@ fn merge_channels<F: Float>(attr: ArrayD<F>) -> Result<Array2<F>> {
     } else {
         attr
     };
-    let shape = merged.shape().to_vec();
+    // The attribution has the input's shape, whose rank was checked.
     merged
         .into_dimensionality::<Ix2>()
-        .map_err(|_| SaliencyError::InvalidRank {
-            what: "attribution",
-            expected: "rank 2 or 3",
-            actual: shape.len(),
-            shape,
-        })
+        .map_err(|_| SaliencyError::internal("the attribution is not an image"))
 }
 
 /// A row-major copy of a 2-D view.

@@ -65,7 +65,7 @@ pub(crate) fn felzenszwalb_masks<F: Float>(image: ArrayViewD<'_, F>) -> Result<M
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
 pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Result<Vec<Array2<usize>>> {
-    crate::core::check_input("image", &image, 2)?;
+    crate::checks::check_input("image", &image, 2)?;
     if image.ndim() > 3 {
         return Err(SaliencyError::InvalidRank {
             what: "image",
@@ -96,9 +96,10 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
         resized = resized.insert_axis(Axis(2));
     }
     let smoothed = smooth(resized.view(), SIGMA)?;
-    let graph = FelzenszwalbGraph::new(smoothed.view().into_dimensionality::<Ix3>().map_err(|_| {
-        SaliencyError::param("image", format!("{:?}", smoothed.shape()), "must be 3-D after resizing")
-    })?)?;
+    let smoothed = smoothed
+        .into_dimensionality::<Ix3>()
+        .map_err(|_| SaliencyError::internal("the smoothed image lost its channel axis"))?;
+    let graph = FelzenszwalbGraph::new(smoothed.view())?;
     let back = ResizeOptions::default()
         .order(0)
         .mode(ResizeMode::Constant)
@@ -116,7 +117,7 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
         sized
             .mapv(|v| v as usize)
             .into_dimensionality::<Ix2>()
-            .map_err(|_| SaliencyError::param("image", format!("{height} x {width}"), "has an unexpected shape"))
+            .map_err(|_| SaliencyError::internal("resized segment labels are not an image"))
     };
     #[cfg(feature = "rayon")]
     {
