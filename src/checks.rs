@@ -2,7 +2,7 @@
 //! image operations, the visualisations and the metrics: each error is
 //! worded once, here.
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayView3, ArrayViewD, Axis, Ix3};
 
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -103,4 +103,68 @@ pub(crate) fn check_positive(name: &'static str, value: usize) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// The ranks an image may have, as every rank error words them.
+const IMAGE_RANKS: &str = "rank 2 (height x width) or 3 (height x width x channels)";
+
+/// Checks that `shape` is that of an image: height x width, or height x
+/// width x channels.
+pub(crate) fn check_image_rank(what: &'static str, shape: &[usize]) -> Result<()> {
+    if matches!(shape.len(), 2 | 3) {
+        Ok(())
+    } else {
+        Err(SaliencyError::InvalidRank {
+            what,
+            expected: IMAGE_RANKS,
+            actual: shape.len(),
+            shape: shape.to_vec(),
+        })
+    }
+}
+
+/// Checks that an input is a non-empty, finite image (see
+/// [`check_image_rank`]).
+pub(crate) fn check_image<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>) -> Result<()> {
+    check_image_rank(what, x.shape())?;
+    check_input(what, x, 2)
+}
+
+/// `image` as height x width x channels (one channel for a height x width
+/// image), or the error of [`check_image_rank`].
+pub(crate) fn image_view3<'a, T>(what: &'static str, image: &ArrayViewD<'a, T>) -> Result<ArrayView3<'a, T>> {
+    check_image_rank(what, image.shape())?;
+    let image = image.clone();
+    let image = if image.ndim() == 2 {
+        image.insert_axis(Axis(2))
+    } else {
+        image
+    };
+    image
+        .into_dimensionality::<Ix3>()
+        .map_err(|_| SaliencyError::internal("an image of checked rank is not 3-D"))
+}
+
+/// Checks that an array that must agree in shape with another does.
+pub(crate) fn check_shape(what: &'static str, actual: &[usize], expected: &[usize]) -> Result<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(SaliencyError::ShapeMismatch {
+            what,
+            expected: expected.to_vec(),
+            actual: actual.to_vec(),
+        })
+    }
+}
+
+/// Checks a companion of the input (a baseline, a given attribution): the
+/// input's shape and finite values.
+pub(crate) fn check_like_input<F: Float>(
+    what: &'static str,
+    a: &ArrayViewD<'_, F>,
+    input_shape: &[usize],
+) -> Result<()> {
+    check_shape(what, a.shape(), input_shape)?;
+    check_finite(what, a)
 }

@@ -12,7 +12,7 @@
 //! The edge list and its order depend on the image only, so one
 //! [`FelzenszwalbGraph`] serves any number of scales.
 
-use ndarray::{Array2, ArrayD, ArrayView3, ArrayViewD, Axis, Ix3};
+use ndarray::{Array2, ArrayD, ArrayView3, ArrayViewD, Ix3};
 
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -43,19 +43,10 @@ pub fn felzenszwalb<F: Float>(
     sigma: f64,
     min_size: usize,
 ) -> Result<Array2<usize>> {
-    crate::checks::check_input("image", &image, 2)?;
-    let image = match image.ndim() {
-        2 => image.mapv(|v| v.as_f64()).insert_axis(Axis(2)),
-        3 => image.mapv(|v| v.as_f64()),
-        n => {
-            return Err(SaliencyError::InvalidRank {
-                what: "image",
-                expected: "rank 2 or 3 (height x width [x channels])",
-                actual: n,
-                shape: image.shape().to_vec(),
-            });
-        }
-    };
+    crate::checks::check_image("image", &image)?;
+    let image = crate::checks::image_view3("image", &image)?
+        .mapv(|v| v.as_f64())
+        .into_dyn();
     let smoothed = smooth(image.view(), sigma)?;
     let smoothed = smoothed
         .into_dimensionality::<Ix3>()

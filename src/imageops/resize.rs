@@ -310,14 +310,10 @@ pub fn resize<F: Float>(
 fn clip_to_input_range<F: Float>(data: &mut [F], image: &[f64], options: &ResizeOptions) {
     // The input's values are exact in `F`, so are these bounds; clipping
     // after the conversion to `F` equals clipping before it.
-    let (mut lo, mut hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (mut lo, mut hi) = super::min_max(image.iter().copied());
     let cval = F::from_f64_lossy(options.cval).as_f64();
     if options.mode == ResizeMode::Constant && !(lo <= cval && cval <= hi) {
-        let (olo, ohi) = data.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v.as_f64()), b.max(v.as_f64()))
-        });
+        let (olo, ohi) = super::min_max(data.iter().map(|v| v.as_f64()));
         if olo <= cval && cval <= ohi {
             lo = lo.min(cval);
             hi = hi.max(cval);

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::checks::{check_input, check_positive, check_steps, finite_result, try_filled};
+use crate::checks::{check_image, check_positive, check_steps, finite_result, try_filled};
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -171,15 +171,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
         self.check()?;
-        check_input("input", &x, 2)?;
-        if x.ndim() > 3 {
-            return Err(SaliencyError::InvalidRank {
-                what: "input",
-                expected: "rank 2 (H x W) or 3 (H x W x C)",
-                actual: x.ndim(),
-                shape: x.shape().to_vec(),
-            });
-        }
+        check_image("input", &x)?;
         let shape = x.shape().to_vec();
         let x = crate::imageops::to_f64_vec(&x);
         let len = x.len();

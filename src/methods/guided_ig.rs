@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::checks::{check_finite, check_input, check_steps, finite_result};
+use crate::checks::{check_input, check_like_input, check_steps, finite_result};
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -133,14 +133,7 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
         let input: Vec<f64> = x.iter().map(|v| v.as_f64()).collect();
         let baseline: Vec<f64> = match &self.baseline {
             Some(b) => {
-                if b.shape() != x.shape() {
-                    return Err(SaliencyError::ShapeMismatch {
-                        what: "baseline",
-                        expected: x.shape().to_vec(),
-                        actual: b.shape().to_vec(),
-                    });
-                }
-                check_finite("baseline", &b.view())?;
+                check_like_input("baseline", &b.view(), x.shape())?;
                 b.iter().map(|v| v.as_f64()).collect()
             }
             None => Vec::new(),

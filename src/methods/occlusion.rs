@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
-use crate::checks::{check_input, check_positive, finite_result, try_vec_with_capacity};
+use crate::checks::{check_image, check_positive, finite_result, try_vec_with_capacity};
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -111,15 +111,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 2)?;
-        if x.ndim() > 3 {
-            return Err(SaliencyError::InvalidRank {
-                what: "input",
-                expected: "rank 2 (height x width) or 3 (height x width x channels)",
-                actual: x.ndim(),
-                shape: x.shape().to_vec(),
-            });
-        }
+        check_image("input", &x)?;
         check_positive("size", self.size)?;
         check_positive("stride", self.stride)?;
         check_positive("batch_size", self.batch_size)?;

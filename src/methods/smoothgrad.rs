@@ -152,9 +152,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
 ) -> Result<ArrayD<F>> {
     params.check()?;
     check_input("input", &x, 1)?;
-    let (lo, hi) = x.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = crate::imageops::min_max(x.iter().copied());
     let stdev = params.stdev_spread * (hi.as_f64() - lo.as_f64());
     let normal = Normal::new(0.0, stdev)
         .map_err(|_| SaliencyError::param("stdev_spread", stdev, "gives an invalid noise deviation"))?;

@@ -68,18 +68,7 @@ impl Pixel for f64 {
 
 /// Height, width and channels of a `[H, W]` or `[H, W, C]` image.
 fn image_dims<P>(what: &'static str, image: &ArrayViewD<'_, P>) -> Result<(usize, usize, usize)> {
-    let dims = match *image.shape() {
-        [h, w] => (h, w, 1),
-        [h, w, c] => (h, w, c),
-        _ => {
-            return Err(SaliencyError::InvalidRank {
-                what,
-                expected: "rank 2 (height x width) or 3 (height x width x channels)",
-                actual: image.ndim(),
-                shape: image.shape().to_vec(),
-            });
-        }
-    };
+    let dims = crate::checks::image_view3(what, image)?.dim();
     if image.is_empty() {
         return Err(SaliencyError::EmptyInput {
             what,

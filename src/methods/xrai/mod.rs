@@ -19,7 +19,7 @@ mod segments;
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2};
 
-use crate::checks::{check_finite, check_input, check_positive, check_steps, finite_result};
+use crate::checks::{check_image, check_like_input, check_positive, check_shape, check_steps, finite_result};
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -254,15 +254,7 @@ impl<F: Float> Xrai<F> {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<XraiOutput<F>> {
         let p = &self.parameters;
-        check_input("input", &x, 2)?;
-        if x.ndim() > 3 {
-            return Err(SaliencyError::InvalidRank {
-                what: "input",
-                expected: "rank 2 or 3 (height x width [x channels])",
-                actual: x.ndim(),
-                shape: x.shape().to_vec(),
-            });
-        }
+        check_image("input", &x)?;
         check_steps("steps", p.steps)?;
         check_positive("batch_size", self.batch_size)?;
         if p.area_threshold.is_nan() {
@@ -276,8 +268,7 @@ impl<F: Float> Xrai<F> {
 
         // Check every argument before the (possibly long) model calls.
         if let Some(base) = &self.base_attribution {
-            check_shape("base attribution", base.shape(), x.shape())?;
-            check_finite("base attribution", &base.view())?;
+            check_like_input("base attribution", &base.view(), x.shape())?;
         }
         if let Some(baselines) = &self.baselines {
             if baselines.is_empty() {
@@ -287,8 +278,7 @@ impl<F: Float> Xrai<F> {
                 });
             }
             for b in baselines {
-                check_shape("baseline", b.shape(), x.shape())?;
-                check_finite("baseline", &b.view())?;
+                check_like_input("baseline", &b.view(), x.shape())?;
             }
         }
         if let Some(segments) = &self.segments {
@@ -444,33 +434,11 @@ where
     }
 }
 
-fn check_shape(what: &'static str, actual: &[usize], expected: &[usize]) -> Result<()> {
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(SaliencyError::ShapeMismatch {
-            what,
-            expected: expected.to_vec(),
-            actual: actual.to_vec(),
-        })
-    }
-}
-
 /// The reference's default baselines: the image's minimum and its maximum
 /// everywhere.
 fn default_baselines<F: Float>(x: ArrayViewD<'_, F>) -> Vec<ArrayD<F>> {
-    let (lo, hi) = min_max(x.view());
+    let (lo, hi) = crate::imageops::min_max_of(&x);
     vec![ArrayD::from_elem(x.raw_dim(), lo), ArrayD::from_elem(x.raw_dim(), hi)]
-}
-
-/// The smallest and the largest value of a (non-empty, finite) array.
-pub(crate) fn min_max<F: Float>(x: ArrayViewD<'_, F>) -> (F, F) {
-    let fold = |(lo, hi): (F, F), &v: &F| (lo.min(v), hi.max(v));
-    let start = (F::infinity(), F::neg_infinity());
-    match x.as_slice_memory_order() {
-        Some(flat) => flat.iter().fold(start, fold),
-        None => x.iter().fold(start, fold),
-    }
 }
 
 /// Element-wise mean of equally shaped arrays, summed in list order as

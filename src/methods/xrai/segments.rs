@@ -65,18 +65,10 @@ pub(crate) fn felzenszwalb_masks<F: Float>(image: ArrayViewD<'_, F>) -> Result<M
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
 pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Result<Vec<Array2<usize>>> {
-    crate::checks::check_input("image", &image, 2)?;
-    if image.ndim() > 3 {
-        return Err(SaliencyError::InvalidRank {
-            what: "image",
-            expected: "rank 2 or 3 (height x width [x channels])",
-            actual: image.ndim(),
-            shape: image.shape().to_vec(),
-        });
-    }
+    crate::checks::check_image("image", &image)?;
     let (height, width) = (image.shape()[0], image.shape()[1]);
     // Rescale to [-1, 1] in the image's own float type, as NumPy does.
-    let (lo, hi) = super::min_max(image.view());
+    let (lo, hi) = crate::imageops::min_max_of(&image);
     let span = hi - lo;
     let two = F::from_f64_lossy(2.0);
     let normalised = image.mapv(|v| {
