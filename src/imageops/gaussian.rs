@@ -4,6 +4,7 @@ use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, IxDyn, Slice}
 
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
+use crate::parallel::{for_each_sized_chunk, for_each_sized_chunk_init, map_items};
 
 /// How a filter sees values beyond the edge of the array, as
 /// `scipy.ndimage` names the modes (for an edge `a b c d`).
@@ -259,42 +260,6 @@ pub(crate) fn gaussian_kernel1d(sigma: f64, truncate: f64) -> Vec<f64> {
     full[radius..].iter().map(|v| v / sum).collect()
 }
 
-/// Calls `f(index, chunk)` on consecutive `size`-element chunks of `data`,
-/// in parallel when `parallel` is set (and the `rayon` feature is on). Every
-/// element is computed by one call in a fixed order: the result does not
-/// depend on the thread count.
-fn for_each_chunk<T: Send>(data: &mut [T], size: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync + Send) {
-    #[cfg(feature = "rayon")]
-    if parallel {
-        use rayon::prelude::*;
-        data.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
-        return;
-    }
-    let _ = parallel;
-    data.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
-}
-
-/// [`for_each_chunk`] with a scratch value per worker, made by `init`.
-fn for_each_chunk_init<T: Send, S>(
-    data: &mut [T],
-    size: usize,
-    parallel: bool,
-    init: impl Fn() -> S + Sync + Send,
-    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
-) {
-    #[cfg(feature = "rayon")]
-    if parallel {
-        use rayon::prelude::*;
-        data.par_chunks_mut(size)
-            .enumerate()
-            .for_each_init(&init, |state, (i, c)| f(state, i, c));
-        return;
-    }
-    let _ = parallel;
-    let mut state = init();
-    data.chunks_mut(size).enumerate().for_each(|(i, c)| f(&mut state, i, c));
-}
-
 /// The fewest rows per block of the banded matrix form.
 const BLOCK: usize = 32;
 /// Kernels with at least this radius use the banded matrix product.
@@ -372,7 +337,7 @@ fn correlate_rows<R: Fn(f64) -> f64 + Sync>(
         }
         out.iter_mut().for_each(|d| *d = round(*d));
     };
-    for_each_chunk(dst, inner, parallel, |idx, out| task(idx, out));
+    for_each_sized_chunk(dst, inner, parallel, |idx, out| task(idx, out));
 }
 
 /// Direct correlation, few elements per row: each lane is gathered into a
@@ -402,7 +367,7 @@ fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    for_each_chunk_init(dst, slab, parallel, Vec::new, |buf, o, out| task(buf, o, out));
+    for_each_sized_chunk_init(dst, slab, parallel, Vec::new, |buf, o, out| task(buf, o, out));
 }
 
 /// One block of rows of a banded matrix: rows `start..start + rows` have
@@ -533,7 +498,7 @@ fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), parall
             }
         }
     };
-    for_each_chunk(z, slab, parallel, |o, out| task(o, out));
+    for_each_sized_chunk(z, slab, parallel, |o, out| task(o, out));
 }
 
 /// Recovers the output lines from the folded product `wz`: `y_i = u_i + v_i`,
@@ -569,7 +534,7 @@ fn unfold<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    for_each_chunk(dst, slab, parallel, |o, out| task(o, out));
+    for_each_sized_chunk(dst, slab, parallel, |o, out| task(o, out));
 }
 
 /// Lines longer than this use the direct correlation (the matrix form
@@ -651,7 +616,7 @@ fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), 
             }
         }
     };
-    for_each_chunk_init(z, slab, parallel, Vec::new, |lane, o, rows| task(o, rows, lane));
+    for_each_sized_chunk_init(z, slab, parallel, Vec::new, |lane, o, rows| task(o, rows, lane));
 }
 
 /// [`unfold`] from the lane layout of [`fold_lanes`] back to [outer, n, inner].
@@ -687,7 +652,7 @@ fn unfold_lanes<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    for_each_chunk_init(dst, slab, parallel, Vec::new, |lane, o, out| task(o, out, lane));
+    for_each_sized_chunk_init(dst, slab, parallel, Vec::new, |lane, o, out| task(o, out, lane));
 }
 
 /// `dst = M src` along the middle axis of `[outer, n, inner]`, `M` given by
@@ -717,13 +682,11 @@ fn banded_product(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), blo
                 slab = rest;
             }
         }
-        #[cfg(feature = "rayon")]
         if parallel {
-            use rayon::prelude::*;
-            pieces.into_par_iter().for_each(|(o, block, out)| task(o, block, out));
-            return;
+            map_items(pieces, |(o, block, out)| task(o, block, out));
+        } else {
+            pieces.into_iter().for_each(|(o, block, out)| task(o, block, out));
         }
-        pieces.into_iter().for_each(|(o, block, out)| task(o, block, out));
     } else {
         // out[o.., block, c] = in[o.., lo..hi, c] @ M_block^T, over chunks of o.
         const OUTER_CHUNK: usize = 64;
@@ -745,13 +708,14 @@ fn banded_product(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), blo
                 }
             }
         };
-        for_each_chunk(dst, OUTER_CHUNK * n * inner, parallel, |chunk, out| task(chunk, out));
+        for_each_sized_chunk(dst, OUTER_CHUNK * n * inner, parallel, |chunk, out| task(chunk, out));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parallel::with_threads;
 
     #[test]
     fn boundary_modes_extend_as_scipy_documents() {
@@ -803,22 +767,20 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "rayon")]
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
         let x = ArrayD::from_shape_fn(IxDyn(&[70, 61, 3]), |i| {
             ((i[0] * 31 + i[1] * 7 + i[2]) % 17) as f64 / 17.0
         });
         let run = |threads: usize, sigma: [f64; 3]| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map(|pool| pool.install(|| gaussian_filter(x.view(), &sigma, BoundaryMode::Constant(0.0), 4.0)))
+            with_threads(threads, || {
+                gaussian_filter(x.view(), &sigma, BoundaryMode::Constant(0.0), 4.0)
+            })
         };
         for sigma in [[1.5, 2.0, 0.0], [20.0, 35.0, 0.0], [4.0, 0.0, 1.0]] {
-            let one = run(1, sigma).unwrap().unwrap();
+            let one = run(1, sigma).unwrap();
             for threads in [2, 3, 8] {
-                assert_eq!(one, run(threads, sigma).unwrap().unwrap(), "{sigma:?} {threads}");
+                assert_eq!(one, run(threads, sigma).unwrap(), "{sigma:?} {threads}");
             }
         }
     }

@@ -166,15 +166,7 @@ pub(crate) fn dilate_labels_disk(
         }
         out
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        runs.par_iter().map(one).collect()
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        runs.iter().map(one).collect()
-    }
+    crate::parallel::map_items(&runs, one)
 }
 
 #[cfg(test)]

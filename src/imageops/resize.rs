@@ -546,22 +546,12 @@ fn interpolate_axis<T: Copy + Default + Send>(
     };
     // A few taps per sample are cheap: below about a million multiplications
     // handing the work to other threads costs more than it saves.
-    #[cfg(feature = "rayon")]
-    if out.len() * per >= PARALLEL_WORK {
-        use rayon::prelude::*;
-        out.par_chunks_mut(rows_per_task * inner)
-            .enumerate()
-            .for_each(|(c, rows)| chunk(c, rows));
-        return Ok(out);
-    }
-    out.chunks_mut(rows_per_task * inner)
-        .enumerate()
-        .for_each(|(c, rows)| chunk(c, rows));
+    let parallel = out.len() * per >= PARALLEL_WORK;
+    crate::parallel::for_each_sized_chunk(&mut out, rows_per_task * inner, parallel, chunk);
     Ok(out)
 }
 
 /// Multiplications below which a resampling pass runs on one thread.
-#[cfg(feature = "rayon")]
 const PARALLEL_WORK: usize = 1 << 20;
 
 /// SciPy's spline pre-filter along `axis`, after SciPy's padding (12
@@ -617,20 +607,9 @@ fn prefilter_axis(
             }
         }
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(len * inner)
-            .enumerate()
-            .for_each_init(Vec::new, |line, (o, slab)| task(o, slab, line));
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let mut line = Vec::new();
-        out.chunks_mut(len * inner)
-            .enumerate()
-            .for_each(|(o, slab)| task(o, slab, &mut line));
-    }
+    crate::parallel::for_each_sized_chunk_init(&mut out, len * inner, true, Vec::new, |line, o, slab| {
+        task(o, slab, line)
+    });
     Ok((out, len))
 }
 

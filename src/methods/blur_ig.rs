@@ -11,7 +11,7 @@ use crate::imageops::gaussian::{
     BoundaryMode, DEFAULT_TRUNCATE, Scratch, check_kernel_radius, filter_f64_with, round_to,
 };
 use crate::model::{CallModelFunction, OutputKey, call_model};
-use crate::parallel::for_each_chunk_mut;
+use crate::parallel::{for_each_chunk_mut, for_each_grouped};
 
 /// Blur IG: the path runs from a fully blurred image (Gaussian blur of
 /// `max_sigma`) to the input; the mask is minus the sum over the path of
@@ -211,35 +211,25 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         while start < self.steps {
             let end = (start + self.batch_size).min(self.steps);
             let count = end - start;
-            // The points of a batch are independent: one task each.
-            let pairs = points[..count * len]
+            // The points of a batch are independent: one group of points
+            // per thread, each with its own buffers (the grouping does not
+            // change any result).
+            let mut items: Vec<_> = points[..count * len]
                 .chunks_mut(len)
-                .zip(slopes[..count * len].chunks_mut(len));
-            #[cfg(feature = "rayon")]
-            {
-                use rayon::prelude::*;
-                // One group of points per thread, each with its own buffers
-                // (the grouping does not change any result).
-                let mut items: Vec<_> = pairs.enumerate().collect();
-                let per_group = count.div_ceil(rayon::current_num_threads().max(1));
+                .zip(slopes[..count * len].chunks_mut(len))
+                .enumerate()
+                .collect();
+            for_each_grouped(
+                &mut items,
                 // With several groups the groups are the parallelism: each
                 // filter runs on its group's thread, with no hand-offs.
-                let sequential = per_group < count;
-                items.par_chunks_mut(per_group).for_each(|group| {
+                |several| {
                     let mut ws = Scratch::default();
-                    ws.sequential = sequential;
-                    for (b, (point, slope)) in group.iter_mut() {
-                        make_point(&mut ws, start + *b, point, slope);
-                    }
-                });
-            }
-            #[cfg(not(feature = "rayon"))]
-            {
-                let mut ws = Scratch::default();
-                for (b, (point, slope)) in pairs.enumerate() {
-                    make_point(&mut ws, start + b, point, slope);
-                }
-            }
+                    ws.sequential = several;
+                    ws
+                },
+                |ws, (b, (point, slope))| make_point(ws, start + *b, point, slope),
+            );
             batch_shape[0] = count;
             let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &points[..count * len])
                 .map_err(|_| SaliencyError::internal("the Blur IG batch does not fill its shape"))?;
@@ -277,7 +267,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
     }
 }
 
-#[cfg(all(test, feature = "rayon"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::ModelOutputs;
@@ -288,24 +278,19 @@ mod tests {
             ((i[0] * 5 + i[1] * 3 + i[2]) % 11) as f32 / 11.0
         });
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map(|pool| {
-                    pool.install(|| {
-                        BlurIg::new()
-                            .max_sigma(15.0)
-                            .steps(12)
-                            .batch_size(5)
-                            .get_mask(x.view(), &mut |b, _| {
-                                Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.mapv(|v| v * v)))
-                            })
+            crate::parallel::with_threads(threads, || {
+                BlurIg::new()
+                    .max_sigma(15.0)
+                    .steps(12)
+                    .batch_size(5)
+                    .get_mask(x.view(), &mut |b, _| {
+                        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.mapv(|v| v * v)))
                     })
-                })
+            })
         };
-        let one = run(1).unwrap().unwrap();
+        let one = run(1).unwrap();
         for threads in [2, 3] {
-            assert_eq!(one, run(threads).unwrap().unwrap());
+            assert_eq!(one, run(threads).unwrap());
         }
     }
 }

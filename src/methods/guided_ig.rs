@@ -9,9 +9,7 @@ use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::quantile::select;
 use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
-use crate::parallel::{CHUNK, for_each_chunk_mut};
-#[cfg(feature = "rayon")]
-use rayon::prelude::*;
+use crate::parallel::{CHUNK, for_each_chunk_mut, map_chunks, map_items};
 
 /// Guided Integrated Gradients: integrated gradients along an adaptive path
 /// that, at every step, moves first the features whose gradient is smallest
@@ -205,8 +203,6 @@ struct Path {
     fallback: Candidates,
     /// Run every step iteration by iteration (to test the fast path).
     always_iterate: bool,
-    /// Per chunk of [`Path::catch_up`]: L1 distance and the exactness flag.
-    chunk_results: Vec<f64>,
     /// The largest window `alpha_max - alpha_min` for which rounding could
     /// put some feature's `x_max` behind `alpha_min` (see [`Path::step`]).
     exact_below_span: f64,
@@ -265,7 +261,6 @@ impl Path {
             hist: Histogram::new(),
             fallback: Candidates::default(),
             always_iterate: false,
-            chunk_results: Vec::new(),
             exact_below_span,
         }
     }
@@ -418,29 +413,14 @@ impl Path {
             }
         };
         let chunk_lanes = LANES * (BUCKETS + 1);
-        #[cfg(feature = "rayon")]
-        self.x
-            .par_chunks_mut(CHUNK)
-            .zip(self.attr.par_chunks_mut(CHUNK))
-            .zip(self.key.par_chunks_mut(CHUNK))
-            .zip(self.hist.lanes.par_chunks_mut(chunk_lanes))
-            .enumerate()
-            .map(work)
-            .collect_into_vec(&mut self.chunk_results);
-        #[cfg(not(feature = "rayon"))]
-        {
-            self.chunk_results.clear();
-            self.chunk_results.extend(
-                self.x
-                    .chunks_mut(CHUNK)
-                    .zip(self.attr.chunks_mut(CHUNK))
-                    .zip(self.key.chunks_mut(CHUNK))
-                    .zip(self.hist.lanes.chunks_mut(chunk_lanes))
-                    .enumerate()
-                    .map(work),
-            );
-        }
-        let l1 = self.chunk_results.iter().fold(0.0, |l1, &l| l1 + l);
+        let chunks = self
+            .x
+            .chunks_mut(CHUNK)
+            .zip(self.attr.chunks_mut(CHUNK))
+            .zip(self.key.chunks_mut(CHUNK))
+            .zip(self.hist.lanes.chunks_mut(chunk_lanes))
+            .enumerate();
+        let l1 = map_items(chunks, work).iter().fold(0.0, |l1, &l| l1 + l);
         // Rounding could put x_max behind alpha_min only when the window is
         // tiny next to the baseline's magnitude: |d| * span <= 1e-12 * (|b| + |d|)
         // for some moving feature (checked for all, which is only more cautious).
@@ -478,20 +458,13 @@ impl Path {
                 None => moves.apply::<F, true>(x, attr, g, zeros, d, out),
             }
         };
-        #[cfg(feature = "rayon")]
-        self.x
-            .par_chunks_mut(CHUNK)
-            .zip(self.attr.par_chunks_mut(CHUNK))
-            .zip(model_input.par_chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(work);
-        #[cfg(not(feature = "rayon"))]
-        self.x
+        let chunks = self
+            .x
             .chunks_mut(CHUNK)
             .zip(self.attr.chunks_mut(CHUNK))
             .zip(model_input.chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(work);
+            .enumerate();
+        map_items(chunks, work);
     }
 
     /// The reference's iterations one by one, for steps where rounding can
@@ -901,13 +874,11 @@ impl KeyScale {
             (min_pos, max, finite.iter().all(|&f| f))
         };
         let both = |a: (f32, f32, bool), b: (f32, f32, bool)| (a.0.min(b.0), a.1.max(b.1), a.2 & b.2);
-        #[cfg(feature = "rayon")]
-        let (min_pos, max, finite) = grad
-            .par_chunks(CHUNK)
-            .map(extremes)
-            .reduce(|| (f32::INFINITY, 0.0, true), both);
-        #[cfg(not(feature = "rayon"))]
-        let (min_pos, max, finite) = grad.chunks(CHUNK).map(extremes).fold((f32::INFINITY, 0.0, true), both);
+        // Minima, maxima and conjunctions of non-negative magnitudes: the
+        // order of combining does not matter.
+        let (min_pos, max, finite) = map_chunks(grad, CHUNK, extremes)
+            .into_iter()
+            .fold((f32::INFINITY, 0.0, true), both);
         (KeyScale::new(min_pos, max), finite)
     }
 
@@ -1102,10 +1073,7 @@ impl<F: Float> SortedCandidates<'_, F> {
             }
         };
         h.found.resize_with(p.key.len().div_ceil(CHUNK), Vec::new);
-        #[cfg(feature = "rayon")]
-        h.found.par_iter_mut().enumerate().for_each(scan);
-        #[cfg(not(feature = "rayon"))]
-        h.found.iter_mut().enumerate().for_each(scan);
+        map_items(h.found.iter_mut().enumerate(), scan);
         for &(slot, entry) in h.found.iter().flatten() {
             h.store[slot].push(entry);
         }
@@ -1219,15 +1187,13 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "rayon")]
     #[test]
     fn result_does_not_depend_on_thread_count() {
         // Several chunks of features.
         let n = 3 * crate::parallel::CHUNK + 123;
         let input: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
+            crate::parallel::with_threads(threads, || {
                 let mut path = Path::new(input.clone(), None);
                 path.run(&[n], 12, 0.25, 0.05, &mut grads, &mut |_| {}).unwrap()
             })

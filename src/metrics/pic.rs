@@ -514,7 +514,7 @@ impl PicMetric {
         let batch_size = self.batch_size.unwrap_or(usize::MAX);
         let image = image.as_standard_layout().into_owned();
 
-        let (original_entropy, blurred) = join(
+        let (original_entropy, blurred) = crate::parallel::join(
             || estimate_entropy(image.view()),
             || -> Result<_> {
                 let blurred = create_blurred_image(image.view(), random_mask, Interpolation::Linear)?;
@@ -572,13 +572,10 @@ impl PicMetric {
             let entropy = estimate_entropy(blurred.view())?;
             Ok((blurred, entropy))
         };
-        #[cfg(feature = "rayon")]
-        let steps: Vec<(ArrayD<u8>, usize)> = {
-            use rayon::prelude::*;
-            cutoffs.par_iter().map(blur_one).collect::<Result<_>>()?
-        };
-        #[cfg(not(feature = "rayon"))]
-        let steps: Vec<(ArrayD<u8>, usize)> = cutoffs.iter().map(blur_one).collect::<Result<_>>()?;
+        // The first error in threshold order, whatever the thread count.
+        let steps: Vec<(ArrayD<u8>, usize)> = crate::parallel::map_items(&cutoffs, blur_one)
+            .into_iter()
+            .collect::<Result<_>>()?;
 
         let step_images: Vec<&ArrayD<u8>> = steps.iter().map(|(img, _)| img).collect();
         let step_preds = if step_images.is_empty() {
@@ -645,18 +642,6 @@ impl PicMetric {
 
 fn unreachable_count<T>() -> Result<T> {
     Err(SaliencyError::internal("batch predictions were lost"))
-}
-
-/// Runs `a` and `b`, in parallel with the `rayon` feature.
-fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
-    #[cfg(feature = "rayon")]
-    {
-        rayon::join(a, b)
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        (a(), b())
-    }
 }
 
 /// Stacks `images` into batches of at most `batch_size`, calls `predict`

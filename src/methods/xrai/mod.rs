@@ -321,9 +321,9 @@ impl<F: Float> Xrai<F> {
                 }
             }
         };
-        let (masks, attribution) = alongside(compute_masks, compute_attribution);
+        let (masks, attribution) = crate::parallel::alongside(compute_masks, compute_attribution);
         let (attribution, baselines, ig_attribution) = attribution?;
-        let masks = masks?;
+        let masks = masks.ok_or_else(|| SaliencyError::internal("the segments were not computed"))??;
         let attr = merge_channels(attribution)?;
 
         let flat = standard_vec(attr.view());
@@ -408,31 +408,6 @@ impl<F: Float> CoreSaliency<F> for Xrai<F> {
 /// The attribution XRAI ranks with, the baselines behind it and the
 /// attributions to return.
 type Attribution<F> = (ArrayD<F>, Option<Vec<ArrayD<F>>>, Option<Vec<ArrayD<F>>>);
-
-/// Runs `background` (on the thread pool, with `rayon`) while `foreground`
-/// runs on this thread, and returns both results. Without `rayon` they run
-/// one after the other.
-fn alongside<A, B>(background: impl FnOnce() -> Result<A> + Send, foreground: impl FnOnce() -> B) -> (Result<A>, B)
-where
-    A: Send,
-{
-    #[cfg(feature = "rayon")]
-    {
-        let mut done: Option<Result<A>> = None;
-        let b = rayon::in_place_scope(|scope| {
-            scope.spawn(|_| done = Some(background()));
-            foreground()
-        });
-        // The scope waits for the spawned job, so `done` is always set.
-        let a = done.unwrap_or_else(|| Err(SaliencyError::internal("the segments were not computed")));
-        (a, b)
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let a = background();
-        (a, foreground())
-    }
-}
 
 /// The reference's default baselines: the image's minimum and its maximum
 /// everywhere.

@@ -111,15 +111,8 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
             .into_dimensionality::<Ix2>()
             .map_err(|_| SaliencyError::internal("resized segment labels are not an image"))
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        SCALES.par_iter().map(one_scale).collect()
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        SCALES.iter().map(one_scale).collect()
-    }
+    // The first error in scale order, whatever the thread count.
+    crate::parallel::map_items(&SCALES, one_scale).into_iter().collect()
 }
 
 /// One mask per label of every label image (labels `0..=max`, as the
@@ -167,13 +160,11 @@ mod tests {
         assert!(first.iter().zip(masks[0].iter()).all(|(&s, &m)| !s || m));
     }
 
-    #[cfg(feature = "rayon")]
     #[test]
     fn result_does_not_depend_on_thread_count() {
         let x = image();
         let many = felzenszwalb_masks(x.view().into_dyn()).unwrap();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let one = pool.install(|| felzenszwalb_masks(x.view().into_dyn()).unwrap());
+        let one = crate::parallel::with_threads(1, || felzenszwalb_masks(x.view().into_dyn()).unwrap());
         assert_eq!(many, one);
     }
 }
