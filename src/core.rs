@@ -7,13 +7,54 @@ use crate::float::Float;
 use crate::methods::smoothgrad::{self, SmoothGradParams};
 use crate::model::CallModelFunction;
 
+/// What a [`Progress`] report counts.
+///
+/// Its `Display` is a short lower-case description, such as "integrated
+/// gradients steps". More stages may come with new methods, so a `match`
+/// needs a wildcard arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Calls of a model that a method calls once (Vanilla Gradients,
+    /// Grad-CAM): "model calls".
+    ModelCalls,
+    /// Path points of Integrated Gradients, also those XRAI computes:
+    /// "integrated gradients steps".
+    IntegratedGradientsSteps,
+    /// Path points of Blur IG: "blur ig steps".
+    BlurIgSteps,
+    /// Steps of Guided IG: "guided integrated gradients steps".
+    GuidedIgSteps,
+    /// Occluded windows: "occlusion windows".
+    OcclusionWindows,
+    /// Noisy samples of SmoothGrad: "SmoothGrad samples".
+    SmoothGradSamples,
+    /// XRAI's ranking of the segment masks: "xrai masks" (pixels covered
+    /// for the full algorithm, masks ranked for the fast one).
+    XraiMasks,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::ModelCalls => "model calls",
+            Stage::IntegratedGradientsSteps => "integrated gradients steps",
+            Stage::BlurIgSteps => "blur ig steps",
+            Stage::GuidedIgSteps => "guided integrated gradients steps",
+            Stage::OcclusionWindows => "occlusion windows",
+            Stage::SmoothGradSamples => "SmoothGrad samples",
+            Stage::XraiMasks => "xrai masks",
+        })
+    }
+}
+
 /// How far a long computation has come: `done` of `total` units of `stage`
 /// (for example path steps of integrated gradients).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Progress {
-    /// What is being counted, such as `"integrated gradients steps"`.
-    pub stage: &'static str,
+    /// What is being counted, such as [`Stage::IntegratedGradientsSteps`].
+    pub stage: Stage,
     /// Units finished so far.
     pub done: usize,
     /// Units in all.
@@ -22,7 +63,7 @@ pub struct Progress {
 
 impl Progress {
     /// A report of `done` of `total` units of `stage`.
-    pub fn new(stage: &'static str, done: usize, total: usize) -> Self {
+    pub fn new(stage: Stage, done: usize, total: usize) -> Self {
         Progress { stage, done, total }
     }
 }
@@ -74,5 +115,20 @@ pub trait CoreSaliency<F: Float> {
         params: &SmoothGradParams,
     ) -> Result<ArrayD<F>> {
         smoothgrad::smooth(self, x, model, params, &mut |_| {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_display_as_before_they_were_an_enum() {
+        assert_eq!(
+            Stage::IntegratedGradientsSteps.to_string(),
+            "integrated gradients steps"
+        );
+        assert_eq!(Stage::GuidedIgSteps.to_string(), "guided integrated gradients steps");
+        assert_eq!(Stage::XraiMasks.to_string(), "xrai masks");
     }
 }

@@ -54,7 +54,7 @@ pub mod visualize;
 pub struct ReadmeDoctests;
 
 pub use crate::checks::MAX_STEPS;
-pub use crate::core::{CoreSaliency, Progress};
+pub use crate::core::{CoreSaliency, Progress, Stage};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
 pub use methods::blur_ig::BlurIg;

@@ -4,7 +4,7 @@
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::checks::{check_image, check_positive, check_steps, finite_result, try_filled};
-use crate::core::{CoreSaliency, Progress};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::gaussian::{
@@ -258,7 +258,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 }
             });
             start = end;
-            progress(Progress::new("blur ig steps", end, self.steps));
+            progress(Progress::new(Stage::BlurIgSteps, end, self.steps));
         }
         let data: Vec<F> = total.into_iter().map(|t| -t).collect();
         let mask = ArrayD::from_shape_vec(IxDyn(&shape), data)

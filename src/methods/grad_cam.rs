@@ -4,7 +4,7 @@
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix4};
 
 use crate::checks::{check_input, finite_result};
-use crate::core::{CoreSaliency, Progress};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::resize::{ResizeOptions, resize};
@@ -117,7 +117,7 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         check_input("input", &x, 2)?;
         let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
         let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), &keys)?;
-        progress(Progress::new("model calls", 1, 1));
+        progress(Progress::new(Stage::ModelCalls, 1, 1));
         let values = layer_output(outputs.take(keys[0])?, keys[0])?;
         let grads = layer_output(outputs.take(keys[1])?, keys[1])?;
         let (_, a, b, c) = values.dim();

@@ -5,7 +5,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use crate::parallel::{PARALLEL_MIN, flat, for_each_chunk_mut, for_each_chunk_mut_from, with_scratch};
 
 use crate::checks::{check_input, check_like_input, check_positive, check_steps, finite_result};
-use crate::core::{CoreSaliency, Progress};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
@@ -205,7 +205,7 @@ pub(crate) fn integrated_gradients<F: Float>(
                 return Err(err);
             }
             done += rows;
-            progress(Progress::new("integrated gradients steps", done, steps));
+            progress(Progress::new(Stage::IntegratedGradientsSteps, done, steps));
         }
         Ok(())
     })

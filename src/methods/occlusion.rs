@@ -4,7 +4,7 @@
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
 use crate::checks::{check_image, check_positive, finite_result, try_vec_with_capacity};
-use crate::core::{CoreSaliency, Progress};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model};
@@ -187,7 +187,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
                 diff[r1 * (w + 1) + c1] += d;
             }
             done += chunk.len();
-            progress(Progress::new("occlusion windows", done, windows.len()));
+            progress(Progress::new(Stage::OcclusionWindows, done, windows.len()));
         }
 
         prefix_sums_2d(&mut diff, w + 1);

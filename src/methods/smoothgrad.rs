@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::checks::{check_input, check_steps, finite_result};
-use crate::core::{CoreSaliency, Progress};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::CallModelFunction;
@@ -199,7 +199,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
                 });
             }
         }
-        progress(Progress::new("SmoothGrad samples", sample + 1, params.nsamples));
+        progress(Progress::new(Stage::SmoothGradSamples, sample + 1, params.nsamples));
     }
     let n = F::from_f64_lossy(params.nsamples as f64);
     // `nsamples` was checked to be at least 1.

@@ -8,7 +8,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::selection::{
     BLOCK, BUCKETS, Features, Histogram, KeyScale, LANES, Lane, NOT_CANDIDATE, SortedCandidates, cut, cut_mut,
 };
-use crate::core::Progress;
+use crate::core::{Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::quantile::select;
@@ -176,7 +176,7 @@ impl Path {
                 &flat,
                 batch.as_slice_mut().unwrap_or_default(),
             );
-            progress(Progress::new("guided integrated gradients steps", step + 1, steps));
+            progress(Progress::new(Stage::GuidedIgSteps, step + 1, steps));
         }
         Ok(std::mem::take(&mut self.attr))
     }
