@@ -199,15 +199,11 @@ impl FelzenszwalbGraph {
             if forest[a as usize] == forest[b as usize] {
                 continue;
             }
-            let ra = find_root(&mut forest, a);
-            let rb = find_root(&mut forest, b);
-            if ra == rb {
+            let Some((ra, rb)) = distinct_roots(&mut forest, a, b) else {
                 continue;
-            }
-            let (ra, rb) = (ra as usize, rb as usize);
+            };
             if w < f64::from(threshold[ra].min(threshold[rb])) {
-                let root = join(&mut forest, &size, ra, rb);
-                size[root] = size[ra] + size[rb];
+                let root = join(&mut forest, &mut size, ra, rb);
                 threshold[root] = (w + scale / f64::from(size[root])) as f32;
                 ceiling = ceiling.max(threshold[root]);
             }
@@ -228,16 +224,12 @@ impl FelzenszwalbGraph {
             if large[a as usize] && large[b as usize] {
                 continue;
             }
-            let ra = find_root(&mut forest, a);
-            let rb = find_root(&mut forest, b);
-            if ra == rb {
+            let Some((ra, rb)) = distinct_roots(&mut forest, a, b) else {
                 continue;
-            }
-            let (ra, rb) = (ra as usize, rb as usize);
+            };
             let (small_a, small_b) = ((size[ra] as usize) < min_size, (size[rb] as usize) < min_size);
             if small_a || small_b {
-                let root = join(&mut forest, &size, ra, rb);
-                size[root] = size[ra] + size[rb];
+                let root = join(&mut forest, &mut size, ra, rb);
                 small =
                     small + usize::from((size[root] as usize) < min_size) - usize::from(small_a) - usize::from(small_b);
             }
@@ -332,12 +324,22 @@ fn find_root(forest: &mut [u32], mut p: u32) -> u32 {
 }
 
 /// Joins two roots, the smaller tree under the larger (which keeps the trees
-/// shallow; which root survives does not change the segmentation), and
-/// returns the surviving root.
-fn join(forest: &mut [u32], size: &[u32], ra: usize, rb: usize) -> usize {
+/// shallow; which root survives does not change the segmentation), gives
+/// it the sum of their sizes and returns it.
+fn join(forest: &mut [u32], size: &mut [u32], ra: usize, rb: usize) -> usize {
     let (root, child) = if size[ra] >= size[rb] { (ra, rb) } else { (rb, ra) };
     forest[child] = root as u32;
+    size[root] = size[ra] + size[rb];
     root
+}
+
+/// The roots of the trees of pixels `a` and `b`, or `None` when they are
+/// in the same tree.
+#[inline]
+fn distinct_roots(forest: &mut [u32], a: u32, b: u32) -> Option<(usize, usize)> {
+    let ra = find_root(forest, a);
+    let rb = find_root(forest, b);
+    (ra != rb).then_some((ra as usize, rb as usize))
 }
 
 #[cfg(test)]

@@ -281,8 +281,7 @@ pub(crate) fn correlate_axis<R: Fn(f64) -> f64 + Sync>(
     scratch: &mut Scratch,
 ) {
     let n = shape[axis];
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
+    let (outer, inner) = super::outer_inner(shape, axis);
     let radius = w.len() - 1;
     let parallel = !scratch.sequential;
     if radius >= MATRIX_RADIUS && n <= MATRIX_MAX_LEN {
@@ -352,9 +351,7 @@ fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
     parallel: bool,
 ) {
     let r = w.len() - 1;
-    let slab = n * inner;
-    let task = |buf: &mut Vec<f64>, o: usize, out: &mut [f64]| {
-        let base = &src[o * slab..(o + 1) * slab];
+    let task = |buf: &mut Vec<f64>, base: &[f64], out: &mut [f64]| {
         for c in 0..inner {
             buf.clear();
             buf.extend((-(r as isize)..(n + r) as isize).map(|i| match mode.source(i, n) {
@@ -367,7 +364,7 @@ fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    for_each_sized_chunk_init(dst, slab, parallel, Vec::new, |buf, o, out| task(buf, o, out));
+    for_each_slab(src, dst, n * inner, parallel, Vec::new, task);
 }
 
 /// One block of rows of a banded matrix: rows `start..start + rows` have
@@ -477,13 +474,9 @@ fn folded_matrix(k: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
 /// into `z`: sums of mirrored pairs, the middle sample, differences.
 fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), parallel: bool) {
     let (p, odd) = (n / 2, n % 2);
-    let slab = n * inner;
-    let task = |o: usize, out: &mut [f64]| {
-        let x = &src[o * slab..(o + 1) * slab];
-        let (x_top, x_rest) = x.split_at(p * inner);
-        let (x_mid, x_bottom) = x_rest.split_at(odd * inner);
-        let (sums, rest) = out.split_at_mut(p * inner);
-        let (mid, diffs) = rest.split_at_mut(odd * inner);
+    let task = |_: &mut (), x: &[f64], out: &mut [f64]| {
+        let (x_top, x_mid, x_bottom) = split3(x, p * inner, odd * inner);
+        let (sums, mid, diffs) = split3_mut(out, p * inner, odd * inner);
         mid.copy_from_slice(x_mid);
         let mirrored = x_bottom.chunks_exact(inner).rev();
         for (((s, d), a), b) in sums
@@ -498,7 +491,7 @@ fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), parall
             }
         }
     };
-    for_each_sized_chunk(z, slab, parallel, |o, out| task(o, out));
+    for_each_slab(src, z, n * inner, parallel, || (), task);
 }
 
 /// Recovers the output lines from the folded product `wz`: `y_i = u_i + v_i`,
@@ -512,13 +505,9 @@ fn unfold<R: Fn(f64) -> f64 + Sync>(
     parallel: bool,
 ) {
     let (p, odd) = (n / 2, n % 2);
-    let slab = n * inner;
-    let task = |o: usize, out: &mut [f64]| {
-        let z = &wz[o * slab..(o + 1) * slab];
-        let (u_rows, rest) = z.split_at(p * inner);
-        let (z_mid, v_rows) = rest.split_at(odd * inner);
-        let (y_top, rest) = out.split_at_mut(p * inner);
-        let (y_mid, y_bottom) = rest.split_at_mut(odd * inner);
+    let task = |_: &mut (), z: &[f64], out: &mut [f64]| {
+        let (u_rows, z_mid, v_rows) = split3(z, p * inner, odd * inner);
+        let (y_top, y_mid, y_bottom) = split3_mut(out, p * inner, odd * inner);
         for (y, v) in y_mid.iter_mut().zip(z_mid) {
             *y = round(v + offset[p]);
         }
@@ -534,7 +523,7 @@ fn unfold<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    for_each_sized_chunk(dst, slab, parallel, |o, out| task(o, out));
+    for_each_slab(wz, dst, n * inner, parallel, || (), task);
 }
 
 /// Lines longer than this use the direct correlation (the matrix form
@@ -599,16 +588,12 @@ fn correlate_matrix<R: Fn(f64) -> f64 + Sync>(
 /// ([outer, n, inner]) becomes row `o * inner + c` of `z` ([outer * inner, n]).
 fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), parallel: bool) {
     let (p, odd) = (n / 2, n % 2);
-    let slab = n * inner;
-    let task = |o: usize, rows: &mut [f64], lane: &mut Vec<f64>| {
-        let x = &src[o * slab..(o + 1) * slab];
+    let task = |lane: &mut Vec<f64>, x: &[f64], rows: &mut [f64]| {
         for (c, row) in rows.chunks_exact_mut(n).enumerate() {
             lane.clear();
             lane.extend(x.iter().skip(c).step_by(inner));
-            let (head, rest) = lane.split_at(p);
-            let (mid, tail) = rest.split_at(odd);
-            let (sums, rest) = row.split_at_mut(p);
-            let (row_mid, diffs) = rest.split_at_mut(odd);
+            let (head, mid, tail) = split3(lane, p, odd);
+            let (sums, row_mid, diffs) = split3_mut(row, p, odd);
             row_mid.copy_from_slice(mid);
             for (((s, d), u), v) in sums.iter_mut().zip(diffs.iter_mut()).zip(head).zip(tail.iter().rev()) {
                 *s = u + v;
@@ -616,7 +601,7 @@ fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), 
             }
         }
     };
-    for_each_sized_chunk_init(z, slab, parallel, Vec::new, |lane, o, rows| task(o, rows, lane));
+    for_each_slab(src, z, n * inner, parallel, Vec::new, task);
 }
 
 /// [`unfold`] from the lane layout of [`fold_lanes`] back to [outer, n, inner].
@@ -629,16 +614,12 @@ fn unfold_lanes<R: Fn(f64) -> f64 + Sync>(
     parallel: bool,
 ) {
     let (p, odd) = (n / 2, n % 2);
-    let slab = n * inner;
-    let task = |o: usize, out: &mut [f64], lane: &mut Vec<f64>| {
-        let rows = &wz[o * slab..(o + 1) * slab];
+    let task = |lane: &mut Vec<f64>, rows: &[f64], out: &mut [f64]| {
         for (c, z) in rows.chunks_exact(n).enumerate() {
             lane.clear();
             lane.resize(n, 0.0);
-            let (u, rest) = z.split_at(p);
-            let (z_mid, v) = rest.split_at(odd);
-            let (y_top, rest) = lane.split_at_mut(p);
-            let (y_mid, y_bottom) = rest.split_at_mut(odd);
+            let (u, z_mid, v) = split3(z, p, odd);
+            let (y_top, y_mid, y_bottom) = split3_mut(lane, p, odd);
             for (y, m) in y_mid.iter_mut().zip(z_mid) {
                 *y = round(m + offset[p]);
             }
@@ -652,7 +633,40 @@ fn unfold_lanes<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    for_each_sized_chunk_init(dst, slab, parallel, Vec::new, |lane, o, out| task(o, out, lane));
+    for_each_slab(wz, dst, n * inner, parallel, Vec::new, task);
+}
+
+/// Calls `f(state, input, output)` on the matching `slab`-element pieces
+/// of `src` and `dst` (the lines of one outer index), with a state per
+/// worker made by `init`.
+fn for_each_slab<S>(
+    src: &[f64],
+    dst: &mut [f64],
+    slab: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, &[f64], &mut [f64]) + Sync + Send,
+) {
+    for_each_sized_chunk_init(dst, slab, parallel, init, |state, o, out| {
+        f(state, &src[o * slab..(o + 1) * slab], out)
+    });
+}
+
+/// `s` cut after `a` and after `a + b` elements: in folded coordinates the
+/// sums, the middle sample and the differences.
+#[inline]
+fn split3<T>(s: &[T], a: usize, b: usize) -> (&[T], &[T], &[T]) {
+    let (first, rest) = s.split_at(a);
+    let (second, third) = rest.split_at(b);
+    (first, second, third)
+}
+
+/// [`split3`] of a mutable slice.
+#[inline]
+fn split3_mut<T>(s: &mut [T], a: usize, b: usize) -> (&mut [T], &mut [T], &mut [T]) {
+    let (first, rest) = s.split_at_mut(a);
+    let (second, third) = rest.split_at_mut(b);
+    (first, second, third)
 }
 
 /// `dst = M src` along the middle axis of `[outer, n, inner]`, `M` given by
@@ -754,8 +768,7 @@ mod tests {
                 let mut a = vec![0.0; src.len()];
                 let mut b = vec![0.0; src.len()];
                 let n = shape[axis];
-                let outer: usize = shape[..axis].iter().product();
-                let inner: usize = shape[axis + 1..].iter().product();
+                let (outer, inner) = crate::imageops::outer_inner(&shape, axis);
                 let id = |v: f64| v;
                 correlate_matrix(&src, &mut a, (outer, n, inner), &w, mode, &id, &mut Scratch::default());
                 correlate_lanes(&src, &mut b, (outer, n, inner), &w, mode, &id, true);

@@ -31,6 +31,12 @@ pub(crate) fn to_f64_vec<F: Float>(a: &ndarray::ArrayViewD<'_, F>) -> Vec<f64> {
     }
 }
 
+/// The number of elements before and after `axis` in an array of `shape`
+/// (the products of the dimensions on either side).
+pub(crate) fn outer_inner(shape: &[usize], axis: usize) -> (usize, usize) {
+    (shape[..axis].iter().product(), shape[axis + 1..].iter().product())
+}
+
 /// The smallest and the largest of `values`, `(inf, -inf)` when there are
 /// none; compared in iteration order, which decides only the sign of a zero
 /// extreme.

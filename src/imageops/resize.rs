@@ -483,6 +483,19 @@ fn buffer_len(sizes: &[usize]) -> Result<usize> {
         .ok_or_else(|| SaliencyError::param("output_shape", format!("{sizes:?}"), "is too large"))
 }
 
+/// A buffer of `fill` for an array of `shape` whose axis `axis` has `len`
+/// elements instead, and the number of elements after that axis.
+fn axis_buffer<T: Clone>(shape: &[usize], axis: usize, len: usize, fill: T) -> Result<(Vec<T>, usize)> {
+    let (outer, inner) = super::outer_inner(shape, axis);
+    let out = try_filled(
+        "output_shape",
+        format!("{shape:?}"),
+        buffer_len(&[outer, len, inner])?,
+        fill,
+    )?;
+    Ok((out, inner))
+}
+
 fn interpolate_axis<T: Copy + Default + Send>(
     src: &[f64],
     shape: &[usize],
@@ -494,14 +507,7 @@ fn interpolate_axis<T: Copy + Default + Send>(
 ) -> Result<Vec<T>> {
     let n = shape[axis];
     let m = taps.len() / per;
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
-    let mut out = try_filled(
-        "output_shape",
-        format!("{shape:?}"),
-        buffer_len(&[outer, m, inner])?,
-        T::default(),
-    )?;
+    let (mut out, inner) = axis_buffer(shape, axis, m, T::default())?;
     // Sums in `f64` (into `row`), stored as `T` in `dst`.
     let task = |idx: usize, row: &mut [f64], dst: &mut [T]| {
         let (o, k) = (idx / m, idx % m);
@@ -572,14 +578,7 @@ fn prefilter_axis(
         0
     };
     let len = n + 2 * npad;
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
-    let mut out = try_filled(
-        "output_shape",
-        format!("{shape:?}"),
-        buffer_len(&[outer, len, inner])?,
-        0.0,
-    )?;
+    let (mut out, inner) = axis_buffer(shape, axis, len, 0.0)?;
     let poles: &[f64] = match order {
         2 => &[-0.171_572_875_253_809_9],
         3 => &[-0.267_949_192_431_122_7],
