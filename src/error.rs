@@ -220,6 +220,15 @@ pub enum SaliencyError {
         /// Row-major index of the first one.
         first_index: usize,
     },
+
+    /// A condition the crate's own logic rules out occurred (such as a
+    /// shape that disagrees with one checked before): a bug in this crate,
+    /// not a fault of the arguments.
+    #[error("internal error: {what}; this is a bug in the saliency crate, please report it")]
+    Internal {
+        /// What went wrong.
+        what: &'static str,
+    },
 }
 
 impl SaliencyError {
@@ -235,6 +244,11 @@ impl SaliencyError {
                 | SaliencyError::PicBlurredEntropyNotLower { .. }
                 | SaliencyError::PicBlurredPredictionNotLower { .. }
         )
+    }
+
+    /// Shorthand for [`SaliencyError::Internal`].
+    pub(crate) fn internal(what: &'static str) -> Self {
+        SaliencyError::Internal { what }
     }
 
     /// Shorthand for [`SaliencyError::InvalidParameter`].

@@ -6,7 +6,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::core::{CoreSaliency, Progress, check_input, check_steps, finite_result};
+use crate::checks::{check_input, check_steps, finite_result};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::CallModelFunction;
@@ -151,9 +152,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
 ) -> Result<ArrayD<F>> {
     params.check()?;
     check_input("input", &x, 1)?;
-    let (lo, hi) = x.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = crate::imageops::min_max(x.iter().copied());
     let stdev = params.stdev_spread * (hi.as_f64() - lo.as_f64());
     let normal = Normal::new(0.0, stdev)
         .map_err(|_| SaliencyError::param("stdev_spread", stdev, "gives an invalid noise deviation"))?;
@@ -171,11 +170,8 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
                 *o = F::from_f64_lossy(v.as_f64() + Distribution::<f64>::sample(&normal, &mut rng));
             }
         });
-        let view = ArrayViewD::from_shape(x.raw_dim(), &noisy).map_err(|_| SaliencyError::ShapeMismatch {
-            what: "input",
-            expected: x.shape().to_vec(),
-            actual: vec![noisy.len()],
-        })?;
+        let view = ArrayViewD::from_shape(x.raw_dim(), &noisy)
+            .map_err(|_| SaliencyError::internal("the noisy input does not have the input's size"))?;
         let mask = method.get_mask(view, model)?;
         let mask_view = mask.view();
         let mask_flat = flat(&mask_view);
@@ -203,16 +199,14 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
                 });
             }
         }
-        progress(Progress::new("SmoothGrad samples", sample + 1, params.nsamples));
+        progress(Progress::new(Stage::SmoothGradSamples, sample + 1, params.nsamples));
     }
     let n = F::from_f64_lossy(params.nsamples as f64);
-    let (shape, mut total) = total.ok_or(SaliencyError::param("nsamples", 0, "must be at least 1"))?;
+    // `nsamples` was checked to be at least 1.
+    let (shape, mut total) = total.ok_or_else(|| SaliencyError::internal("SmoothGrad averaged no sample"))?;
     total.iter_mut().for_each(|t| *t /= n);
-    let mask = ArrayD::from_shape_vec(IxDyn(&shape), total).map_err(|_| SaliencyError::ShapeMismatch {
-        what: "mask",
-        expected: shape.clone(),
-        actual: vec![],
-    })?;
+    let mask = ArrayD::from_shape_vec(IxDyn(&shape), total)
+        .map_err(|_| SaliencyError::internal("the SmoothGrad mask does not have its samples' size"))?;
     // Squares and sums of huge finite masks overflow.
     finite_result("SmoothGrad mask", mask)
 }
