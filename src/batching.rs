@@ -17,10 +17,10 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
-use crate::core::{CoreSaliency, Progress};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{BoxError, Result, SaliencyError};
 use crate::float::Float;
-use crate::model::{CallModelFunction, ModelOutputs, ModelRequest, OutputKey};
+use crate::model::{ActivationLayout, CallModelFunction, ModelOutputs, ModelRequest, OutputKey};
 
 /// How the rows of a packed call are attributed to images in the request
 /// the user's model receives.
@@ -45,6 +45,8 @@ struct Pending<F> {
     sent: usize,
     /// Outputs gathered so far, per key: (shape of one row, values).
     gathered: Vec<(OutputKey, Vec<usize>, Vec<F>)>,
+    /// The layer layout the model stated for these rows, if any.
+    layout: Option<ActivationLayout>,
 }
 
 impl<F: Float> Pending<F> {
@@ -111,6 +113,7 @@ impl<F: Float, T: Send> Shared<F, T> {
             data,
             sent: 0,
             gathered: Vec::new(),
+            layout: None,
         });
         state.running -= 1;
         self.to_caller.notify_one();
@@ -200,7 +203,7 @@ where
     F: Float,
     T: Send,
 {
-    crate::core::check_positive("batch_size", batch_size)?;
+    crate::checks::check_positive("batch_size", batch_size)?;
     let shared = Shared {
         state: Mutex::new(State {
             running: 0,
@@ -316,7 +319,7 @@ fn send_one_batch<F: Float, T>(
         pieces.push((i, p.sent, take));
         total += take;
     }
-    let mut data = crate::core::try_vec_with_capacity(total * row_len)
+    let mut data = crate::checks::try_vec_with_capacity(total * row_len)
         .map_err(|_| SaliencyError::param("batch_size", batch_size, "gives a batch too large to allocate"))?;
     let mut images = Vec::with_capacity(total);
     for &(i, first, count) in &pieces {
@@ -335,6 +338,8 @@ fn send_one_batch<F: Float, T>(
     })?;
     let request = ModelRequest::new(&keys, &images);
     let mut outputs = model(batch.view(), &request).map_err(SaliencyError::Model)?;
+    // The layer layout the model states goes with every share of the call.
+    let layout = outputs.layout();
 
     // Only what splitting needs is checked here; each task checks its share
     // in full (shapes, finiteness) as it would alone.
@@ -370,6 +375,7 @@ fn send_one_batch<F: Float, T>(
             }
         }
         p.sent += count;
+        p.layout = p.layout.or(layout);
         offset += count;
     }
     // Complete calls get their outputs; the others keep waiting.
@@ -382,6 +388,7 @@ fn send_one_batch<F: Float, T>(
         let p = state.pending.swap_remove(i);
         let rows = p.rows();
         let mut outputs = ModelOutputs::new();
+        outputs.set_layout(p.layout);
         for (key, tail, values) in p.gathered {
             let mut shape = vec![rows];
             shape.extend_from_slice(&tail);
@@ -430,7 +437,7 @@ pub(crate) fn masks_of_images<F: Float, M: CoreSaliency<F> + ?Sized>(
                     n,
                     "give masks too large to allocate together",
                 ))?;
-                let values = crate::core::try_filled("images", n, len, F::zero())?;
+                let values = crate::checks::try_filled("images", n, len, F::zero())?;
                 masks.insert((mask.shape().to_vec(), values))
             }
         };
@@ -442,7 +449,7 @@ pub(crate) fn masks_of_images<F: Float, M: CoreSaliency<F> + ?Sized>(
         let len = mask.len();
         let slot = &mut values[i * len..(i + 1) * len];
         slot.iter_mut().zip(mask.iter()).for_each(|(s, &v)| *s = v);
-        progress(Progress::new("images", i + 1, n));
+        progress(Progress::new(Stage::Images, i + 1, n));
         Ok(())
     };
     run_packed(n, method.batch_size(), RowImages::ByTask, model, &task, &mut collect)?;

@@ -1,21 +1,64 @@
-//! The trait every saliency method implements, progress reports, and the
-//! input checks the methods share.
+//! The trait every saliency method implements, and its progress reports.
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use crate::error::{Result, SaliencyError};
+use crate::error::Result;
 use crate::float::Float;
 use crate::methods::smoothgrad::{self, SmoothGradParams};
-use crate::model::{CallModelFunction, find_non_finite};
-use crate::parallel::flat;
+use crate::model::CallModelFunction;
+
+/// What a [`Progress`] report counts.
+///
+/// Its `Display` is a short lower-case description, such as "integrated
+/// gradients steps". More stages may come with new methods, so a `match`
+/// needs a wildcard arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Calls of a model that a method calls once (Vanilla Gradients,
+    /// Grad-CAM): "model calls".
+    ModelCalls,
+    /// Path points of Integrated Gradients, also those XRAI computes:
+    /// "integrated gradients steps".
+    IntegratedGradientsSteps,
+    /// Path points of Blur IG: "blur ig steps".
+    BlurIgSteps,
+    /// Steps of Guided IG: "guided integrated gradients steps".
+    GuidedIgSteps,
+    /// Occluded windows: "occlusion windows".
+    OcclusionWindows,
+    /// Noisy samples of SmoothGrad: "SmoothGrad samples".
+    SmoothGradSamples,
+    /// XRAI's ranking of the segment masks: "xrai masks" (pixels covered
+    /// for the full algorithm, masks ranked for the fast one).
+    XraiMasks,
+    /// Images finished in a multi-image call
+    /// ([`CoreSaliency::get_masks`]): "images".
+    Images,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::ModelCalls => "model calls",
+            Stage::IntegratedGradientsSteps => "integrated gradients steps",
+            Stage::BlurIgSteps => "blur ig steps",
+            Stage::GuidedIgSteps => "guided integrated gradients steps",
+            Stage::OcclusionWindows => "occlusion windows",
+            Stage::SmoothGradSamples => "SmoothGrad samples",
+            Stage::XraiMasks => "xrai masks",
+            Stage::Images => "images",
+        })
+    }
+}
 
 /// How far a long computation has come: `done` of `total` units of `stage`
 /// (for example path steps of integrated gradients).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Progress {
-    /// What is being counted, such as `"integrated gradients steps"`.
-    pub stage: &'static str,
+    /// What is being counted, such as [`Stage::IntegratedGradientsSteps`].
+    pub stage: Stage,
     /// Units finished so far.
     pub done: usize,
     /// Units in all.
@@ -24,7 +67,7 @@ pub struct Progress {
 
 impl Progress {
     /// A report of `done` of `total` units of `stage`.
-    pub fn new(stage: &'static str, done: usize, total: usize) -> Self {
+    pub fn new(stage: Stage, done: usize, total: usize) -> Self {
         Progress { stage, done, total }
     }
 }
@@ -133,98 +176,17 @@ pub trait CoreSaliency<F: Float>: Sync {
     }
 }
 
-/// Checks that an input array is non-empty, finite and of rank at least
-/// `min_rank`.
-pub(crate) fn check_input<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>, min_rank: usize) -> Result<()> {
-    if x.ndim() < min_rank {
-        return Err(SaliencyError::InvalidRank {
-            what,
-            expected: if min_rank == 1 {
-                "rank 1 or more"
-            } else {
-                "rank 2 or more"
-            },
-            actual: x.ndim(),
-            shape: x.shape().to_vec(),
-        });
-    }
-    if x.is_empty() {
-        return Err(SaliencyError::EmptyInput {
-            what,
-            shape: x.shape().to_vec(),
-        });
-    }
-    check_finite(what, x)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Checks that every value of an input array is finite.
-pub(crate) fn check_finite<F: Float>(what: &'static str, x: &ArrayViewD<'_, F>) -> Result<()> {
-    match find_non_finite(&flat(x)) {
-        None => Ok(()),
-        Some((count, first_index)) => Err(SaliencyError::NonFiniteInput {
-            what,
-            count,
-            first_index,
-        }),
-    }
-}
-
-/// An empty vector with room for `len` elements, or an error (instead of an
-/// abort) when that much memory cannot be had.
-pub(crate) fn try_vec_with_capacity<T>(len: usize) -> std::result::Result<Vec<T>, std::collections::TryReserveError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)?;
-    Ok(v)
-}
-
-/// The largest step or sample count a method accepts (2^24). Beyond it a
-/// path in `f32` can no longer tell neighbouring points apart and an `f32`
-/// average no longer moves; a mistaken huge count fails at once instead of
-/// calling the model for days.
-pub const MAX_STEPS: usize = 1 << 24;
-
-/// Checks that a step or sample count is between 1 and [`MAX_STEPS`].
-pub(crate) fn check_steps(name: &'static str, value: usize) -> Result<()> {
-    check_positive(name, value)?;
-    if value > MAX_STEPS {
-        return Err(SaliencyError::param(name, value, "must be at most 2^24 (16777216)"));
-    }
-    Ok(())
-}
-
-/// Returns `mask` if all its values are finite, else the error saying that
-/// the computation overflowed.
-pub(crate) fn finite_result<F: Float>(what: &'static str, mask: ArrayD<F>) -> Result<ArrayD<F>> {
-    match find_non_finite(&flat(&mask.view())) {
-        None => Ok(mask),
-        Some((count, first_index)) => Err(SaliencyError::NonFiniteResult {
-            what,
-            count,
-            first_index,
-        }),
-    }
-}
-
-/// A vector of `len` copies of `value`, or an error about parameter `name`
-/// (shown with `shown`) instead of an abort when `len` elements cannot be
-/// allocated.
-pub(crate) fn try_filled<T: Clone>(
-    name: &'static str,
-    shown: impl std::fmt::Display,
-    len: usize,
-    value: T,
-) -> Result<Vec<T>> {
-    let mut v = try_vec_with_capacity(len)
-        .map_err(|_| SaliencyError::param(name, shown, "needs more memory than can be allocated"))?;
-    v.resize(len, value);
-    Ok(v)
-}
-
-/// Checks that a count-like parameter is at least one.
-pub(crate) fn check_positive(name: &'static str, value: usize) -> Result<()> {
-    if value == 0 {
-        Err(SaliencyError::param(name, value, "must be at least 1"))
-    } else {
-        Ok(())
+    #[test]
+    fn stages_display_as_before_they_were_an_enum() {
+        assert_eq!(
+            Stage::IntegratedGradientsSteps.to_string(),
+            "integrated gradients steps"
+        );
+        assert_eq!(Stage::GuidedIgSteps.to_string(), "guided integrated gradients steps");
+        assert_eq!(Stage::XraiMasks.to_string(), "xrai masks");
     }
 }

@@ -221,9 +221,24 @@ pub enum SaliencyError {
         first_index: usize,
     },
 
-    /// A condition that the crate's own checks should have made impossible;
-    /// please report it as a bug, with the input's shape and the settings.
-    #[error("internal error: {what} (please report this as a bug)")]
+    /// An image looks channels-first (`[C, H, W]`, such as `[3, 224, 224]`)
+    /// where a method treats the axes as height, width and channels.
+    #[error(
+        "{what} has shape {shape:?}, which looks channels-first ([C, H, W]); images here are \
+         height x width x channels: reorder the axes, e.g. `image.permuted_axes([1, 2, 0])` \
+         (for a candle tensor, `adapters::candle::tensor_to_array`)"
+    )]
+    ChannelsFirstImage {
+        /// Which argument.
+        what: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+
+    /// A condition the crate's own logic rules out occurred (such as a
+    /// shape that disagrees with one checked before): a bug in this crate,
+    /// not a fault of the arguments.
+    #[error("internal error: {what}; this is a bug in the saliency crate, please report it")]
     Internal {
         /// What went wrong.
         what: &'static str,
@@ -243,6 +258,11 @@ impl SaliencyError {
                 | SaliencyError::PicBlurredEntropyNotLower { .. }
                 | SaliencyError::PicBlurredPredictionNotLower { .. }
         )
+    }
+
+    /// Shorthand for [`SaliencyError::Internal`].
+    pub(crate) fn internal(what: &'static str) -> Self {
+        SaliencyError::Internal { what }
     }
 
     /// Shorthand for [`SaliencyError::InvalidParameter`].

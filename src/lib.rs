@@ -37,6 +37,7 @@
 
 pub mod adapters;
 mod batching;
+mod checks;
 mod core;
 pub mod error;
 mod float;
@@ -72,7 +73,8 @@ pub struct ReadmeDoctests;
 /// ```
 pub use ndarray;
 
-pub use crate::core::{CoreSaliency, MAX_STEPS, Progress};
+pub use crate::checks::MAX_STEPS;
+pub use crate::core::{CoreSaliency, Progress, Stage};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
 pub use methods::blur_ig::BlurIg;

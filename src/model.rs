@@ -439,18 +439,7 @@ pub(crate) fn find_non_finite<F: Float>(values: &[F]) -> Option<(usize, usize)> 
     // The fast path checks blocks without early exit inside a block, which
     // vectorises; details only on failure.
     let block_ok = |block: &[F]| block.iter().fold(true, |ok, v| ok & v.is_finite());
-    #[cfg(feature = "rayon")]
-    let all_finite = if values.len() >= crate::parallel::PARALLEL_MIN {
-        use rayon::prelude::*;
-        values
-            .par_chunks(crate::parallel::CHUNK)
-            .all(|c| c.chunks(256).all(block_ok))
-    } else {
-        values.chunks(256).all(block_ok)
-    };
-    #[cfg(not(feature = "rayon"))]
-    let all_finite = values.chunks(256).all(block_ok);
-    if all_finite {
+    if crate::parallel::all_chunks(values, |c| c.chunks(256).all(block_ok)) {
         return None;
     }
     let count = values.iter().filter(|v| !v.is_finite()).count();

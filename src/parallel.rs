@@ -2,8 +2,14 @@
 //! every output element is computed by exactly one closure call, in a fixed
 //! order within it, and chunk boundaries never depend on the thread count.
 //!
+//! This is the only module that names the `rayon` feature: without it every
+//! loop here runs on the calling thread, in the same order.
+//!
 //! Hot loops work on flat, contiguous slices: iterating `IxDyn` arrays
 //! element by element costs an index computation per element.
+
+#[cfg(feature = "rayon")]
+use rayon::prelude::*;
 
 /// Elements per task; large enough that scheduling costs nothing next to the
 /// arithmetic.
@@ -27,18 +33,176 @@ pub(crate) fn for_each_chunk_mut_from<T: Send>(
     out: &mut [T],
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
+    for_each_sized_chunk(out, CHUNK, out.len() >= min_len, |i, chunk| f(i * CHUNK, chunk));
+}
+
+/// Calls `f(index, chunk)` on consecutive `size`-element chunks of `data`
+/// (the last may be shorter), in parallel when `parallel` is set (and the
+/// `rayon` feature is on).
+pub(crate) fn for_each_sized_chunk<T: Send>(
+    data: &mut [T],
+    size: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     #[cfg(feature = "rayon")]
-    if out.len() >= min_len {
-        use rayon::prelude::*;
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, chunk)| f(i * CHUNK, chunk));
+    if parallel {
+        data.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
         return;
     }
-    let _ = min_len;
-    out.chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(i, chunk)| f(i * CHUNK, chunk));
+    let _ = parallel;
+    data.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+/// [`for_each_sized_chunk`] with a scratch value per worker, made by
+/// `init`; which chunks share a scratch value depends on the scheduling,
+/// so `f`'s result must not depend on what the scratch held.
+pub(crate) fn for_each_sized_chunk_init<T: Send, S>(
+    data: &mut [T],
+    size: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) {
+    #[cfg(feature = "rayon")]
+    if parallel {
+        data.par_chunks_mut(size)
+            .enumerate()
+            .for_each_init(&init, |state, (i, c)| f(state, i, c));
+        return;
+    }
+    let _ = parallel;
+    let mut state = init();
+    data.chunks_mut(size).enumerate().for_each(|(i, c)| f(&mut state, i, c));
+}
+
+/// `f(chunk)` for consecutive `size`-element chunks of `data`, in parallel
+/// with the `rayon` feature; the results in chunk order.
+pub(crate) fn map_chunks<T: Sync, R: Send>(data: &[T], size: usize, f: impl Fn(&[T]) -> R + Sync + Send) -> Vec<R> {
+    #[cfg(feature = "rayon")]
+    {
+        data.par_chunks(size).map(f).collect()
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        data.chunks(size).map(f).collect()
+    }
+}
+
+/// Whether `pred` holds for every `CHUNK`-element chunk of `values`;
+/// checked in parallel (stopping early) from [`PARALLEL_MIN`] elements on.
+pub(crate) fn all_chunks<T: Sync>(values: &[T], pred: impl Fn(&[T]) -> bool + Sync + Send) -> bool {
+    #[cfg(feature = "rayon")]
+    if values.len() >= PARALLEL_MIN {
+        return values.par_chunks(CHUNK).all(pred);
+    }
+    values.chunks(CHUNK).all(pred)
+}
+
+/// `f(item)` for every item, in parallel with the `rayon` feature; the
+/// results in item order. Items are typically zipped chunks of several
+/// slices (`a.chunks_mut(n).zip(b.chunks_mut(n)).enumerate()`), so that one
+/// call owns the matching pieces of each.
+pub(crate) fn map_items<T: Send, R: Send>(
+    items: impl IntoIterator<Item = T>,
+    f: impl Fn(T) -> R + Sync + Send,
+) -> Vec<R> {
+    let items: Vec<T> = items.into_iter().collect();
+    #[cfg(feature = "rayon")]
+    {
+        items.into_par_iter().map(f).collect()
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        items.into_iter().map(f).collect()
+    }
+}
+
+/// Calls `f(state, item)` for every item, the items split into one group of
+/// consecutive items per thread of the pool, each group with its own state
+/// made by `init(several)`; `several` says whether there is more than one
+/// group (then the groups are the parallelism and work inside one should stay
+/// on its thread). The grouping depends on the thread count, so `f`'s result
+/// must not depend on what the state held.
+pub(crate) fn for_each_grouped<T: Send, S>(
+    items: &mut [T],
+    init: impl Fn(bool) -> S + Sync + Send,
+    f: impl Fn(&mut S, &mut T) + Sync + Send,
+) {
+    if items.is_empty() {
+        return;
+    }
+    #[cfg(feature = "rayon")]
+    {
+        let per_group = items.len().div_ceil(rayon::current_num_threads().max(1));
+        let several = per_group < items.len();
+        items.par_chunks_mut(per_group).for_each(|group| {
+            let mut state = init(several);
+            group.iter_mut().for_each(|item| f(&mut state, item));
+        });
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut state = init(false);
+        items.iter_mut().for_each(|item| f(&mut state, item));
+    }
+}
+
+/// Runs `a` and `b`, in parallel with the `rayon` feature.
+// Only the PIC metric (feature `metrics`) joins two jobs.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    #[cfg(feature = "rayon")]
+    {
+        rayon::join(a, b)
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        (a(), b())
+    }
+}
+
+/// Runs `background` (on the thread pool, with `rayon`) while `foreground`
+/// runs on this thread, and returns both results. Without `rayon` they run
+/// one after the other. `background`'s result is always there; it is an
+/// `Option` only because the pool's scope does not prove it.
+pub(crate) fn alongside<A: Send, B>(
+    background: impl FnOnce() -> A + Send,
+    foreground: impl FnOnce() -> B,
+) -> (Option<A>, B) {
+    #[cfg(feature = "rayon")]
+    {
+        let mut done: Option<A> = None;
+        let b = rayon::in_place_scope(|scope| {
+            scope.spawn(|_| done = Some(background()));
+            foreground()
+        });
+        (done, b)
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let a = background();
+        (Some(a), foreground())
+    }
+}
+
+/// Runs `f` on a pool of `threads` threads (with the `rayon` feature; on
+/// this thread without), for tests of thread-count independence.
+#[cfg(test)]
+pub(crate) fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "rayon")]
+    {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool")
+            .install(f)
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = threads;
+        f()
+    }
 }
 
 /// The elements of `a` as one contiguous slice in row-major order: borrowed

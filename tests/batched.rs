@@ -6,6 +6,8 @@
 #[allow(dead_code)]
 mod phantom;
 
+use std::error::Error as _;
+
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayViewD, Axis, Ix2, IxDyn, s};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -313,4 +315,69 @@ fn images_must_have_a_batch_axis_and_rows() {
         "{err}"
     );
     let _ = Ix2;
+}
+
+/// The same through the candle adapter, a target per image
+/// (`Target::classes`): a small CNN with fixed random weights; each image's
+/// masks are bit-identical to its one-image call with `Target::class`.
+#[cfg(feature = "candle")]
+#[test]
+fn candle_adapter_targets_each_image() {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::{Conv2dConfig, Module, VarBuilder};
+    use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
+
+    let device = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let normal = Normal::new(0.0, 0.3).unwrap();
+    let mut weights = std::collections::HashMap::new();
+    for (name, shape) in [
+        ("conv.weight", vec![4, 3, 3, 3]),
+        ("conv.bias", vec![4]),
+        ("head.weight", vec![2, 4]),
+        ("head.bias", vec![2]),
+    ] {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| normal.sample(&mut rng) as f32).collect();
+        weights.insert(name.to_string(), Tensor::from_vec(values, shape, &device).unwrap());
+    }
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
+    let cfg = Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    let conv = candle_nn::conv2d(3, 4, 3, cfg, vb.pp("conv")).unwrap();
+    let head = candle_nn::linear(4, 2, vb.pp("head")).unwrap();
+    let forward = |x: &Tensor, ctx: &ForwardContext| {
+        let h = ctx.layer(&ctx.relu(&conv.forward(x)?)?)?;
+        head.forward(&h.mean(3)?.mean(2)?)
+    };
+    let (images, targets) = embryos();
+    let methods: Vec<(&str, Box<dyn CoreSaliency<f32>>)> = vec![
+        ("ig", Box::new(IntegratedGradients::new().steps(8).batch_size(16))),
+        ("guided backprop", Box::new(GuidedBackprop::new().batch_size(8))),
+        ("grad-cam", Box::new(GradCam::new().batch_size(8))),
+    ];
+    for (name, method) in &methods {
+        let mut batched = CandleModel::<f32, _>::new(forward, Target::classes(targets.clone())).channels_first(true);
+        let masks = method.get_masks(images.view().into_dyn(), &mut batched.as_fn()).unwrap();
+        for (i, &target) in targets.iter().enumerate() {
+            let mut single = CandleModel::<f32, _>::new(forward, Target::class(target)).channels_first(true);
+            let mask = method
+                .get_mask(images.index_axis(Axis(0), i).into_dyn(), &mut single.as_fn())
+                .unwrap();
+            let b = masks.index_axis(Axis(0), i);
+            assert!(
+                b.iter().zip(mask.iter()).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{name}: image {i} differs from its one-image call"
+            );
+        }
+    }
+    // Fewer classes than images is an error that says so.
+    let mut short = CandleModel::<f32, _>::new(forward, Target::classes(vec![0; 3])).channels_first(true);
+    let err = VanillaGradients::new()
+        .batch_size(4)
+        .get_masks(images.view().into_dyn(), &mut short.as_fn())
+        .unwrap_err();
+    assert!(err.source().is_some_and(|s| s.to_string().contains("one class per image")), "{err}");
 }

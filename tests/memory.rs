@@ -272,7 +272,7 @@ fn xrai_rows(x: &ArrayD<f64>) -> Vec<Row> {
                     .batch_size(batch);
                 let mut at_end_of_ig = None;
                 xrai.get_mask_with_progress(x.view(), &mut model, &mut |p| {
-                    if p.stage == "integrated gradients steps" && p.done == p.total {
+                    if p.stage == saliency::Stage::IntegratedGradientsSteps && p.done == p.total {
                         at_end_of_ig = Some(peak_so_far());
                     }
                 })

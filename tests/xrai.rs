@@ -386,12 +386,12 @@ fn progress_covers_integrated_gradients_and_ranking() {
         .unwrap();
     let ig: Vec<(usize, usize)> = reports
         .iter()
-        .filter(|p| p.stage == "integrated gradients steps")
+        .filter(|p| p.stage == saliency::Stage::IntegratedGradientsSteps)
         .map(|p| (p.done, p.total))
         .collect();
     assert_eq!(ig, vec![(5, 20), (10, 20), (15, 20), (20, 20)]);
     let last = reports.last().unwrap();
-    assert_eq!(last.stage, "xrai masks");
+    assert_eq!(last.stage, saliency::Stage::XraiMasks);
     assert_eq!(last.done, last.total, "the ranking ends with the whole image covered");
 }
 

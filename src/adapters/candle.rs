@@ -413,6 +413,18 @@ pub enum CandleAdapterError {
         /// The batch's shape.
         shape: Vec<usize>,
     },
+    /// A channels-first model was handed images that are channels-first
+    /// already (`[B, C, H, W]`); the adapter expects `[B, H, W, C]` and
+    /// moves the channel axis itself.
+    #[error(
+        "the batch has shape {shape:?}, whose images look channels-first ([C, H, W]); give the methods \
+         height x width x channels images (`adapters::candle::tensor_to_array` converts a [C, H, W] tensor) \
+         and the adapter moves the channel axis for the model"
+    )]
+    ChannelsFirstInput {
+        /// The batch's shape.
+        shape: Vec<usize>,
+    },
     /// Guided gradients were asked for, but no ReLU of the forward pass went
     /// through [`ForwardContext::relu`], so the guided rule applied nowhere
     /// and the result would be the plain gradient.
@@ -597,6 +609,11 @@ where
         // without channels would swap height and width.
         if self.channels_first && shape.len() < 4 {
             return Err(CandleAdapterError::ChannelsFirstRank { shape });
+        }
+        // The adapter moves the channel axis itself; an image already
+        // channels-first would have its axes scrambled.
+        if self.channels_first && crate::checks::looks_channels_first(&shape[1..]) {
+            return Err(CandleAdapterError::ChannelsFirstInput { shape });
         }
         let batch_size = shape.first().copied().unwrap_or(0);
         let x = array_to_tensor(batch, ActivationLayout::ChannelsLast, &self.device)?;

@@ -12,7 +12,7 @@
 //! The edge list and its order depend on the image only, so one
 //! [`FelzenszwalbGraph`] serves any number of scales.
 
-use ndarray::{Array2, ArrayD, ArrayView3, ArrayViewD, Axis, Ix3};
+use ndarray::{Array2, ArrayD, ArrayView3, ArrayViewD, Ix3};
 
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -43,23 +43,14 @@ pub fn felzenszwalb<F: Float>(
     sigma: f64,
     min_size: usize,
 ) -> Result<Array2<usize>> {
-    crate::core::check_input("image", &image, 2)?;
-    let image = match image.ndim() {
-        2 => image.mapv(|v| v.as_f64()).insert_axis(Axis(2)),
-        3 => image.mapv(|v| v.as_f64()),
-        n => {
-            return Err(SaliencyError::InvalidRank {
-                what: "image",
-                expected: "rank 2 or 3 (height x width [x channels])",
-                actual: n,
-                shape: image.shape().to_vec(),
-            });
-        }
-    };
+    crate::checks::check_image("image", &image)?;
+    let image = crate::checks::image_view3("image", &image)?
+        .mapv(|v| v.as_f64())
+        .into_dyn();
     let smoothed = smooth(image.view(), sigma)?;
     let smoothed = smoothed
         .into_dimensionality::<Ix3>()
-        .map_err(|_| SaliencyError::param("image", "", "must be 3-D"))?;
+        .map_err(|_| SaliencyError::internal("the smoothed image lost its channel axis"))?;
     FelzenszwalbGraph::new(smoothed.view())?.segment(scale, min_size)
 }
 
@@ -208,15 +199,11 @@ impl FelzenszwalbGraph {
             if forest[a as usize] == forest[b as usize] {
                 continue;
             }
-            let ra = find_root(&mut forest, a);
-            let rb = find_root(&mut forest, b);
-            if ra == rb {
+            let Some((ra, rb)) = distinct_roots(&mut forest, a, b) else {
                 continue;
-            }
-            let (ra, rb) = (ra as usize, rb as usize);
+            };
             if w < f64::from(threshold[ra].min(threshold[rb])) {
-                let root = join(&mut forest, &size, ra, rb);
-                size[root] = size[ra] + size[rb];
+                let root = join(&mut forest, &mut size, ra, rb);
                 threshold[root] = (w + scale / f64::from(size[root])) as f32;
                 ceiling = ceiling.max(threshold[root]);
             }
@@ -237,16 +224,12 @@ impl FelzenszwalbGraph {
             if large[a as usize] && large[b as usize] {
                 continue;
             }
-            let ra = find_root(&mut forest, a);
-            let rb = find_root(&mut forest, b);
-            if ra == rb {
+            let Some((ra, rb)) = distinct_roots(&mut forest, a, b) else {
                 continue;
-            }
-            let (ra, rb) = (ra as usize, rb as usize);
+            };
             let (small_a, small_b) = ((size[ra] as usize) < min_size, (size[rb] as usize) < min_size);
             if small_a || small_b {
-                let root = join(&mut forest, &size, ra, rb);
-                size[root] = size[ra] + size[rb];
+                let root = join(&mut forest, &mut size, ra, rb);
                 small =
                     small + usize::from((size[root] as usize) < min_size) - usize::from(small_a) - usize::from(small_b);
             }
@@ -266,7 +249,7 @@ impl FelzenszwalbGraph {
             labels.push(*slot);
         }
         Array2::from_shape_vec((self.height, self.width), labels)
-            .map_err(|_| SaliencyError::param("image", n, "has an inconsistent shape"))
+            .map_err(|_| SaliencyError::internal("the segment labels do not cover the image"))
     }
 }
 
@@ -341,12 +324,22 @@ fn find_root(forest: &mut [u32], mut p: u32) -> u32 {
 }
 
 /// Joins two roots, the smaller tree under the larger (which keeps the trees
-/// shallow; which root survives does not change the segmentation), and
-/// returns the surviving root.
-fn join(forest: &mut [u32], size: &[u32], ra: usize, rb: usize) -> usize {
+/// shallow; which root survives does not change the segmentation), gives
+/// it the sum of their sizes and returns it.
+fn join(forest: &mut [u32], size: &mut [u32], ra: usize, rb: usize) -> usize {
     let (root, child) = if size[ra] >= size[rb] { (ra, rb) } else { (rb, ra) };
     forest[child] = root as u32;
+    size[root] = size[ra] + size[rb];
     root
+}
+
+/// The roots of the trees of pixels `a` and `b`, or `None` when they are
+/// in the same tree.
+#[inline]
+fn distinct_roots(forest: &mut [u32], a: u32, b: u32) -> Option<(usize, usize)> {
+    let ra = find_root(forest, a);
+    let rb = find_root(forest, b);
+    (ra != rb).then_some((ra as usize, rb as usize))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, IxDyn, Slice}
 
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
+use crate::parallel::{for_each_sized_chunk, for_each_sized_chunk_init, map_items};
 
 /// How a filter sees values beyond the edge of the array, as
 /// `scipy.ndimage` names the modes (for an edge `a b c d`).
@@ -145,7 +146,7 @@ pub fn gaussian_filter<F: Float>(
             shape: input.shape().to_vec(),
         });
     }
-    crate::core::check_finite("input", &input)?;
+    crate::checks::check_finite("input", &input)?;
     Ok(gaussian_filter_checked(input, sigma, mode, truncate))
 }
 
@@ -254,70 +255,9 @@ pub(crate) fn gaussian_kernel1d(sigma: f64, truncate: f64) -> Vec<f64> {
     let full: Vec<f64> = (-(radius as i64)..=radius as i64)
         .map(|x| (scale * (x * x) as f64).exp())
         .collect();
-    let sum = pairwise_sum(&full);
+    // The weights are positive: `numpy.sum`'s start value +0.0 changes nothing.
+    let sum = super::sum::sum(&full);
     full[radius..].iter().map(|v| v / sum).collect()
-}
-
-/// NumPy's pairwise summation of a contiguous float64 array (`np.sum`).
-pub(crate) fn pairwise_sum(a: &[f64]) -> f64 {
-    let n = a.len();
-    if n < 8 {
-        a.iter().fold(0.0, |s, v| s + v)
-    } else if n <= 128 {
-        let mut r = [0.0; 8];
-        r.copy_from_slice(&a[..8]);
-        let full = n - n % 8;
-        for block in a[8..full].chunks_exact(8) {
-            for (acc, v) in r.iter_mut().zip(block) {
-                *acc += v;
-            }
-        }
-        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for v in &a[full..] {
-            res += v;
-        }
-        res
-    } else {
-        let mut n2 = n / 2;
-        n2 -= n2 % 8;
-        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
-    }
-}
-
-/// Calls `f(index, chunk)` on consecutive `size`-element chunks of `data`,
-/// in parallel when `parallel` is set (and the `rayon` feature is on). Every
-/// element is computed by one call in a fixed order: the result does not
-/// depend on the thread count.
-fn for_each_chunk<T: Send>(data: &mut [T], size: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync + Send) {
-    #[cfg(feature = "rayon")]
-    if parallel {
-        use rayon::prelude::*;
-        data.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
-        return;
-    }
-    let _ = parallel;
-    data.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
-}
-
-/// [`for_each_chunk`] with a scratch value per worker, made by `init`.
-fn for_each_chunk_init<T: Send, S>(
-    data: &mut [T],
-    size: usize,
-    parallel: bool,
-    init: impl Fn() -> S + Sync + Send,
-    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
-) {
-    #[cfg(feature = "rayon")]
-    if parallel {
-        use rayon::prelude::*;
-        data.par_chunks_mut(size)
-            .enumerate()
-            .for_each_init(&init, |state, (i, c)| f(state, i, c));
-        return;
-    }
-    let _ = parallel;
-    let mut state = init();
-    data.chunks_mut(size).enumerate().for_each(|(i, c)| f(&mut state, i, c));
 }
 
 /// The fewest rows per block of the banded matrix form.
@@ -341,8 +281,7 @@ pub(crate) fn correlate_axis<R: Fn(f64) -> f64 + Sync>(
     scratch: &mut Scratch,
 ) {
     let n = shape[axis];
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
+    let (outer, inner) = super::outer_inner(shape, axis);
     let radius = w.len() - 1;
     let parallel = !scratch.sequential;
     if radius >= MATRIX_RADIUS && n <= MATRIX_MAX_LEN {
@@ -397,7 +336,7 @@ fn correlate_rows<R: Fn(f64) -> f64 + Sync>(
         }
         out.iter_mut().for_each(|d| *d = round(*d));
     };
-    for_each_chunk(dst, inner, parallel, |idx, out| task(idx, out));
+    for_each_sized_chunk(dst, inner, parallel, |idx, out| task(idx, out));
 }
 
 /// Direct correlation, few elements per row: each lane is gathered into a
@@ -412,9 +351,7 @@ fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
     parallel: bool,
 ) {
     let r = w.len() - 1;
-    let slab = n * inner;
-    let task = |buf: &mut Vec<f64>, o: usize, out: &mut [f64]| {
-        let base = &src[o * slab..(o + 1) * slab];
+    let task = |buf: &mut Vec<f64>, base: &[f64], out: &mut [f64]| {
         for c in 0..inner {
             buf.clear();
             buf.extend((-(r as isize)..(n + r) as isize).map(|i| match mode.source(i, n) {
@@ -427,7 +364,7 @@ fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    for_each_chunk_init(dst, slab, parallel, Vec::new, |buf, o, out| task(buf, o, out));
+    for_each_slab(src, dst, n * inner, parallel, Vec::new, task);
 }
 
 /// One block of rows of a banded matrix: rows `start..start + rows` have
@@ -537,13 +474,9 @@ fn folded_matrix(k: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
 /// into `z`: sums of mirrored pairs, the middle sample, differences.
 fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), parallel: bool) {
     let (p, odd) = (n / 2, n % 2);
-    let slab = n * inner;
-    let task = |o: usize, out: &mut [f64]| {
-        let x = &src[o * slab..(o + 1) * slab];
-        let (x_top, x_rest) = x.split_at(p * inner);
-        let (x_mid, x_bottom) = x_rest.split_at(odd * inner);
-        let (sums, rest) = out.split_at_mut(p * inner);
-        let (mid, diffs) = rest.split_at_mut(odd * inner);
+    let task = |_: &mut (), x: &[f64], out: &mut [f64]| {
+        let (x_top, x_mid, x_bottom) = split3(x, p * inner, odd * inner);
+        let (sums, mid, diffs) = split3_mut(out, p * inner, odd * inner);
         mid.copy_from_slice(x_mid);
         let mirrored = x_bottom.chunks_exact(inner).rev();
         for (((s, d), a), b) in sums
@@ -558,7 +491,7 @@ fn fold(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), parall
             }
         }
     };
-    for_each_chunk(z, slab, parallel, |o, out| task(o, out));
+    for_each_slab(src, z, n * inner, parallel, || (), task);
 }
 
 /// Recovers the output lines from the folded product `wz`: `y_i = u_i + v_i`,
@@ -572,13 +505,9 @@ fn unfold<R: Fn(f64) -> f64 + Sync>(
     parallel: bool,
 ) {
     let (p, odd) = (n / 2, n % 2);
-    let slab = n * inner;
-    let task = |o: usize, out: &mut [f64]| {
-        let z = &wz[o * slab..(o + 1) * slab];
-        let (u_rows, rest) = z.split_at(p * inner);
-        let (z_mid, v_rows) = rest.split_at(odd * inner);
-        let (y_top, rest) = out.split_at_mut(p * inner);
-        let (y_mid, y_bottom) = rest.split_at_mut(odd * inner);
+    let task = |_: &mut (), z: &[f64], out: &mut [f64]| {
+        let (u_rows, z_mid, v_rows) = split3(z, p * inner, odd * inner);
+        let (y_top, y_mid, y_bottom) = split3_mut(out, p * inner, odd * inner);
         for (y, v) in y_mid.iter_mut().zip(z_mid) {
             *y = round(v + offset[p]);
         }
@@ -594,7 +523,7 @@ fn unfold<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    for_each_chunk(dst, slab, parallel, |o, out| task(o, out));
+    for_each_slab(wz, dst, n * inner, parallel, || (), task);
 }
 
 /// Lines longer than this use the direct correlation (the matrix form
@@ -659,16 +588,12 @@ fn correlate_matrix<R: Fn(f64) -> f64 + Sync>(
 /// ([outer, n, inner]) becomes row `o * inner + c` of `z` ([outer * inner, n]).
 fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), parallel: bool) {
     let (p, odd) = (n / 2, n % 2);
-    let slab = n * inner;
-    let task = |o: usize, rows: &mut [f64], lane: &mut Vec<f64>| {
-        let x = &src[o * slab..(o + 1) * slab];
+    let task = |lane: &mut Vec<f64>, x: &[f64], rows: &mut [f64]| {
         for (c, row) in rows.chunks_exact_mut(n).enumerate() {
             lane.clear();
             lane.extend(x.iter().skip(c).step_by(inner));
-            let (head, rest) = lane.split_at(p);
-            let (mid, tail) = rest.split_at(odd);
-            let (sums, rest) = row.split_at_mut(p);
-            let (row_mid, diffs) = rest.split_at_mut(odd);
+            let (head, mid, tail) = split3(lane, p, odd);
+            let (sums, row_mid, diffs) = split3_mut(row, p, odd);
             row_mid.copy_from_slice(mid);
             for (((s, d), u), v) in sums.iter_mut().zip(diffs.iter_mut()).zip(head).zip(tail.iter().rev()) {
                 *s = u + v;
@@ -676,7 +601,7 @@ fn fold_lanes(src: &[f64], z: &mut [f64], (_, n, inner): (usize, usize, usize), 
             }
         }
     };
-    for_each_chunk_init(z, slab, parallel, Vec::new, |lane, o, rows| task(o, rows, lane));
+    for_each_slab(src, z, n * inner, parallel, Vec::new, task);
 }
 
 /// [`unfold`] from the lane layout of [`fold_lanes`] back to [outer, n, inner].
@@ -689,16 +614,12 @@ fn unfold_lanes<R: Fn(f64) -> f64 + Sync>(
     parallel: bool,
 ) {
     let (p, odd) = (n / 2, n % 2);
-    let slab = n * inner;
-    let task = |o: usize, out: &mut [f64], lane: &mut Vec<f64>| {
-        let rows = &wz[o * slab..(o + 1) * slab];
+    let task = |lane: &mut Vec<f64>, rows: &[f64], out: &mut [f64]| {
         for (c, z) in rows.chunks_exact(n).enumerate() {
             lane.clear();
             lane.resize(n, 0.0);
-            let (u, rest) = z.split_at(p);
-            let (z_mid, v) = rest.split_at(odd);
-            let (y_top, rest) = lane.split_at_mut(p);
-            let (y_mid, y_bottom) = rest.split_at_mut(odd);
+            let (u, z_mid, v) = split3(z, p, odd);
+            let (y_top, y_mid, y_bottom) = split3_mut(lane, p, odd);
             for (y, m) in y_mid.iter_mut().zip(z_mid) {
                 *y = round(m + offset[p]);
             }
@@ -712,7 +633,40 @@ fn unfold_lanes<R: Fn(f64) -> f64 + Sync>(
             }
         }
     };
-    for_each_chunk_init(dst, slab, parallel, Vec::new, |lane, o, out| task(o, out, lane));
+    for_each_slab(wz, dst, n * inner, parallel, Vec::new, task);
+}
+
+/// Calls `f(state, input, output)` on the matching `slab`-element pieces
+/// of `src` and `dst` (the lines of one outer index), with a state per
+/// worker made by `init`.
+fn for_each_slab<S>(
+    src: &[f64],
+    dst: &mut [f64],
+    slab: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, &[f64], &mut [f64]) + Sync + Send,
+) {
+    for_each_sized_chunk_init(dst, slab, parallel, init, |state, o, out| {
+        f(state, &src[o * slab..(o + 1) * slab], out)
+    });
+}
+
+/// `s` cut after `a` and after `a + b` elements: in folded coordinates the
+/// sums, the middle sample and the differences.
+#[inline]
+fn split3<T>(s: &[T], a: usize, b: usize) -> (&[T], &[T], &[T]) {
+    let (first, rest) = s.split_at(a);
+    let (second, third) = rest.split_at(b);
+    (first, second, third)
+}
+
+/// [`split3`] of a mutable slice.
+#[inline]
+fn split3_mut<T>(s: &mut [T], a: usize, b: usize) -> (&mut [T], &mut [T], &mut [T]) {
+    let (first, rest) = s.split_at_mut(a);
+    let (second, third) = rest.split_at_mut(b);
+    (first, second, third)
 }
 
 /// `dst = M src` along the middle axis of `[outer, n, inner]`, `M` given by
@@ -742,13 +696,11 @@ fn banded_product(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), blo
                 slab = rest;
             }
         }
-        #[cfg(feature = "rayon")]
         if parallel {
-            use rayon::prelude::*;
-            pieces.into_par_iter().for_each(|(o, block, out)| task(o, block, out));
-            return;
+            map_items(pieces, |(o, block, out)| task(o, block, out));
+        } else {
+            pieces.into_iter().for_each(|(o, block, out)| task(o, block, out));
         }
-        pieces.into_iter().for_each(|(o, block, out)| task(o, block, out));
     } else {
         // out[o.., block, c] = in[o.., lo..hi, c] @ M_block^T, over chunks of o.
         const OUTER_CHUNK: usize = 64;
@@ -770,13 +722,14 @@ fn banded_product(src: &[f64], dst: &mut [f64], dims: (usize, usize, usize), blo
                 }
             }
         };
-        for_each_chunk(dst, OUTER_CHUNK * n * inner, parallel, |chunk, out| task(chunk, out));
+        for_each_sized_chunk(dst, OUTER_CHUNK * n * inner, parallel, |chunk, out| task(chunk, out));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parallel::with_threads;
 
     #[test]
     fn boundary_modes_extend_as_scipy_documents() {
@@ -815,8 +768,7 @@ mod tests {
                 let mut a = vec![0.0; src.len()];
                 let mut b = vec![0.0; src.len()];
                 let n = shape[axis];
-                let outer: usize = shape[..axis].iter().product();
-                let inner: usize = shape[axis + 1..].iter().product();
+                let (outer, inner) = crate::imageops::outer_inner(&shape, axis);
                 let id = |v: f64| v;
                 correlate_matrix(&src, &mut a, (outer, n, inner), &w, mode, &id, &mut Scratch::default());
                 correlate_lanes(&src, &mut b, (outer, n, inner), &w, mode, &id, true);
@@ -828,22 +780,20 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "rayon")]
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
         let x = ArrayD::from_shape_fn(IxDyn(&[70, 61, 3]), |i| {
             ((i[0] * 31 + i[1] * 7 + i[2]) % 17) as f64 / 17.0
         });
         let run = |threads: usize, sigma: [f64; 3]| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map(|pool| pool.install(|| gaussian_filter(x.view(), &sigma, BoundaryMode::Constant(0.0), 4.0)))
+            with_threads(threads, || {
+                gaussian_filter(x.view(), &sigma, BoundaryMode::Constant(0.0), 4.0)
+            })
         };
         for sigma in [[1.5, 2.0, 0.0], [20.0, 35.0, 0.0], [4.0, 0.0, 1.0]] {
-            let one = run(1, sigma).unwrap().unwrap();
+            let one = run(1, sigma).unwrap();
             for threads in [2, 3, 8] {
-                assert_eq!(one, run(threads, sigma).unwrap().unwrap(), "{sigma:?} {threads}");
+                assert_eq!(one, run(threads, sigma).unwrap(), "{sigma:?} {threads}");
             }
         }
     }

@@ -24,7 +24,7 @@ pub fn disk(radius: usize) -> Result<Array2<bool>> {
         .ok_or_else(too_large)?;
     let r = i64::try_from(radius).map_err(|_| too_large())?;
     let mut values =
-        crate::core::try_vec_with_capacity(n.checked_mul(n).ok_or_else(too_large)?).map_err(|_| too_large())?;
+        crate::checks::try_vec_with_capacity(n.checked_mul(n).ok_or_else(too_large)?).map_err(|_| too_large())?;
     // n fits in memory squared, so every coordinate and r * r fit in i64.
     for i in 0..n as i64 {
         values.extend((0..n as i64).map(|j| (i - r) * (i - r) + (j - r) * (j - r) <= r * r));
@@ -166,15 +166,7 @@ pub(crate) fn dilate_labels_disk(
         }
         out
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        runs.par_iter().map(one).collect()
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        runs.iter().map(one).collect()
-    }
+    crate::parallel::map_items(&runs, one)
 }
 
 #[cfg(test)]

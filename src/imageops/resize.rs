@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::core::try_filled;
+use crate::checks::try_filled;
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, check_kernel_radius, filter_f64};
@@ -188,7 +188,7 @@ pub fn resize<F: Float>(
             shape: vec![],
         });
     }
-    crate::core::check_input("image", &image, 1)?;
+    crate::checks::check_input("image", &image, 1)?;
     let mut out_shape = output_shape.to_vec();
     if out_shape.len() + 1 == image.ndim() {
         out_shape.push(image.shape()[image.ndim() - 1]);
@@ -302,7 +302,7 @@ pub fn resize<F: Float>(
         clip_to_input_range(&mut values, &input, options);
     }
     ArrayD::from_shape_vec(IxDyn(&out_shape), values)
-        .map_err(|_| SaliencyError::param("output_shape", format!("{output_shape:?}"), "is too large"))
+        .map_err(|_| SaliencyError::internal("the resized values do not fill the output shape"))
 }
 
 /// scikit-image's clipping: to the input's range, widened to `cval` when the
@@ -310,14 +310,10 @@ pub fn resize<F: Float>(
 fn clip_to_input_range<F: Float>(data: &mut [F], image: &[f64], options: &ResizeOptions) {
     // The input's values are exact in `F`, so are these bounds; clipping
     // after the conversion to `F` equals clipping before it.
-    let (mut lo, mut hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (mut lo, mut hi) = super::min_max(image.iter().copied());
     let cval = F::from_f64_lossy(options.cval).as_f64();
     if options.mode == ResizeMode::Constant && !(lo <= cval && cval <= hi) {
-        let (olo, ohi) = data.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v.as_f64()), b.max(v.as_f64()))
-        });
+        let (olo, ohi) = super::min_max(data.iter().map(|v| v.as_f64()));
         if olo <= cval && cval <= ohi {
             lo = lo.min(cval);
             hi = hi.max(cval);
@@ -447,7 +443,7 @@ type Tap = (Option<usize>, f64);
 fn axis_taps(n: usize, m: usize, len: usize, order: usize, mode: NdMode) -> Result<Vec<Tap>> {
     let zoom = n as f64 / m as f64;
     let npad = (len - n) / 2;
-    let mut taps = crate::core::try_vec_with_capacity(buffer_len(&[m, order + 1])?)
+    let mut taps = crate::checks::try_vec_with_capacity(buffer_len(&[m, order + 1])?)
         .map_err(|_| SaliencyError::param("output_shape", m, "needs more memory than can be allocated"))?;
     let mut w = [0.0; 6];
     for k in 0..m {
@@ -487,6 +483,19 @@ fn buffer_len(sizes: &[usize]) -> Result<usize> {
         .ok_or_else(|| SaliencyError::param("output_shape", format!("{sizes:?}"), "is too large"))
 }
 
+/// A buffer of `fill` for an array of `shape` whose axis `axis` has `len`
+/// elements instead, and the number of elements after that axis.
+fn axis_buffer<T: Clone>(shape: &[usize], axis: usize, len: usize, fill: T) -> Result<(Vec<T>, usize)> {
+    let (outer, inner) = super::outer_inner(shape, axis);
+    let out = try_filled(
+        "output_shape",
+        format!("{shape:?}"),
+        buffer_len(&[outer, len, inner])?,
+        fill,
+    )?;
+    Ok((out, inner))
+}
+
 fn interpolate_axis<T: Copy + Default + Send>(
     src: &[f64],
     shape: &[usize],
@@ -498,14 +507,7 @@ fn interpolate_axis<T: Copy + Default + Send>(
 ) -> Result<Vec<T>> {
     let n = shape[axis];
     let m = taps.len() / per;
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
-    let mut out = try_filled(
-        "output_shape",
-        format!("{shape:?}"),
-        buffer_len(&[outer, m, inner])?,
-        T::default(),
-    )?;
+    let (mut out, inner) = axis_buffer(shape, axis, m, T::default())?;
     // Sums in `f64` (into `row`), stored as `T` in `dst`.
     let task = |idx: usize, row: &mut [f64], dst: &mut [T]| {
         let (o, k) = (idx / m, idx % m);
@@ -550,22 +552,12 @@ fn interpolate_axis<T: Copy + Default + Send>(
     };
     // A few taps per sample are cheap: below about a million multiplications
     // handing the work to other threads costs more than it saves.
-    #[cfg(feature = "rayon")]
-    if out.len() * per >= PARALLEL_WORK {
-        use rayon::prelude::*;
-        out.par_chunks_mut(rows_per_task * inner)
-            .enumerate()
-            .for_each(|(c, rows)| chunk(c, rows));
-        return Ok(out);
-    }
-    out.chunks_mut(rows_per_task * inner)
-        .enumerate()
-        .for_each(|(c, rows)| chunk(c, rows));
+    let parallel = out.len() * per >= PARALLEL_WORK;
+    crate::parallel::for_each_sized_chunk(&mut out, rows_per_task * inner, parallel, chunk);
     Ok(out)
 }
 
 /// Multiplications below which a resampling pass runs on one thread.
-#[cfg(feature = "rayon")]
 const PARALLEL_WORK: usize = 1 << 20;
 
 /// SciPy's spline pre-filter along `axis`, after SciPy's padding (12
@@ -586,14 +578,7 @@ fn prefilter_axis(
         0
     };
     let len = n + 2 * npad;
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
-    let mut out = try_filled(
-        "output_shape",
-        format!("{shape:?}"),
-        buffer_len(&[outer, len, inner])?,
-        0.0,
-    )?;
+    let (mut out, inner) = axis_buffer(shape, axis, len, 0.0)?;
     let poles: &[f64] = match order {
         2 => &[-0.171_572_875_253_809_9],
         3 => &[-0.267_949_192_431_122_7],
@@ -621,20 +606,9 @@ fn prefilter_axis(
             }
         }
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(len * inner)
-            .enumerate()
-            .for_each_init(Vec::new, |line, (o, slab)| task(o, slab, line));
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let mut line = Vec::new();
-        out.chunks_mut(len * inner)
-            .enumerate()
-            .for_each(|(o, slab)| task(o, slab, &mut line));
-    }
+    crate::parallel::for_each_sized_chunk_init(&mut out, len * inner, true, Vec::new, |line, o, slab| {
+        task(o, slab, line)
+    });
     Ok((out, len))
 }
 

@@ -3,14 +3,15 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::core::{CoreSaliency, Progress, check_input, check_positive, check_steps, finite_result, try_filled};
+use crate::checks::{check_image, check_positive, check_steps, finite_result, try_filled};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::gaussian::{
     BoundaryMode, DEFAULT_TRUNCATE, Scratch, check_kernel_radius, filter_f64_with, round_to,
 };
 use crate::model::{CallModelFunction, OutputKey, call_model};
-use crate::parallel::for_each_chunk_mut;
+use crate::parallel::{for_each_chunk_mut, for_each_grouped};
 
 /// Blur IG: the path runs from a fully blurred image (Gaussian blur of
 /// `max_sigma`) to the input; the mask is minus the sum over the path of
@@ -174,15 +175,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
         self.check()?;
-        check_input("input", &x, 2)?;
-        if x.ndim() > 3 {
-            return Err(SaliencyError::InvalidRank {
-                what: "input",
-                expected: "rank 2 (H x W) or 3 (H x W x C)",
-                actual: x.ndim(),
-                shape: x.shape().to_vec(),
-            });
-        }
+        check_image("input", &x)?;
         let shape = x.shape().to_vec();
         let x = crate::imageops::to_f64_vec(&x);
         let len = x.len();
@@ -222,38 +215,28 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         while start < self.steps {
             let end = (start + self.batch_size).min(self.steps);
             let count = end - start;
-            // The points of a batch are independent: one task each.
-            let pairs = points[..count * len]
+            // The points of a batch are independent: one group of points
+            // per thread, each with its own buffers (the grouping does not
+            // change any result).
+            let mut items: Vec<_> = points[..count * len]
                 .chunks_mut(len)
-                .zip(slopes[..count * len].chunks_mut(len));
-            #[cfg(feature = "rayon")]
-            {
-                use rayon::prelude::*;
-                // One group of points per thread, each with its own buffers
-                // (the grouping does not change any result).
-                let mut items: Vec<_> = pairs.enumerate().collect();
-                let per_group = count.div_ceil(rayon::current_num_threads().max(1));
+                .zip(slopes[..count * len].chunks_mut(len))
+                .enumerate()
+                .collect();
+            for_each_grouped(
+                &mut items,
                 // With several groups the groups are the parallelism: each
                 // filter runs on its group's thread, with no hand-offs.
-                let sequential = per_group < count;
-                items.par_chunks_mut(per_group).for_each(|group| {
+                |several| {
                     let mut ws = Scratch::default();
-                    ws.sequential = sequential;
-                    for (b, (point, slope)) in group.iter_mut() {
-                        make_point(&mut ws, start + *b, point, slope);
-                    }
-                });
-            }
-            #[cfg(not(feature = "rayon"))]
-            {
-                let mut ws = Scratch::default();
-                for (b, (point, slope)) in pairs.enumerate() {
-                    make_point(&mut ws, start + b, point, slope);
-                }
-            }
+                    ws.sequential = several;
+                    ws
+                },
+                |ws, (b, (point, slope))| make_point(ws, start + *b, point, slope),
+            );
             batch_shape[0] = count;
             let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &points[..count * len])
-                .map_err(|_| SaliencyError::param("input", format!("{shape:?}"), "is too large"))?;
+                .map_err(|_| SaliencyError::internal("the Blur IG batch does not fill its shape"))?;
             let mut outputs = call_model(model, batch, &[key])?;
             let grads = outputs.take(key)?;
             let grads = grads.as_standard_layout();
@@ -279,16 +262,16 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 }
             });
             start = end;
-            progress(Progress::new("blur ig steps", end, self.steps));
+            progress(Progress::new(Stage::BlurIgSteps, end, self.steps));
         }
         let data: Vec<F> = total.into_iter().map(|t| -t).collect();
         let mask = ArrayD::from_shape_vec(IxDyn(&shape), data)
-            .map_err(|_| SaliencyError::param("input", format!("{shape:?}"), "is too large"))?;
+            .map_err(|_| SaliencyError::internal("the Blur IG mask does not have the input's size"))?;
         finite_result("Blur IG mask", mask)
     }
 }
 
-#[cfg(all(test, feature = "rayon"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::ModelOutputs;
@@ -299,24 +282,19 @@ mod tests {
             ((i[0] * 5 + i[1] * 3 + i[2]) % 11) as f32 / 11.0
         });
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map(|pool| {
-                    pool.install(|| {
-                        BlurIg::new()
-                            .max_sigma(15.0)
-                            .steps(12)
-                            .batch_size(5)
-                            .get_mask(x.view(), &mut |b, _| {
-                                Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.mapv(|v| v * v)))
-                            })
+            crate::parallel::with_threads(threads, || {
+                BlurIg::new()
+                    .max_sigma(15.0)
+                    .steps(12)
+                    .batch_size(5)
+                    .get_mask(x.view(), &mut |b, _| {
+                        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.mapv(|v| v * v)))
                     })
-                })
+            })
         };
-        let one = run(1).unwrap().unwrap();
+        let one = run(1).unwrap();
         for threads in [2, 3] {
-            assert_eq!(one, run(threads).unwrap().unwrap());
+            assert_eq!(one, run(threads).unwrap());
         }
     }
 }

@@ -3,7 +3,8 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix4};
 
-use crate::core::{CoreSaliency, Progress, check_input, finite_result};
+use crate::checks::{check_channels_last, check_input, finite_result};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::resize::{ResizeOptions, resize};
@@ -148,9 +149,10 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
         check_input("input", &x, 2)?;
+        check_channels_last("input", x.shape())?;
         let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
         let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), &keys)?;
-        progress(Progress::new("model calls", 1, 1));
+        progress(Progress::new(Stage::ModelCalls, 1, 1));
         let layout = self.resolve_layout(outputs.layout())?;
         let values = layer_output(outputs.take(keys[0])?, keys[0])?;
         let grads = layer_output(outputs.take(keys[1])?, keys[1])?;
@@ -169,10 +171,8 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         let (values, grads) = (values.as_standard_layout(), grads.as_standard_layout());
         let size = channels * h * w;
         let (Some(values), Some(grads)) = (values.as_slice(), grads.as_slice()) else {
-            return Err(SaliencyError::param(
-                "layout",
-                "non-contiguous",
-                "layer outputs must be contiguous",
+            return Err(SaliencyError::internal(
+                "a standard-layout layer output is not contiguous",
             ));
         };
         let (values, grads) = (&values[..size], &grads[..size]);
@@ -206,7 +206,7 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         cam.iter_mut()
             .for_each(|v| *v = if *v > F::zero() { *v } else { F::zero() });
         let cam = ndarray::Array2::from_shape_vec((h, w), cam)
-            .map_err(|_| SaliencyError::param("layout", "non-contiguous", "layer outputs must be contiguous"))?;
+            .map_err(|_| SaliencyError::internal("the Grad-CAM map does not have the layer's size"))?;
 
         let mut cam = cam.into_dyn();
         if self.should_resize {
@@ -225,7 +225,7 @@ impl<F: Float> CoreSaliency<F> for GradCam {
                 None => cam.iter().for_each(|&v| tiled.extend_from_slice(&[v; 3])),
             }
             cam = ArrayD::from_shape_vec(ndarray::IxDyn(&[h, w, 3]), tiled)
-                .map_err(|_| SaliencyError::param("three_dims", true, "cannot repeat the map"))?;
+                .map_err(|_| SaliencyError::internal("the repeated Grad-CAM map does not have three channels"))?;
         }
         if self.should_resize {
             cam = resize(cam.view(), &x.shape()[..2], &ResizeOptions::default())?;

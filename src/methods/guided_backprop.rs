@@ -143,11 +143,8 @@ pub fn guided_relu_backward<F: Float, D: Dimension>(
     // Flat loop when both are contiguous in the same order (the common case).
     if let (Some(xs), Some(gs)) = (relu_input.as_slice(), incoming.as_slice()) {
         let values: Vec<F> = xs.iter().zip(gs).map(|(&x, &g)| rule(x, g)).collect();
-        return Array::from_shape_vec(relu_input.raw_dim(), values).map_err(|_| SaliencyError::ShapeMismatch {
-            what: "the incoming gradient",
-            expected: relu_input.shape().to_vec(),
-            actual: incoming.shape().to_vec(),
-        });
+        return Array::from_shape_vec(relu_input.raw_dim(), values)
+            .map_err(|_| SaliencyError::internal("the guided gradient does not have the ReLU input's size"));
     }
     Ok(Zip::from(&relu_input).and(&incoming).map_collect(|&x, &g| rule(x, g)))
 }

@@ -4,7 +4,8 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::parallel::{PARALLEL_MIN, flat, for_each_chunk_mut, for_each_chunk_mut_from, with_scratch};
 
-use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive, check_steps, finite_result};
+use crate::checks::{check_input, check_like_input, check_positive, check_steps, finite_result};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
@@ -96,14 +97,7 @@ impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {
         check_input("input", &x, 1)?;
         let baseline = match &self.baseline {
             Some(b) => {
-                if b.shape() != x.shape() {
-                    return Err(SaliencyError::ShapeMismatch {
-                        what: "baseline",
-                        expected: x.shape().to_vec(),
-                        actual: b.shape().to_vec(),
-                    });
-                }
-                check_finite("baseline", &b.view())?;
+                check_like_input("baseline", &b.view(), x.shape())?;
                 std::borrow::Cow::Borrowed(b)
             }
             None => std::borrow::Cow::Owned(ArrayD::zeros(x.raw_dim())),
@@ -127,7 +121,8 @@ pub(crate) fn linspace_0_1(steps: usize) -> impl Iterator<Item = f64> {
 }
 
 /// Integrated gradients of `x` from `baseline` (same shape, both checked by
-/// the caller), used by [`IntegratedGradients`] and by XRAI.
+/// the caller: a baseline of another shape gives an internal error), used
+/// by [`IntegratedGradients`] and by XRAI.
 pub(crate) fn integrated_gradients<F: Float>(
     x: ArrayViewD<'_, F>,
     baseline: ArrayViewD<'_, F>,
@@ -138,13 +133,6 @@ pub(crate) fn integrated_gradients<F: Float>(
 ) -> Result<ArrayD<F>> {
     check_steps("steps", steps)?;
     check_positive("batch_size", batch_size)?;
-    if x.shape() != baseline.shape() {
-        return Err(SaliencyError::ShapeMismatch {
-            what: "baseline",
-            expected: x.shape().to_vec(),
-            actual: baseline.shape().to_vec(),
-        });
-    }
     // Flat copies: the hot loops below run over contiguous slices.
     let base = flat(&baseline);
     let x_flat = flat(&x);
@@ -191,13 +179,8 @@ pub(crate) fn integrated_gradients<F: Float>(
             });
             let mut batch_shape = vec![chunk.len()];
             batch_shape.extend_from_slice(x.shape());
-            let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &buffer[..chunk.len() * len]).map_err(|_| {
-                SaliencyError::ShapeMismatch {
-                    what: "input",
-                    expected: batch_shape.clone(),
-                    actual: vec![len],
-                }
-            })?;
+            let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &buffer[..chunk.len() * len])
+                .map_err(|_| SaliencyError::internal("the integrated gradients batch does not fill its shape"))?;
             let mut outputs = call_model_deferring_finite_check(model, batch, &[key], Some(key))?;
             let grads = outputs.take(key)?;
             let grads = grads.as_standard_layout();
@@ -226,7 +209,7 @@ pub(crate) fn integrated_gradients<F: Float>(
                 return Err(err);
             }
             done += rows;
-            progress(Progress::new("integrated gradients steps", done, steps));
+            progress(Progress::new(Stage::IntegratedGradientsSteps, done, steps));
         }
         Ok(())
     })
@@ -237,11 +220,8 @@ pub(crate) fn integrated_gradients<F: Float>(
             *t = *t * d / n;
         }
     });
-    let mask = ArrayD::from_shape_vec(x.raw_dim(), total).map_err(|_| SaliencyError::ShapeMismatch {
-        what: "input",
-        expected: x.shape().to_vec(),
-        actual: vec![len],
-    })?;
+    let mask = ArrayD::from_shape_vec(x.raw_dim(), total)
+        .map_err(|_| SaliencyError::internal("the integrated gradients mask does not have the input's size"))?;
     finite_result("integrated gradients", mask)
 }
 

@@ -3,7 +3,8 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
-use crate::core::{CoreSaliency, Progress, check_input, check_positive, finite_result, try_vec_with_capacity};
+use crate::checks::{check_image, check_positive, finite_result, try_vec_with_capacity};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model};
@@ -114,15 +115,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 2)?;
-        if x.ndim() > 3 {
-            return Err(SaliencyError::InvalidRank {
-                what: "input",
-                expected: "rank 2 (height x width) or 3 (height x width x channels)",
-                actual: x.ndim(),
-                shape: x.shape().to_vec(),
-            });
-        }
+        check_image("input", &x)?;
         check_positive("size", self.size)?;
         check_positive("stride", self.stride)?;
         check_positive("batch_size", self.batch_size)?;
@@ -172,7 +165,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
             batch_flat.extend_from_slice(base_flat);
         }
         let mut batch = ArrayD::from_shape_vec(IxDyn(&batch_shape), batch_flat)
-            .map_err(|_| SaliencyError::param("batch_size", self.batch_size, "batch buffer too large"))?;
+            .map_err(|_| SaliencyError::internal("the occlusion batch does not fill its shape"))?;
         let mut occluded: Vec<Option<(usize, usize)>> = vec![None; slots];
 
         // Window sums through a 2-D difference array: each window adds its
@@ -198,7 +191,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
                 diff[r1 * (w + 1) + c1] += d;
             }
             done += chunk.len();
-            progress(Progress::new("occlusion windows", done, windows.len()));
+            progress(Progress::new(Stage::OcclusionWindows, done, windows.len()));
         }
 
         prefix_sums_2d(&mut diff, w + 1);
@@ -210,7 +203,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
             }
         }
         let mask = ArrayD::from_shape_vec(x.raw_dim(), mask)
-            .map_err(|_| SaliencyError::param("size", self.size, "internal shape error"))?;
+            .map_err(|_| SaliencyError::internal("the occlusion mask does not have the input's size"))?;
         // Score differences of huge model outputs overflow.
         finite_result("occlusion mask", mask)
     }

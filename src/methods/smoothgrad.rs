@@ -7,7 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::batching::{RowImages, run_packed};
-use crate::core::{CoreSaliency, Progress, check_input, check_positive, check_steps, finite_result};
+use crate::checks::{check_input, check_positive, check_steps, finite_result, try_filled};
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::model::CallModelFunction;
@@ -171,9 +172,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
 ) -> Result<ArrayD<F>> {
     params.check()?;
     check_input("input", &x, 1)?;
-    let (lo, hi) = x.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = crate::imageops::min_max(x.iter().copied());
     let stdev = params.stdev_spread * (hi.as_f64() - lo.as_f64());
     let normal = Normal::new(0.0, stdev)
         .map_err(|_| SaliencyError::param("stdev_spread", stdev, "gives an invalid noise deviation"))?;
@@ -187,7 +186,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
     // model calls are packed into batches; the masks are summed in sample
     // order, so the result does not depend on the packing.
     let sample_mask = |sample: usize, model: &mut dyn CallModelFunction<F>| -> Result<ArrayD<F>> {
-        let mut noisy = crate::core::try_filled("input", len, len, F::zero())?;
+        let mut noisy = try_filled("input", len, len, F::zero())?;
         for_each_chunk_mut_from(2 * CHUNK, &mut noisy, |offset, out| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(((sample as u64) << 32) | (offset / CHUNK) as u64);
@@ -195,9 +194,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
                 *o = F::from_f64_lossy(v.as_f64() + Distribution::<f64>::sample(&normal, &mut rng));
             }
         });
-        let view = ArrayViewD::from_shape(x.raw_dim(), &noisy).map_err(|_| SaliencyError::Internal {
-            what: "a noisy copy has the wrong length",
-        })?;
+        let view = ArrayViewD::from_shape(x.raw_dim(), &noisy).map_err(|_| SaliencyError::internal("the noisy input does not have the input's size"))?;
         method.get_mask(view, model)
     };
     let mut total: Option<(Vec<usize>, Vec<F>)> = None;
@@ -228,7 +225,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
                 });
             }
         }
-        progress(Progress::new("SmoothGrad samples", sample + 1, params.nsamples));
+        progress(Progress::new(Stage::SmoothGradSamples, sample + 1, params.nsamples));
         Ok(())
     };
     let batch_size = params.batch_size.unwrap_or_else(|| method.batch_size());
@@ -241,13 +238,11 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
         &mut add,
     )?;
     let n = F::from_f64_lossy(params.nsamples as f64);
-    let (shape, mut total) = total.ok_or(SaliencyError::param("nsamples", 0, "must be at least 1"))?;
+    // `nsamples` was checked to be at least 1.
+    let (shape, mut total) = total.ok_or_else(|| SaliencyError::internal("SmoothGrad averaged no sample"))?;
     total.iter_mut().for_each(|t| *t /= n);
-    let mask = ArrayD::from_shape_vec(IxDyn(&shape), total).map_err(|_| SaliencyError::ShapeMismatch {
-        what: "mask",
-        expected: shape.clone(),
-        actual: vec![],
-    })?;
+    let mask = ArrayD::from_shape_vec(IxDyn(&shape), total)
+        .map_err(|_| SaliencyError::internal("the SmoothGrad mask does not have its samples' size"))?;
     // Squares and sums of huge finite masks overflow.
     finite_result("SmoothGrad mask", mask)
 }

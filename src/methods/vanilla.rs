@@ -3,7 +3,8 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
-use crate::core::{CoreSaliency, Progress, check_input};
+use crate::checks::check_input;
+use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::Result;
 use crate::float::Float;
 use crate::model::{CallModelFunction, OutputKey, call_model};
@@ -89,6 +90,6 @@ pub(crate) fn gradient_of_one<F: Float>(
 ) -> Result<ArrayD<F>> {
     check_input("input", &x, 1)?;
     let mut outputs = call_model(model, x.insert_axis(Axis(0)), &[key])?;
-    progress(Progress::new("model calls", 1, 1));
+    progress(Progress::new(Stage::ModelCalls, 1, 1));
     Ok(outputs.take(key)?.index_axis_move(Axis(0), 0))
 }

@@ -68,18 +68,7 @@ impl Pixel for f64 {
 
 /// Height, width and channels of a `[H, W]` or `[H, W, C]` image.
 fn image_dims<P>(what: &'static str, image: &ArrayViewD<'_, P>) -> Result<(usize, usize, usize)> {
-    let dims = match *image.shape() {
-        [h, w] => (h, w, 1),
-        [h, w, c] => (h, w, c),
-        _ => {
-            return Err(SaliencyError::InvalidRank {
-                what,
-                expected: "rank 2 (height x width) or 3 (height x width x channels)",
-                actual: image.ndim(),
-                shape: image.shape().to_vec(),
-            });
-        }
-    };
+    let dims = crate::checks::image_view3(what, image)?.dim();
     if image.is_empty() {
         return Err(SaliencyError::EmptyInput {
             what,
@@ -168,7 +157,7 @@ pub fn create_blurred_image<P: Pixel>(
     griddata(&mut values, &known, (h, w, c), method, &mean)?;
     let out: Vec<P> = values.into_iter().map(P::from_interpolated).collect();
     ArrayD::from_shape_vec(image.raw_dim(), out)
-        .map_err(|_| SaliencyError::param("image", format!("{:?}", image.shape()), "has an inconsistent shape"))
+        .map_err(|_| SaliencyError::internal("the interpolated image does not have the image's size"))
 }
 
 /// Generates a random pixel mask of `height x width` with
@@ -201,14 +190,14 @@ pub fn generate_random_mask<R: Rng + ?Sized>(
         .ok_or_else(|| SaliencyError::param("height * width", format!("{height} * {width}"), "overflows"))?;
     // `int(size * fraction)`, at most `size` since fraction <= 1.
     let count = ((size as f64 * fraction) as usize).min(size);
-    let mut mask = crate::core::try_filled("height * width", size, size, false)?;
+    let mut mask = crate::checks::try_filled("height * width", size, size, false)?;
     for i in rand::seq::index::sample(rng, size, count) {
         if let Some(m) = mask.get_mut(i) {
             *m = true;
         }
     }
     Array2::from_shape_vec((height, width), mask)
-        .map_err(|_| SaliencyError::param("height * width", size, "is not a valid image size"))
+        .map_err(|_| SaliencyError::internal("the random mask does not have height * width pixels"))
 }
 
 /// Estimates the information in an image as the size in bytes of its
@@ -240,7 +229,7 @@ pub fn estimate_image_entropy(image: ArrayViewD<'_, u8>) -> Result<usize> {
     let data = image.as_standard_layout();
     let bytes = data
         .as_slice()
-        .ok_or_else(|| SaliencyError::param("image", "a non-contiguous array", "must be contiguous"))?;
+        .ok_or_else(|| SaliencyError::internal("a standard-layout image is not contiguous"))?;
     // Pillow encodes only RGB and RGBA: it converts L to RGB and LA to RGBA.
     let (pixels, layout): (Cow<'_, [u8]>, Layout) = match c {
         1 => (bytes.iter().flat_map(|&l| [l, l, l]).collect(), Layout::Rgb),
@@ -426,9 +415,9 @@ impl PicMetric {
                 "must be finite",
             ));
         }
-        crate::core::check_steps("num_data_points", self.num_data_points)?;
+        crate::checks::check_steps("num_data_points", self.num_data_points)?;
         if let Some(b) = self.batch_size {
-            crate::core::check_positive("batch_size", b)?;
+            crate::checks::check_positive("batch_size", b)?;
         }
         Ok(())
     }
@@ -521,11 +510,11 @@ impl PicMetric {
                 actual: saliency_map.shape().to_vec(),
             });
         }
-        crate::core::check_finite("saliency_map", &saliency_map.into_dyn())?;
+        crate::checks::check_finite("saliency_map", &saliency_map.into_dyn())?;
         let batch_size = self.batch_size.unwrap_or(usize::MAX);
         let image = image.as_standard_layout().into_owned();
 
-        let (original_entropy, blurred) = join(
+        let (original_entropy, blurred) = crate::parallel::join(
             || estimate_entropy(image.view()),
             || -> Result<_> {
                 let blurred = create_blurred_image(image.view(), random_mask, Interpolation::Linear)?;
@@ -578,18 +567,15 @@ impl PicMetric {
                 }
             });
             let mask = Array2::from_shape_vec((h, w), mask)
-                .map_err(|_| SaliencyError::param("saliency_map", h * w, "has an inconsistent shape"))?;
+                .map_err(|_| SaliencyError::internal("the revealed pixels do not cover the image"))?;
             let blurred = create_blurred_image(image.view(), mask.view(), Interpolation::Linear)?;
             let entropy = estimate_entropy(blurred.view())?;
             Ok((blurred, entropy))
         };
-        #[cfg(feature = "rayon")]
-        let steps: Vec<(ArrayD<u8>, usize)> = {
-            use rayon::prelude::*;
-            cutoffs.par_iter().map(blur_one).collect::<Result<_>>()?
-        };
-        #[cfg(not(feature = "rayon"))]
-        let steps: Vec<(ArrayD<u8>, usize)> = cutoffs.iter().map(blur_one).collect::<Result<_>>()?;
+        // The first error in threshold order, whatever the thread count.
+        let steps: Vec<(ArrayD<u8>, usize)> = crate::parallel::map_items(&cutoffs, blur_one)
+            .into_iter()
+            .collect::<Result<_>>()?;
 
         let step_images: Vec<&ArrayD<u8>> = steps.iter().map(|(img, _)| img).collect();
         let step_preds = if step_images.is_empty() {
@@ -655,23 +641,7 @@ impl PicMetric {
 }
 
 fn unreachable_count<T>() -> Result<T> {
-    Err(SaliencyError::param(
-        "predictions",
-        "a wrong count",
-        "internal: batch predictions lost",
-    ))
-}
-
-/// Runs `a` and `b`, in parallel with the `rayon` feature.
-fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
-    #[cfg(feature = "rayon")]
-    {
-        rayon::join(a, b)
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        (a(), b())
-    }
+    Err(SaliencyError::internal("batch predictions were lost"))
 }
 
 /// Stacks `images` into batches of at most `batch_size`, calls `predict`
@@ -690,7 +660,7 @@ where
             data.extend(img.iter().copied());
         }
         let batch = ArrayD::from_shape_vec(IxDyn(&shape), data)
-            .map_err(|_| SaliencyError::param("image", format!("{:?}", first.shape()), "has an inconsistent shape"))?;
+            .map_err(|_| SaliencyError::internal("the images of a batch differ in shape"))?;
         let scores = predict(batch.view()).map_err(SaliencyError::Model)?;
         if scores.len() != chunk.len() {
             return Err(SaliencyError::OutputBatchMismatch {

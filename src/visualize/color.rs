@@ -3,7 +3,7 @@
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, Axis, Zip};
 
-use crate::core::check_finite;
+use crate::checks::{check_finite, image_view3};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::percentile;
@@ -113,19 +113,7 @@ pub fn to_rgb8<F: Float>(image: ArrayViewD<'_, F>, low: f64, high: f64) -> Resul
         ));
     }
     check_finite("image", &image)?;
-    let bad_rank = || SaliencyError::InvalidRank {
-        what: "image",
-        expected: "rank 2 (H x W) or 3 (H x W x C)",
-        actual: image.ndim(),
-        shape: image.shape().to_vec(),
-    };
-    let image3 = match image.ndim() {
-        2 => image.view().insert_axis(Axis(2)),
-        3 => image.view(),
-        _ => return Err(bad_rank()),
-    }
-    .into_dimensionality::<ndarray::Ix3>()
-    .map_err(|_| bad_rank())?;
+    let image3 = image_view3("image", &image)?;
     let (h, w, c) = (image3.shape()[0], image3.shape()[1], image3.shape()[2]);
     if c != 1 && c != 3 {
         return Err(SaliencyError::ShapeMismatch {

@@ -19,10 +19,10 @@ pub use png::{read_image, save_png};
 
 use ndarray::{Array2, ArrayViewD, Axis};
 
-use crate::core::check_finite;
+use crate::checks::{check_finite, image_view3};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::imageops::percentile;
+use crate::imageops::{min_max, percentile};
 
 /// Sums the channels (of the absolute values when `absolute`), checking rank,
 /// emptiness and finiteness on the way.
@@ -30,19 +30,7 @@ fn channel_sum<F: Float>(mask: &ArrayViewD<'_, F>, absolute: bool, pct: f64) -> 
     if !(pct.is_finite() && (0.0..=100.0).contains(&pct)) {
         return Err(SaliencyError::param("percentile", pct, "must be between 0 and 100"));
     }
-    let bad_rank = || SaliencyError::InvalidRank {
-        what: "mask",
-        expected: "rank 2 (H x W) or 3 (H x W x C)",
-        actual: mask.ndim(),
-        shape: mask.shape().to_vec(),
-    };
-    let mask3 = match mask.ndim() {
-        2 => mask.view().insert_axis(Axis(2)),
-        3 => mask.view(),
-        _ => return Err(bad_rank()),
-    }
-    .into_dimensionality::<ndarray::Ix3>()
-    .map_err(|_| bad_rank())?;
+    let mask3 = image_view3("mask", mask)?;
     if mask.is_empty() {
         return Err(SaliencyError::EmptyInput {
             what: "mask",
@@ -63,12 +51,6 @@ fn channel_sum<F: Float>(mask: &ArrayViewD<'_, F>, absolute: bool, pct: f64) -> 
 fn percentile_of<F: Float>(map: &Array2<F>, pct: f64) -> Result<F> {
     let mut values: Vec<F> = map.iter().copied().collect();
     percentile(&mut values, pct)
-}
-
-fn min_max<F: Float>(map: &Array2<F>) -> (F, F) {
-    map.iter().fold((F::infinity(), F::neg_infinity()), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    })
 }
 
 /// `saliency.core.VisualizeImageGrayscale`: the sum of absolute values over
@@ -93,7 +75,7 @@ fn min_max<F: Float>(map: &Array2<F>) -> (F, F) {
 pub fn grayscale<F: Float>(mask: ArrayViewD<'_, F>, percentile: f64) -> Result<Array2<F>> {
     let map = channel_sum(&mask, true, percentile)?;
     let vmax = percentile_of(&map, percentile)?;
-    let (vmin, _) = min_max(&map);
+    let (vmin, _) = min_max(map.iter().copied());
     let span = vmax - vmin;
     Ok(map.mapv(|v| {
         if span > F::zero() {
@@ -127,7 +109,7 @@ pub fn grayscale<F: Float>(mask: ArrayViewD<'_, F>, percentile: f64) -> Result<A
 /// ```
 pub fn diverging<F: Float>(mask: ArrayViewD<'_, F>, percentile: f64) -> Result<Array2<F>> {
     let map = channel_sum(&mask, false, percentile)?;
-    let (lo, hi) = min_max(&map);
+    let (lo, hi) = min_max(map.iter().copied());
     if lo == hi {
         return Ok(Array2::zeros(map.raw_dim()));
     }

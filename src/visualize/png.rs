@@ -22,7 +22,7 @@ pub fn save_png(picture: ArrayView3<'_, u8>, path: impl AsRef<Path>) -> Result<(
         u32::try_from(h).map_err(too_large)?,
         picture.iter().copied().collect(),
     )
-    .ok_or_else(|| SaliencyError::param("picture size", format!("{h} x {w}"), "does not match its data"))?;
+    .ok_or_else(|| SaliencyError::internal("the picture's data does not fill its size"))?;
     buffer
         .save_with_format(path.as_ref(), image::ImageFormat::Png)
         .map_err(|e| SaliencyError::Io {
@@ -46,5 +46,5 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Array3<u8>> {
         .to_rgb8();
     let (w, h) = rgb.dimensions();
     Array3::from_shape_vec((h as usize, w as usize, 3), rgb.into_raw())
-        .map_err(|_| SaliencyError::param("image", path.as_ref().display(), "decoded to an inconsistent size"))
+        .map_err(|_| SaliencyError::internal("a decoded image's data does not fill its size"))
 }

@@ -4,7 +4,7 @@
 //! with NumPy's summation order over the same pixels in the same order, ties
 //! go to the earlier mask, and the final ordering is a stable sort.
 
-use crate::core::Progress;
+use crate::core::{Progress, Stage};
 use crate::float::Float;
 use crate::imageops::sum;
 
@@ -128,7 +128,7 @@ pub(crate) fn full<F: Float>(
             count[m] = kept;
         }
         trace.push((added, best_gain));
-        progress(Progress::new("xrai masks", n_covered, n_pixels));
+        progress(Progress::new(Stage::XraiMasks, n_covered, n_pixels));
     }
     finish(attr, output, trace, &mut scratch)
 }
@@ -171,7 +171,7 @@ pub(crate) fn fast<F: Float>(
         }
         n_covered += added.len();
         trace.push((added, g));
-        progress(Progress::new("xrai masks", i + 1, n_masks));
+        progress(Progress::new(Stage::XraiMasks, i + 1, n_masks));
     }
     let _ = n_covered;
     finish(attr, output, trace, &mut scratch)

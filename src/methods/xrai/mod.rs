@@ -19,7 +19,8 @@ mod segments;
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2};
 
-use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_positive, check_steps, finite_result};
+use crate::checks::{check_image, check_like_input, check_positive, check_shape, check_steps, finite_result};
+use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::methods::integrated_gradients::integrated_gradients;
@@ -253,15 +254,7 @@ impl<F: Float> Xrai<F> {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<XraiOutput<F>> {
         let p = &self.parameters;
-        check_input("input", &x, 2)?;
-        if x.ndim() > 3 {
-            return Err(SaliencyError::InvalidRank {
-                what: "input",
-                expected: "rank 2 or 3 (height x width [x channels])",
-                actual: x.ndim(),
-                shape: x.shape().to_vec(),
-            });
-        }
+        check_image("input", &x)?;
         check_steps("steps", p.steps)?;
         check_positive("batch_size", self.batch_size)?;
         if p.area_threshold.is_nan() {
@@ -275,8 +268,7 @@ impl<F: Float> Xrai<F> {
 
         // Check every argument before the (possibly long) model calls.
         if let Some(base) = &self.base_attribution {
-            check_shape("base attribution", base.shape(), x.shape())?;
-            check_finite("base attribution", &base.view())?;
+            check_like_input("base attribution", &base.view(), x.shape())?;
         }
         if let Some(baselines) = &self.baselines {
             if baselines.is_empty() {
@@ -286,8 +278,7 @@ impl<F: Float> Xrai<F> {
                 });
             }
             for b in baselines {
-                check_shape("baseline", b.shape(), x.shape())?;
-                check_finite("baseline", &b.view())?;
+                check_like_input("baseline", &b.view(), x.shape())?;
             }
         }
         if let Some(segments) = &self.segments {
@@ -330,9 +321,9 @@ impl<F: Float> Xrai<F> {
                 }
             }
         };
-        let (masks, attribution) = alongside(compute_masks, compute_attribution);
+        let (masks, attribution) = crate::parallel::alongside(compute_masks, compute_attribution);
         let (attribution, baselines, ig_attribution) = attribution?;
-        let masks = masks?;
+        let masks = masks.ok_or_else(|| SaliencyError::internal("the segments were not computed"))??;
         let attr = merge_channels(attribution)?;
 
         let flat = standard_vec(attr.view());
@@ -341,11 +332,11 @@ impl<F: Float> Xrai<F> {
             XraiAlgorithm::Fast => greedy::fast(&flat, &masks, p.min_pixel_diff, progress),
         };
         let attribution_mask = Array2::from_shape_vec((height, width), ranking.attribution)
-            .map_err(|_| SaliencyError::param("input", format!("{height} x {width}"), "too large"))?;
+            .map_err(|_| SaliencyError::internal("the XRAI ranking does not cover the image"))?;
         // Region means of huge attributions overflow.
         let attribution_mask = finite_result("XRAI attribution mask", attribution_mask.into_dyn())?
             .into_dimensionality::<Ix2>()
-            .map_err(|_| SaliencyError::param("input", format!("{height} x {width}"), "too large"))?;
+            .map_err(|_| SaliencyError::internal("the XRAI attribution mask lost its rank"))?;
         let segments = p.return_xrai_segments.then(|| {
             if p.flatten_xrai_segments {
                 let mut ranks = Array2::<usize>::zeros((height, width));
@@ -422,58 +413,11 @@ impl<F: Float> CoreSaliency<F> for Xrai<F> {
 /// attributions to return.
 type Attribution<F> = (ArrayD<F>, Option<Vec<ArrayD<F>>>, Option<Vec<ArrayD<F>>>);
 
-/// Runs `background` (on the thread pool, with `rayon`) while `foreground`
-/// runs on this thread, and returns both results. Without `rayon` they run
-/// one after the other.
-fn alongside<A, B>(background: impl FnOnce() -> Result<A> + Send, foreground: impl FnOnce() -> B) -> (Result<A>, B)
-where
-    A: Send,
-{
-    #[cfg(feature = "rayon")]
-    {
-        let mut done: Option<Result<A>> = None;
-        let b = rayon::in_place_scope(|scope| {
-            scope.spawn(|_| done = Some(background()));
-            foreground()
-        });
-        // The scope waits for the spawned job, so `done` is always set.
-        let a = done.unwrap_or_else(|| Err(SaliencyError::param("segments", "", "were not computed")));
-        (a, b)
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let a = background();
-        (a, foreground())
-    }
-}
-
-fn check_shape(what: &'static str, actual: &[usize], expected: &[usize]) -> Result<()> {
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(SaliencyError::ShapeMismatch {
-            what,
-            expected: expected.to_vec(),
-            actual: actual.to_vec(),
-        })
-    }
-}
-
 /// The reference's default baselines: the image's minimum and its maximum
 /// everywhere.
 fn default_baselines<F: Float>(x: ArrayViewD<'_, F>) -> Vec<ArrayD<F>> {
-    let (lo, hi) = min_max(x.view());
+    let (lo, hi) = crate::imageops::min_max_of(&x);
     vec![ArrayD::from_elem(x.raw_dim(), lo), ArrayD::from_elem(x.raw_dim(), hi)]
-}
-
-/// The smallest and the largest value of a (non-empty, finite) array.
-pub(crate) fn min_max<F: Float>(x: ArrayViewD<'_, F>) -> (F, F) {
-    let fold = |(lo, hi): (F, F), &v: &F| (lo.min(v), hi.max(v));
-    let start = (F::infinity(), F::neg_infinity());
-    match x.as_slice_memory_order() {
-        Some(flat) => flat.iter().fold(start, fold),
-        None => x.iter().fold(start, fold),
-    }
 }
 
 /// Element-wise mean of equally shaped arrays, summed in list order as
@@ -496,15 +440,10 @@ fn merge_channels<F: Float>(attr: ArrayD<F>) -> Result<Array2<F>> {
     } else {
         attr
     };
-    let shape = merged.shape().to_vec();
+    // The attribution has the input's shape, whose rank was checked.
     merged
         .into_dimensionality::<Ix2>()
-        .map_err(|_| SaliencyError::InvalidRank {
-            what: "attribution",
-            expected: "rank 2 or 3",
-            actual: shape.len(),
-            shape,
-        })
+        .map_err(|_| SaliencyError::internal("the attribution is not an image"))
 }
 
 /// A row-major copy of a 2-D view.

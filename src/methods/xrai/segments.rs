@@ -65,18 +65,10 @@ pub(crate) fn felzenszwalb_masks<F: Float>(image: ArrayViewD<'_, F>) -> Result<M
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
 pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Result<Vec<Array2<usize>>> {
-    crate::core::check_input("image", &image, 2)?;
-    if image.ndim() > 3 {
-        return Err(SaliencyError::InvalidRank {
-            what: "image",
-            expected: "rank 2 or 3 (height x width [x channels])",
-            actual: image.ndim(),
-            shape: image.shape().to_vec(),
-        });
-    }
+    crate::checks::check_image("image", &image)?;
     let (height, width) = (image.shape()[0], image.shape()[1]);
     // Rescale to [-1, 1] in the image's own float type, as NumPy does.
-    let (lo, hi) = super::min_max(image.view());
+    let (lo, hi) = crate::imageops::min_max_of(&image);
     let span = hi - lo;
     let two = F::from_f64_lossy(2.0);
     let normalised = image.mapv(|v| {
@@ -96,9 +88,10 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
         resized = resized.insert_axis(Axis(2));
     }
     let smoothed = smooth(resized.view(), SIGMA)?;
-    let graph = FelzenszwalbGraph::new(smoothed.view().into_dimensionality::<Ix3>().map_err(|_| {
-        SaliencyError::param("image", format!("{:?}", smoothed.shape()), "must be 3-D after resizing")
-    })?)?;
+    let smoothed = smoothed
+        .into_dimensionality::<Ix3>()
+        .map_err(|_| SaliencyError::internal("the smoothed image lost its channel axis"))?;
+    let graph = FelzenszwalbGraph::new(smoothed.view())?;
     let back = ResizeOptions::default()
         .order(0)
         .mode(ResizeMode::Constant)
@@ -116,17 +109,10 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
         sized
             .mapv(|v| v as usize)
             .into_dimensionality::<Ix2>()
-            .map_err(|_| SaliencyError::param("image", format!("{height} x {width}"), "has an unexpected shape"))
+            .map_err(|_| SaliencyError::internal("resized segment labels are not an image"))
     };
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        SCALES.par_iter().map(one_scale).collect()
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        SCALES.iter().map(one_scale).collect()
-    }
+    // The first error in scale order, whatever the thread count.
+    crate::parallel::map_items(&SCALES, one_scale).into_iter().collect()
 }
 
 /// One mask per label of every label image (labels `0..=max`, as the
@@ -174,13 +160,11 @@ mod tests {
         assert!(first.iter().zip(masks[0].iter()).all(|(&s, &m)| !s || m));
     }
 
-    #[cfg(feature = "rayon")]
     #[test]
     fn result_does_not_depend_on_thread_count() {
         let x = image();
         let many = felzenszwalb_masks(x.view().into_dyn()).unwrap();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let one = pool.install(|| felzenszwalb_masks(x.view().into_dyn()).unwrap());
+        let one = crate::parallel::with_threads(1, || felzenszwalb_masks(x.view().into_dyn()).unwrap());
         assert_eq!(many, one);
     }
 }

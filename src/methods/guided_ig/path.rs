@@ -1,183 +1,19 @@
-//! Guided Integrated Gradients
-//! ([Kapishnikov et al., 2021](https://arxiv.org/abs/2106.09788)).
+//! The path of Guided IG: its state, the steps (a pass over the features
+//! that catches up and keys the candidates, then one that moves them), the
+//! vectorised kernels of those passes, and the reference's iterations one by
+//! one for the steps that need them.
 
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 
-use crate::core::{CoreSaliency, Progress, check_finite, check_input, check_steps, finite_result};
+use super::selection::{
+    BLOCK, BUCKETS, Features, Histogram, KeyScale, LANES, Lane, NOT_CANDIDATE, SortedCandidates, cut, cut_mut,
+};
+use crate::core::{Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::quantile::select;
 use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
-use crate::parallel::{CHUNK, for_each_chunk_mut};
-#[cfg(feature = "rayon")]
-use rayon::prelude::*;
-
-/// Guided Integrated Gradients: integrated gradients along an adaptive path
-/// that, at every step, moves first the features whose gradient is smallest
-/// in magnitude.
-///
-/// Matches `saliency.core.GuidedIG` of PAIR saliency 0.2.1, computed in
-/// `f64` whatever `F` is (the reference converts to `float64` too). Step
-/// `t = 1..=steps` aims at the L1 distance `(1 - t / steps)` of the total
-/// from the input; every feature stays within `max_dist` (in path fraction
-/// `alpha`) of the straight line. Within a step, repeatedly: features that
-/// fell behind `alpha - max_dist` are brought up to it; among the features
-/// not yet at `alpha + max_dist`, those whose `|gradient|` is at most the
-/// `fraction` quantile (NumPy's `"lower"` method, over all features, the ones
-/// at `alpha + max_dist` counting as infinitely large) are moved towards
-/// `alpha + max_dist`, all the way or just far enough to reach the target.
-/// The attribution is the sum of every move times the gradient at the start
-/// of its step. Features equal to the baseline have no `alpha` and never move.
-///
-/// The model is called once per step with a batch of one, for
-/// [`OutputKey::InputOutputGradients`]; for `f32` the path point is rounded
-/// to `f32` for the model.
-///
-/// Where the reference cannot continue, this stops the step instead: when
-/// every feature has reached `alpha + max_dist` but the target is still not
-/// met (only possible through rounding; the reference loops forever) and when
-/// the target was overshot (the reference fails an assertion).
-///
-/// The crate's own cost per step is two passes over the features and a scan
-/// of their histogram buckets (the reference makes about thirty NumPy passes
-/// per iteration, several iterations per step), parallel with the `rayon`
-/// feature; the result does not depend on the number of threads.
-///
-/// ```
-/// use ndarray::array;
-/// use saliency::{CoreSaliency, GuidedIg, ModelOutputs, OutputKey};
-///
-/// // f(x) = 2 x0 + x1 is linear, so Guided IG equals Integrated Gradients:
-/// // (x - baseline) * gradient (the reference's own test).
-/// let x = array![10.0_f64, 5.0];
-/// let gig = GuidedIg::new().steps(10).fraction(0.1).max_dist(0.5).baseline(array![-1.0, -3.0]);
-/// let mask = gig.get_mask(x.view().into_dyn(), &mut |batch, _keys| {
-///     let grads = batch.mapv(|_| 0.0) + &array![2.0, 1.0];
-///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
-/// })?;
-/// assert!((mask[[0]] - 22.0).abs() < 1e-9 && (mask[[1]] - 8.0).abs() < 1e-9);
-/// # Ok::<(), saliency::SaliencyError>(())
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct GuidedIg<F> {
-    steps: usize,
-    fraction: f64,
-    max_dist: f64,
-    baseline: Option<ArrayD<F>>,
-    batch_size: usize,
-}
-
-impl<F> Default for GuidedIg<F> {
-    fn default() -> Self {
-        GuidedIg {
-            steps: 200,
-            fraction: 0.25,
-            max_dist: 0.02,
-            baseline: None,
-            batch_size: 1,
-        }
-    }
-}
-
-impl<F: Float> GuidedIg<F> {
-    /// The reference's defaults: 200 steps, fraction 0.25, maximum distance
-    /// 0.02, zero baseline.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of steps of the path (1 to [`MAX_STEPS`](crate::MAX_STEPS));
-    /// one model call each.
-    pub fn steps(mut self, steps: usize) -> Self {
-        self.steps = steps;
-        self
-    }
-
-    /// Fraction (0..=1) of the features, by smallest `|gradient|`, moved at
-    /// each iteration within a step.
-    pub fn fraction(mut self, fraction: f64) -> Self {
-        self.fraction = fraction;
-        self
-    }
-
-    /// How far (0..=1, as a fraction of the path) a feature may run ahead of
-    /// or lag behind the straight line; 0 gives Integrated Gradients on the
-    /// straight line, 1 an unbounded path.
-    pub fn max_dist(mut self, max_dist: f64) -> Self {
-        self.max_dist = max_dist;
-        self
-    }
-
-    /// The baseline the path starts from; it must have the input's shape.
-    /// Without one, the baseline is all zeros.
-    pub fn baseline<D: ndarray::Dimension>(mut self, baseline: ndarray::Array<F, D>) -> Self {
-        self.baseline = Some(baseline.into_dyn());
-        self
-    }
-
-    /// The most rows per model call in a multi-image call
-    /// ([`CoreSaliency::get_masks`]), default 1. Each step depends on the
-    /// previous one, so one image sends one row per call; several images
-    /// share calls.
-    pub fn batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size;
-        self
-    }
-}
-
-impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
-    fn name(&self) -> &'static str {
-        "Guided Integrated Gradients"
-    }
-
-    fn batch_size(&self) -> usize {
-        self.batch_size
-    }
-
-    fn get_mask_with_progress(
-        &self,
-        x: ArrayViewD<'_, F>,
-        model: &mut dyn CallModelFunction<F>,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 1)?;
-        check_steps("steps", self.steps)?;
-        check_unit("fraction", self.fraction)?;
-        check_unit("max_dist", self.max_dist)?;
-        let input: Vec<f64> = x.iter().map(|v| v.as_f64()).collect();
-        let baseline: Vec<f64> = match &self.baseline {
-            Some(b) => {
-                if b.shape() != x.shape() {
-                    return Err(SaliencyError::ShapeMismatch {
-                        what: "baseline",
-                        expected: x.shape().to_vec(),
-                        actual: b.shape().to_vec(),
-                    });
-                }
-                check_finite("baseline", &b.view())?;
-                b.iter().map(|v| v.as_f64()).collect()
-            }
-            None => Vec::new(),
-        };
-        // An all-zero baseline (the default) is not stored: the passes then
-        // read two arrays fewer.
-        let baseline = (!baseline.iter().all(|b| b.to_bits() == 0)).then_some(baseline);
-        let mut path = Path::new(input, baseline);
-        let attr = path.run(x.shape(), self.steps, self.fraction, self.max_dist, model, progress)?;
-        let attr = attr.into_iter().map(F::from_f64_lossy).collect();
-        let mask = ArrayD::from_shape_vec(x.raw_dim(), attr)
-            .map_err(|_| SaliencyError::param("steps", self.steps, "internal shape error"))?;
-        finite_result("guided integrated gradients", mask)
-    }
-}
-
-fn check_unit(name: &'static str, v: f64) -> Result<()> {
-    if v.is_finite() && (0.0..=1.0).contains(&v) {
-        Ok(())
-    } else {
-        Err(SaliencyError::param(name, v, "must be between 0 and 1"))
-    }
-}
+use crate::parallel::{CHUNK, for_each_chunk_mut, map_items};
 
 /// `math.isclose(a, b, rel_tol=eps, abs_tol=eps)` as Python computes it.
 fn is_close(a: f64, b: f64, eps: f64) -> bool {
@@ -208,7 +44,7 @@ const EPSILON: f64 = 1e-9;
 /// Steps where rounding could move a feature from `x_max` back behind
 /// `alpha_min` (a baseline huge next to `input - baseline`) run the
 /// reference's iterations one by one instead.
-struct Path {
+pub(super) struct Path {
     /// The input, or `None` when it equals `delta` (zero baseline).
     input: Option<Vec<f64>>,
     /// The baseline, or `None` for zeros.
@@ -226,8 +62,6 @@ struct Path {
     fallback: Candidates,
     /// Run every step iteration by iteration (to test the fast path).
     always_iterate: bool,
-    /// Per chunk of [`Path::catch_up`]: L1 distance and the exactness flag.
-    chunk_results: Vec<f64>,
     /// The largest window `alpha_max - alpha_min` for which rounding could
     /// put some feature's `x_max` behind `alpha_min` (see [`Path::step`]).
     exact_below_span: f64,
@@ -250,12 +84,8 @@ struct Bounds {
 /// the same loops.
 static ZERO_BASELINE: [f64; CHUNK] = [0.0; CHUNK];
 
-/// Marks a feature at `x_max` in [`Path::key`]: the histogram's spare
-/// bucket past the last.
-const NOT_CANDIDATE: u16 = BUCKETS as u16;
-
 impl Path {
-    fn new(input: Vec<f64>, baseline: Option<Vec<f64>>) -> Self {
+    pub(super) fn new(input: Vec<f64>, baseline: Option<Vec<f64>>) -> Self {
         let n = input.len();
         let (delta, x, input) = match &baseline {
             Some(b) => (
@@ -286,12 +116,11 @@ impl Path {
             hist: Histogram::new(),
             fallback: Candidates::default(),
             always_iterate: false,
-            chunk_results: Vec::new(),
             exact_below_span,
         }
     }
 
-    fn run<F: Float>(
+    pub(super) fn run<F: Float>(
         &mut self,
         shape: &[usize],
         steps: usize,
@@ -347,7 +176,7 @@ impl Path {
                 &flat,
                 batch.as_slice_mut().unwrap_or_default(),
             );
-            progress(Progress::new("guided integrated gradients steps", step + 1, steps));
+            progress(Progress::new(Stage::GuidedIgSteps, step + 1, steps));
         }
         Ok(std::mem::take(&mut self.attr))
     }
@@ -439,29 +268,14 @@ impl Path {
             }
         };
         let chunk_lanes = LANES * (BUCKETS + 1);
-        #[cfg(feature = "rayon")]
-        self.x
-            .par_chunks_mut(CHUNK)
-            .zip(self.attr.par_chunks_mut(CHUNK))
-            .zip(self.key.par_chunks_mut(CHUNK))
-            .zip(self.hist.lanes.par_chunks_mut(chunk_lanes))
-            .enumerate()
-            .map(work)
-            .collect_into_vec(&mut self.chunk_results);
-        #[cfg(not(feature = "rayon"))]
-        {
-            self.chunk_results.clear();
-            self.chunk_results.extend(
-                self.x
-                    .chunks_mut(CHUNK)
-                    .zip(self.attr.chunks_mut(CHUNK))
-                    .zip(self.key.chunks_mut(CHUNK))
-                    .zip(self.hist.lanes.chunks_mut(chunk_lanes))
-                    .enumerate()
-                    .map(work),
-            );
-        }
-        let l1 = self.chunk_results.iter().fold(0.0, |l1, &l| l1 + l);
+        let chunks = self
+            .x
+            .chunks_mut(CHUNK)
+            .zip(self.attr.chunks_mut(CHUNK))
+            .zip(self.key.chunks_mut(CHUNK))
+            .zip(self.hist.lanes.chunks_mut(chunk_lanes))
+            .enumerate();
+        let l1 = map_items(chunks, work).iter().fold(0.0, |l1, &l| l1 + l);
         // Rounding could put x_max behind alpha_min only when the window is
         // tiny next to the baseline's magnitude: |d| * span <= 1e-12 * (|b| + |d|)
         // for some moving feature (checked for all, which is only more cautious).
@@ -499,20 +313,13 @@ impl Path {
                 None => moves.apply::<F, true>(x, attr, g, zeros, d, out),
             }
         };
-        #[cfg(feature = "rayon")]
-        self.x
-            .par_chunks_mut(CHUNK)
-            .zip(self.attr.par_chunks_mut(CHUNK))
-            .zip(model_input.par_chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(work);
-        #[cfg(not(feature = "rayon"))]
-        self.x
+        let chunks = self
+            .x
             .chunks_mut(CHUNK)
             .zip(self.attr.chunks_mut(CHUNK))
             .zip(model_input.chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(work);
+            .enumerate();
+        map_items(chunks, work);
     }
 
     /// The reference's iterations one by one, for steps where rounding can
@@ -613,10 +420,6 @@ impl Path {
         l1_change
     }
 }
-
-/// Features per block of the per-feature loops: the loops run over
-/// fixed-size arrays, which the compiler unrolls and vectorises.
-const BLOCK: usize = 8;
 
 /// A feature's baseline value: the constant 0 for the all-zero baseline,
 /// whose loops then read no baseline array.
@@ -742,17 +545,6 @@ impl CatchUp {
     }
 }
 
-/// `s[..n]`, or all of `s` when it is shorter.
-fn cut<T>(s: &[T], n: usize) -> &[T] {
-    s.get(..n).unwrap_or(s)
-}
-
-/// `s[..n]`, or all of `s` when it is shorter.
-fn cut_mut<T>(s: &mut [T], n: usize) -> &mut [T] {
-    let len = s.len().min(n);
-    s.split_at_mut(len).0
-}
-
 /// What a step does to the candidates: move those with `|grad| <=
 /// full_cut` to `x_max`, those up to `cut` the fraction `gamma` of the way.
 struct Moves {
@@ -851,348 +643,16 @@ fn fill_model_input<F: Float>(out: &mut [F], x: &[f64]) {
     });
 }
 
-/// Number of histogram buckets for the candidates' `|grad|`.
-const BUCKETS: usize = 1024;
-
-/// Histogram lanes: consecutive features go to different lanes so that
-/// updates of one bucket do not wait on each other.
-const LANES: usize = 2;
-
-/// A histogram cell: candidate count (exact in `f64`: far below 2^53)
-/// and distance sum, added to with one vector addition.
-type Lane = [f64; 2];
-
-/// Maps a gradient's magnitude to a bucket, monotonically: the magnitude,
-/// rounded to `f32` (rounding keeps the order), is clamped to
-/// `[lo, hi]`, where `hi` is the largest and `lo` the smallest positive
-/// magnitude (at least `hi / 2^24`); the bucket is its bits (which order
-/// non-negative floats) above those of `lo`, shifted to fit. Clamping with
-/// float min/max and `u32` lanes keeps it to a few vector instructions.
-#[derive(Clone, Copy, Debug)]
-struct KeyScale {
-    lo: f32,
-    hi: f32,
-    lo_bits: u32,
-    shift: u32,
-}
-
-impl KeyScale {
-    fn new(min_pos: f32, max: f32) -> Self {
-        let lo = min_pos.max(max * f32::powi(2.0, -24)).min(max);
-        let range = max.to_bits().saturating_sub(lo.to_bits());
-        let mut shift = 0;
-        while (range >> shift) > (BUCKETS - 1) as u32 {
-            shift += 1;
-        }
-        KeyScale {
-            lo,
-            hi: max,
-            lo_bits: lo.to_bits(),
-            shift,
-        }
-    }
-
-    /// The scale for the magnitudes of `grad`, and whether they are all
-    /// finite (if not, the scale is meaningless).
-    fn of<F: Float>(grad: &[F]) -> (Self, bool) {
-        let extremes = |chunk: &[F]| {
-            // Plain comparisons in fixed lanes (NaN only spoils a scale that
-            // is not used) compile to vector min/max instructions.
-            let (blocks, rest) = chunk.as_chunks::<BLOCK>();
-            let mut min_pos = [f32::INFINITY; BLOCK];
-            let mut max = [0.0_f32; BLOCK];
-            let mut finite = [true; BLOCK];
-            let mut visit = |l: usize, g: F| {
-                let a = magnitude(g.as_f64());
-                let pos = if a > 0.0 { a } else { f32::INFINITY };
-                min_pos[l] = if pos < min_pos[l] { pos } else { min_pos[l] };
-                max[l] = if a > max[l] { a } else { max[l] };
-                finite[l] &= g.is_finite();
-            };
-            for block in blocks {
-                for (l, &g) in block.iter().enumerate() {
-                    visit(l, g);
-                }
-            }
-            for &g in rest {
-                visit(0, g);
-            }
-            let min_pos = min_pos.iter().fold(f32::INFINITY, |m, &v| m.min(v));
-            let max = max.iter().fold(0.0_f32, |m, &v| m.max(v));
-            (min_pos, max, finite.iter().all(|&f| f))
-        };
-        let both = |a: (f32, f32, bool), b: (f32, f32, bool)| (a.0.min(b.0), a.1.max(b.1), a.2 & b.2);
-        #[cfg(feature = "rayon")]
-        let (min_pos, max, finite) = grad
-            .par_chunks(CHUNK)
-            .map(extremes)
-            .reduce(|| (f32::INFINITY, 0.0, true), both);
-        #[cfg(not(feature = "rayon"))]
-        let (min_pos, max, finite) = grad.chunks(CHUNK).map(extremes).fold((f32::INFINITY, 0.0, true), both);
-        (KeyScale::new(min_pos, max), finite)
-    }
-
-    #[inline(always)]
-    fn key(self, g: f64) -> u16 {
-        // Comparisons (the values are finite) that compile to min/max.
-        let a = magnitude(g);
-        let a = if a > self.lo { a } else { self.lo };
-        let a = if a < self.hi { a } else { self.hi };
-        // At most BUCKETS - 1 by the choice of `shift`.
-        (a.to_bits().wrapping_sub(self.lo_bits) >> self.shift) as u16
-    }
-}
-
-/// `|g|` rounded to `f32`.
-#[inline(always)]
-fn magnitude(g: f64) -> f32 {
-    (g as f32).abs()
-}
-
-/// (|grad|, distance to `x_max`) of a candidate.
-type Entry = (f64, f64);
-
-/// Count and distance sum of the candidates per bucket, plus the buckets
-/// collected on demand.
-struct Histogram {
-    scale: KeyScale,
-    /// Per chunk of features, bucket and lane, at
-    /// `LANES * ((BUCKETS + 1) * chunk + bucket) + lane`; bucket
-    /// `BUCKETS` collects the non-candidates.
-    lanes: Vec<Lane>,
-    /// Candidates per bucket (exact integers).
-    count: Vec<f64>,
-    dist: Vec<f64>,
-    /// `start[b]`: how many candidates lie in buckets below `b`.
-    start: Vec<usize>,
-    /// Buckets collected so far: (bucket, index in `store`).
-    sorted: Vec<(usize, usize)>,
-    /// Their entries, reused from step to step.
-    store: Vec<Vec<Entry>>,
-    /// Slot in `sorted` of each bucket being collected, or `usize::MAX`.
-    wanted: Vec<usize>,
-    /// Per chunk of features: (slot, entry) found by [`SortedCandidates::collect`].
-    found: Vec<Vec<(usize, Entry)>>,
-}
-
-impl Histogram {
-    fn new() -> Self {
-        Histogram {
-            scale: KeyScale::new(f32::INFINITY, 0.0),
-            lanes: Vec::new(),
-            count: vec![0.0; BUCKETS],
-            dist: vec![0.0; BUCKETS],
-            start: vec![0; BUCKETS + 1],
-            sorted: Vec::new(),
-            store: Vec::new(),
-            wanted: vec![usize::MAX; BUCKETS],
-            found: Vec::new(),
-        }
-    }
-
-    /// Prepares for a step; each chunk's pass clears its own lanes.
-    fn clear(&mut self, scale: KeyScale, chunks: usize) {
-        self.scale = scale;
-        self.lanes.resize(chunks * LANES * (BUCKETS + 1), [0.0; 2]);
-        self.sorted.clear();
-    }
-}
-
-/// The per-feature state [`SortedCandidates`] reads.
-struct Features<'a> {
-    key: &'a [u16],
-    x: &'a [f64],
-    baseline: Option<&'a [f64]>,
-    delta: &'a [f64],
-}
-
-/// Keys per block of [`SortedCandidates::collect`]'s scan.
-const KEY_BLOCK: usize = 16;
-
-/// Whether any of `keys` is in `group`; computed for all keys without
-/// branches, so that it vectorises.
-#[inline(always)]
-fn any_of(keys: &[u16; KEY_BLOCK], group: &[u16; 4]) -> bool {
-    let mut hit = [0_u16; KEY_BLOCK];
-    for (h, &k) in hit.iter_mut().zip(keys) {
-        *h = u16::from((k == group[0]) | (k == group[1]) | (k == group[2]) | (k == group[3]));
-    }
-    hit.iter().fold(0, |any, &h| any | h) != 0
-}
-
-/// The candidates in ascending `|grad|` order, as far as a step needs them:
-/// whole buckets through the histogram, boundary buckets collected on demand.
-struct SortedCandidates<'a, F> {
-    path: Features<'a>,
-    grad: &'a [F],
-    alpha_max: f64,
-    hist: &'a mut Histogram,
-}
-
-impl<F: Float> SortedCandidates<'_, F> {
-    /// Merges the histogram's lanes, computes the bucket starts, collects
-    /// the buckets of the ranks the thresholds have when there are no ties
-    /// (`k`, `2k + 1`, ...), and returns the number of candidates.
-    fn prepare(&mut self, k: usize) -> usize {
-        let h = &mut *self.hist;
-        h.count.fill(0.0);
-        h.dist.fill(0.0);
-        for chunk in h.lanes.chunks_exact(LANES * (BUCKETS + 1)) {
-            for ((lanes, c), d) in chunk.chunks_exact(LANES).zip(&mut h.count).zip(&mut h.dist) {
-                *c = lanes.iter().fold(*c, |acc, l| acc + l[0]);
-                *d = lanes.iter().fold(*d, |acc, l| acc + l[1]);
-            }
-        }
-        let mut total = 0;
-        for (s, &c) in h.start.iter_mut().zip(&h.count) {
-            *s = total;
-            total += c as usize;
-        }
-        if let Some(last) = h.start.last_mut() {
-            *last = total;
-        }
-        let mut buckets = Vec::new();
-        let mut pos = k;
-        while pos < total {
-            let b = self.bucket_of(pos);
-            if buckets.last() != Some(&b) {
-                buckets.push(b);
-            }
-            pos += k + 1;
-        }
-        self.collect(&buckets);
-        total
-    }
-
-    /// The bucket holding sorted position `pos` (< number of candidates).
-    fn bucket_of(&self, pos: usize) -> usize {
-        self.hist.start.partition_point(|&s| s <= pos).saturating_sub(1)
-    }
-
-    /// Collects the entries of `buckets` in one pass over the keys.
-    fn collect(&mut self, buckets: &[usize]) {
-        let h = &mut *self.hist;
-        let first = h.sorted.len();
-        for &b in buckets {
-            let slot = h.sorted.len();
-            if h.store.len() <= slot {
-                h.store.push(Vec::new());
-            }
-            h.store[slot].clear();
-            h.wanted[b] = slot;
-            h.sorted.push((b, slot));
-        }
-        let (p, grad, alpha_max) = (&self.path, self.grad, self.alpha_max);
-        let wanted = &h.wanted[..];
-        // The buckets in groups of four (the last padded with a repeat),
-        // compared with blocks of keys at once: only blocks with a hit are
-        // looked at key by key.
-        let groups: Vec<[u16; 4]> = buckets
-            .chunks(4)
-            .map(|g| {
-                let at = |j: usize| g.get(j).or(g.first()).map_or(NOT_CANDIDATE, |&b| b as u16);
-                [at(0), at(1), at(2), at(3)]
-            })
-            .collect();
-        // Fixed chunks scanned in parallel, appended in chunk order.
-        let scan = |(c, found): (usize, &mut Vec<(usize, Entry)>)| {
-            found.clear();
-            let start = c * CHUNK;
-            let keys = cut(p.key.get(start..).unwrap_or_default(), CHUNK);
-            let mut visit = |i: usize, key: u16| {
-                // `NOT_CANDIDATE` is no bucket: `get` gives `None`.
-                if let Some(&slot) = wanted.get(usize::from(key))
-                    && slot != usize::MAX
-                {
-                    let x_max = p.baseline.map_or(0.0, |b| b[i]) + p.delta[i] * alpha_max;
-                    found.push((slot, (grad[i].as_f64().abs(), (p.x[i] - x_max).abs())));
-                }
-            };
-            let (blocks, rest) = keys.as_chunks::<KEY_BLOCK>();
-            for (j, block) in blocks.iter().enumerate() {
-                if groups.iter().any(|group| any_of(block, group)) {
-                    let first = start + j * KEY_BLOCK;
-                    for (l, &key) in block.iter().enumerate() {
-                        visit(first + l, key);
-                    }
-                }
-            }
-            let first = start + blocks.len() * KEY_BLOCK;
-            for (l, &key) in rest.iter().enumerate() {
-                visit(first + l, key);
-            }
-        };
-        h.found.resize_with(p.key.len().div_ceil(CHUNK), Vec::new);
-        #[cfg(feature = "rayon")]
-        h.found.par_iter_mut().enumerate().for_each(scan);
-        #[cfg(not(feature = "rayon"))]
-        h.found.iter_mut().enumerate().for_each(scan);
-        for &(slot, entry) in h.found.iter().flatten() {
-            h.store[slot].push(entry);
-        }
-        for &(b, _) in &h.sorted[first..] {
-            h.wanted[b] = usize::MAX;
-        }
-    }
-
-    /// The entries of bucket `b`, in no particular order.
-    fn bucket(&mut self, b: usize) -> &mut [Entry] {
-        let slot = match self.hist.sorted.iter().find(|(sb, _)| *sb == b) {
-            Some(&(_, slot)) => slot,
-            None => {
-                self.collect(&[b]);
-                self.hist.sorted.len() - 1
-            }
-        };
-        &mut self.hist.store[slot]
-    }
-
-    /// The value at sorted position `pos` and the end of its run of equal
-    /// values: the number of candidates at most that value (equal values
-    /// share a bucket). A selection within the bucket, not a sort.
-    fn value_and_run_end(&mut self, pos: usize) -> (f64, usize) {
-        let b = self.bucket_of(pos);
-        let start = self.hist.start[b];
-        let entries = self.bucket(b);
-        let (_, &mut (v, _), _) = entries.select_nth_unstable_by(pos - start, |p, q| p.0.total_cmp(&q.0));
-        let at_most = entries.iter().filter(|e| e.0 <= v).count();
-        (v, start + at_most)
-    }
-
-    /// The sum of the distances to `x_max` over sorted positions `lo..hi`,
-    /// which are the candidates with `above < |grad| <= up_to` (`lo` and
-    /// `hi` end runs of equal values).
-    fn distance(&mut self, lo: usize, hi: usize, above: f64, up_to: f64) -> f64 {
-        if lo >= hi {
-            return 0.0;
-        }
-        let (first, last) = (self.bucket_of(lo), self.bucket_of(hi - 1));
-        let mut total = 0.0;
-        for b in first..=last {
-            let (start, end) = (self.hist.start[b], self.hist.start[b + 1]);
-            if lo <= start && end <= hi {
-                total += self.hist.dist[b];
-            } else {
-                let inside = |e: &&mut Entry| above < e.0 && e.0 <= up_to;
-                total += self.bucket(b).iter_mut().filter(inside).map(|e| e.1).sum::<f64>();
-            }
-        }
-        total
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::BoxError;
     use crate::model::ModelOutputs;
+    use ndarray::ArrayViewD;
 
     /// A deterministic nonlinear gradient with many ties (quantized) and
     /// zeros, for comparing the histogram path with the plain iterations.
-    fn grads(
-        batch: ArrayViewD<'_, f64>,
-        _keys: &crate::model::ModelRequest<'_>,
-    ) -> std::result::Result<ModelOutputs<f64>, BoxError> {
+    fn grads(batch: ArrayViewD<'_, f64>, _keys: &crate::model::ModelRequest<'_>) -> std::result::Result<ModelOutputs<f64>, BoxError> {
         let flat: Vec<f64> = batch.iter().copied().collect();
         let g = (0..flat.len())
             .map(|i| {
@@ -1243,15 +703,13 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "rayon")]
     #[test]
     fn result_does_not_depend_on_thread_count() {
         // Several chunks of features.
         let n = 3 * crate::parallel::CHUNK + 123;
         let input: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
+            crate::parallel::with_threads(threads, || {
                 let mut path = Path::new(input.clone(), None);
                 path.run(&[n], 12, 0.25, 0.05, &mut grads, &mut |_| {}).unwrap()
             })
