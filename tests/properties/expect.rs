@@ -189,12 +189,18 @@ fn layer_error(call: &Call, layout: ActivationLayout) -> Option<Want> {
     (channels == 0 || h == 0 || w == 0).then_some(Want::Empty(WHAT))
 }
 
+/// The calls in short: runs of alike calls as `n x fault batch -> outputs`.
 fn describe(trace: &[Call]) -> String {
-    let calls: Vec<String> = trace
-        .iter()
-        .map(|c| format!("{:?} {:?} -> {:?}", c.fault, c.batch, c.returned))
-        .collect();
-    format!("{} model call(s): [{}]", trace.len(), calls.join("; "))
+    let mut runs: Vec<(usize, String)> = Vec::new();
+    for c in trace {
+        let call = format!("{:?} {:?} -> {:?}", c.fault, c.batch, c.returned);
+        match runs.last_mut() {
+            Some((n, last)) if *last == call => *n += 1,
+            _ => runs.push((1, call)),
+        }
+    }
+    let runs: Vec<String> = runs.iter().map(|(n, call)| format!("{n} x {call}")).collect();
+    format!("{} model call(s): [{}]", trace.len(), runs.join("; "))
 }
 
 /// Checks a run's result against what it must be, given the calls the model
