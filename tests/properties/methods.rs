@@ -470,12 +470,17 @@ mod expected {
         if invalid.is_empty() && !stdev.is_finite() {
             invalid.push(Want::Param("stdev_spread"));
         }
-        invalid.extend(inner.invalid);
-        let mut overflow = inner.overflow;
         // Ordinary values and a spread up to 1 give a deviation up to 8. Beyond
         // that the noisy copy can overflow F (the method then sees a non-finite
-        // input), and squares and sums of its masks can overflow.
-        if !moderate(x) || stdev > 8.0 {
+        // input, which it may report before its own objection to the input),
+        // and squares and sums of its masks can overflow.
+        let noisy_overflows = !moderate(x) || stdev > 8.0;
+        if noisy_overflows && !inner.invalid.is_empty() {
+            invalid.push(Want::NonFiniteInput("input"));
+        }
+        invalid.extend(inner.invalid);
+        let mut overflow = inner.overflow;
+        if noisy_overflows {
             overflow.extend([Want::NonFiniteResult, Want::NonFiniteInput("input")]);
         }
         Expected {
