@@ -360,7 +360,9 @@ fn candle_adapter_targets_each_image() {
     ];
     for (name, method) in &methods {
         let mut batched = CandleModel::<f32, _>::new(forward, Target::classes(targets.clone())).channels_first(true);
-        let masks = method.get_masks(images.view().into_dyn(), &mut batched.as_fn()).unwrap();
+        let masks = method
+            .get_masks(images.view().into_dyn(), &mut batched.as_fn())
+            .unwrap();
         for (i, &target) in targets.iter().enumerate() {
             let mut single = CandleModel::<f32, _>::new(forward, Target::class(target)).channels_first(true);
             let mask = method
@@ -379,5 +381,9 @@ fn candle_adapter_targets_each_image() {
         .batch_size(4)
         .get_masks(images.view().into_dyn(), &mut short.as_fn())
         .unwrap_err();
-    assert!(err.source().is_some_and(|s| s.to_string().contains("one class per image")), "{err}");
+    assert!(
+        err.source()
+            .is_some_and(|s| s.to_string().contains("one class per image")),
+        "{err}"
+    );
 }

@@ -460,8 +460,14 @@ fn channels_first_images_are_refused_where_axes_mean_space() {
             ModelOutputs::new()
                 .with(OutputKey::InputOutputGradients, b.to_owned())
                 .with(OutputKey::OutputLayerValues, ndarray::Array1::zeros(b.shape()[0]))
-                .with(OutputKey::ConvolutionLayerValues, Array4::<f64>::ones((b.shape()[0], 3, 3, 2)))
-                .with(OutputKey::ConvolutionOutputGradients, Array4::<f64>::ones((b.shape()[0], 3, 3, 2))),
+                .with(
+                    OutputKey::ConvolutionLayerValues,
+                    Array4::<f64>::ones((b.shape()[0], 3, 3, 2)),
+                )
+                .with(
+                    OutputKey::ConvolutionOutputGradients,
+                    Array4::<f64>::ones((b.shape()[0], 3, 3, 2)),
+                ),
         )
     };
     let methods: Vec<Box<dyn CoreSaliency<f64>>> = vec![
@@ -504,12 +510,16 @@ fn the_adapter_refuses_images_that_are_channels_first_already() {
     let forward = |x: &Tensor, _: &ForwardContext| x.flatten_from(1)?.sum_keepdim(1);
     let mut model = CandleModel::<f32, _>::new(forward, Target::class(0)).channels_first(true);
     let chw = Array3::<f32>::zeros((3, 16, 16)).into_dyn();
-    let err = VanillaGradients::new().get_mask(chw.view(), &mut model.as_fn()).unwrap_err();
+    let err = VanillaGradients::new()
+        .get_mask(chw.view(), &mut model.as_fn())
+        .unwrap_err();
     let source = err.source().and_then(|s| s.downcast_ref::<CandleAdapterError>());
     assert!(
         matches!(source, Some(CandleAdapterError::ChannelsFirstInput { shape }) if shape == &[1, 3, 16, 16]),
         "{err}: {source:?}"
     );
     let hwc = Array3::<f32>::zeros((16, 16, 3)).into_dyn();
-    VanillaGradients::new().get_mask(hwc.view(), &mut model.as_fn()).unwrap();
+    VanillaGradients::new()
+        .get_mask(hwc.view(), &mut model.as_fn())
+        .unwrap();
 }

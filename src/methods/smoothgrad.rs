@@ -73,11 +73,12 @@ impl SmoothGradParams {
         self
     }
 
-    /// The most rows per model call: the noisy samples (and, for a method
-    /// with several model calls per sample, their rows) are packed into calls
-    /// of this many rows. Without it, the wrapped method's own batch size (1
-    /// for Vanilla Gradients: one sample per call, as the reference). The
-    /// masks do not depend on it.
+    /// Packs the noisy samples' model calls into calls of this many rows
+    /// (for Vanilla Gradients, `batch_size` samples per call). Without it,
+    /// as the reference: one sample after another, each calling the model
+    /// as the wrapped method does (and a multi-image call packs rows of
+    /// several images up to the wrapped method's batch size). The masks do
+    /// not depend on it.
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = Some(batch_size);
         self
@@ -194,7 +195,8 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
                 *o = F::from_f64_lossy(v.as_f64() + Distribution::<f64>::sample(&normal, &mut rng));
             }
         });
-        let view = ArrayViewD::from_shape(x.raw_dim(), &noisy).map_err(|_| SaliencyError::internal("the noisy input does not have the input's size"))?;
+        let view = ArrayViewD::from_shape(x.raw_dim(), &noisy)
+            .map_err(|_| SaliencyError::internal("the noisy input does not have the input's size"))?;
         method.get_mask(view, model)
     };
     let mut total: Option<(Vec<usize>, Vec<F>)> = None;
@@ -228,15 +230,23 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
         progress(Progress::new(Stage::SmoothGradSamples, sample + 1, params.nsamples));
         Ok(())
     };
-    let batch_size = params.batch_size.unwrap_or_else(|| method.batch_size());
-    run_packed(
-        params.nsamples,
-        batch_size,
-        RowImages::Single,
-        model,
-        &sample_mask,
-        &mut add,
-    )?;
+    match params.batch_size {
+        Some(batch_size) => run_packed(
+            params.nsamples,
+            batch_size,
+            RowImages::Single,
+            model,
+            &sample_mask,
+            &mut add,
+        )?,
+        // As the reference: one sample after another, each calling the
+        // model as the wrapped method does.
+        None => {
+            for sample in 0..params.nsamples {
+                add(sample, sample_mask(sample, model)?)?;
+            }
+        }
+    }
     let n = F::from_f64_lossy(params.nsamples as f64);
     // `nsamples` was checked to be at least 1.
     let (shape, mut total) = total.ok_or_else(|| SaliencyError::internal("SmoothGrad averaged no sample"))?;

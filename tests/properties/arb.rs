@@ -5,7 +5,9 @@
 use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
-use saliency::{BoxError, Float, ModelOutputs, OutputKey, SaliencyError};
+use saliency::{BoxError, Float, ModelOutputs, OutputKey};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// `n` cases, times `PROPERTIES_SCALE` when that variable is set.
 ///
@@ -230,63 +232,107 @@ fn good_output<F: Float>(spec: &ModelSpec, batch: &ArrayViewD<'_, F>, key: Outpu
     }
 }
 
+/// One call the model received: what was asked, the fault in effect, and
+/// the shape of every output it returned (after the fault).
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub batch: Vec<usize>,
+    pub keys: Vec<OutputKey>,
+    pub fault: Fault,
+    pub returned: Vec<(OutputKey, Vec<usize>)>,
+}
+
+impl Call {
+    /// The shape the model returned for `key`, if it returned one.
+    pub fn returned(&self, key: OutputKey) -> Option<&[usize]> {
+        self.returned.iter().find(|(k, _)| *k == key).map(|(_, s)| &s[..])
+    }
+}
+
+/// The calls a model received, in order.
+pub type Trace = Rc<RefCell<Vec<Call>>>;
+
 /// The model closure of a spec.
 pub fn model<F: Float>(
     spec: ModelSpec,
 ) -> impl FnMut(ArrayViewD<'_, F>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> {
-    let mut calls = 0_usize;
-    move |batch, keys| {
-        let faulty = calls >= spec.after;
-        calls += 1;
-        let fault = if faulty { spec.fault } else { Fault::None };
-        if fault == Fault::Err {
-            return Err("the model failed".into());
+    traced_model(spec, Trace::default())
+}
+
+/// The model closure of a spec, which records the calls it receives in
+/// `trace`.
+pub fn traced_model<F: Float>(
+    spec: ModelSpec,
+    trace: Trace,
+) -> impl FnMut(ArrayViewD<'_, F>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> {
+    move |batch: ArrayViewD<'_, F>, keys: &saliency::ModelRequest<'_>| {
+        let calls = trace.borrow().len();
+        let fault = if calls >= spec.after { spec.fault } else { Fault::None };
+        let mut call = Call {
+            batch: batch.shape().to_vec(),
+            keys: keys.to_vec(),
+            fault,
+            returned: Vec::new(),
+        };
+        let outputs = outputs_of(&spec, fault, &batch, keys);
+        if let Ok(out) = &outputs {
+            call.returned = out
+                .keys()
+                .filter_map(|k| out.get(k).map(|a| (k, a.shape().to_vec())))
+                .collect();
         }
-        let mut out = ModelOutputs::new();
-        if fault == Fault::MissingKey {
-            return Ok(out);
-        }
-        let b = batch.shape().first().copied().unwrap_or(0);
-        for &key in keys {
-            let good = good_output(&spec, &batch, key);
-            let value = match fault {
-                Fault::WrongBatch => ArrayD::zeros(IxDyn(&with_batch(b + 1, &good.shape()[1..]))),
-                Fault::WrongShape => {
-                    let mut s = good.shape().to_vec();
-                    s.push(2);
-                    ArrayD::zeros(IxDyn(&s))
-                }
-                Fault::WrongRank => ArrayD::zeros(IxDyn(&[])),
-                Fault::Nan | Fault::Inf => {
-                    let mut g = good;
-                    let bad = if fault == Fault::Nan {
-                        F::nan()
-                    } else {
-                        F::neg_infinity()
-                    };
-                    if let Some(v) = g.iter_mut().last() {
-                        *v = bad;
-                    }
-                    g
-                }
-                Fault::Huge => good.mapv(|v| v * F::from_f64_lossy(1e300)),
-                Fault::Tiny => good.mapv(|v| v * F::from_f64_lossy(1e-310)),
-                _ => good,
-            };
-            out.insert(key, value);
-        }
-        Ok(out)
+        trace.borrow_mut().push(call);
+        outputs
     }
+}
+
+/// What the model of `spec` returns for one call with `fault` in effect.
+fn outputs_of<F: Float>(
+    spec: &ModelSpec,
+    fault: Fault,
+    batch: &ArrayViewD<'_, F>,
+    keys: &[OutputKey],
+) -> Result<ModelOutputs<F>, BoxError> {
+    if fault == Fault::Err {
+        return Err("the model failed".into());
+    }
+    let mut out = ModelOutputs::new();
+    if fault == Fault::MissingKey {
+        return Ok(out);
+    }
+    let b = batch.shape().first().copied().unwrap_or(0);
+    for &key in keys {
+        let good = good_output(spec, batch, key);
+        let value = match fault {
+            Fault::WrongBatch => ArrayD::zeros(IxDyn(&with_batch(b + 1, &good.shape()[1..]))),
+            Fault::WrongShape => {
+                let mut s = good.shape().to_vec();
+                s.push(2);
+                ArrayD::zeros(IxDyn(&s))
+            }
+            Fault::WrongRank => ArrayD::zeros(IxDyn(&[])),
+            Fault::Nan | Fault::Inf => {
+                let mut g = good;
+                let bad = if fault == Fault::Nan {
+                    F::nan()
+                } else {
+                    F::neg_infinity()
+                };
+                if let Some(v) = g.iter_mut().last() {
+                    *v = bad;
+                }
+                g
+            }
+            Fault::Huge => good.mapv(|v| v * F::from_f64_lossy(1e300)),
+            Fault::Tiny => good.mapv(|v| v * F::from_f64_lossy(1e-310)),
+            _ => good,
+        };
+        out.insert(key, value);
+    }
+    Ok(out)
 }
 
 /// Whether every value is finite.
 pub fn all_finite<F: Float>(a: &ArrayD<F>) -> bool {
     a.iter().all(|v| v.is_finite())
-}
-
-/// Whether the error is one a user can act on. Every `SaliencyError` is
-/// typed; this only spells out that none of the properties expects the
-/// PIC-only skip conditions from a method.
-pub fn is_method_error(e: &SaliencyError) -> bool {
-    !e.is_pic_skip()
 }

@@ -1,6 +1,9 @@
-//! Property tests: no public function panics or hangs on any input. Every
-//! case returns `Ok` (with the documented shape and finite values) or a
-//! typed `SaliencyError`; proptest reports a panic as a failure.
+//! Property tests: no public function panics or hangs on any input. A
+//! method returns its mask (of the documented shape, with finite values)
+//! whenever the input, the parameters and the model's answers are in order,
+//! and otherwise the `SaliencyError` variant that names what is wrong: each
+//! bad input or parameter, and each fault of the model, has its own (see
+//! `expect`). Proptest reports a panic as a failure.
 //!
 //! Inputs of any rank (0 to 5) and shape (zero-sized axes included), values
 //! with NaN, infinities, huge and subnormal numbers, parameters at and far
@@ -9,6 +12,7 @@
 //! the whole file takes seconds.
 
 mod arb;
+mod expect;
 mod methods;
 mod ops;
 mod regressions;
