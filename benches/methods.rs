@@ -83,7 +83,7 @@ fn grad_cam(c: &mut Criterion) {
 fn guided_backprop(c: &mut Criterion) {
     let x = workload_image(224, 224).into_dyn();
     // f(x) = sum(x^2) has no ReLU: the guided gradient is 2x.
-    let mut guided = |batch: ndarray::ArrayViewD<'_, f32>, _keys: &[OutputKey]| {
+    let mut guided = |batch: ndarray::ArrayViewD<'_, f32>, _keys: &saliency::ModelRequest<'_>| {
         Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, batch.mapv(|v| 2.0 * v)))
     };
     c.benchmark_group("guided_backprop").bench_function("224x224x3", |b| {

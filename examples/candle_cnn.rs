@@ -183,7 +183,7 @@ fn main() -> BoxResult<()> {
     )
     .channels_first(true);
     let calls = std::cell::Cell::new(0_usize);
-    let mut counted = |batch: ArrayViewD<'_, f32>, keys: &[OutputKey]| {
+    let mut counted = |batch: ArrayViewD<'_, f32>, keys: &saliency::ModelRequest<'_>| {
         calls.set(calls.get() + 1);
         Ok(model.call(batch, keys)?)
     };
@@ -239,7 +239,10 @@ fn main() -> BoxResult<()> {
     // gradients, channels-first (Grad-CAM above was told so).
     let outputs: ModelOutputs<f32> = counted(
         image.view().insert_axis(Axis(0)),
-        &[OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients],
+        &saliency::ModelRequest::new(
+            &[OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients],
+            &[0],
+        ),
     )?;
     if let (Some(values), Some(grads)) = (
         outputs.get(OutputKey::ConvolutionLayerValues),

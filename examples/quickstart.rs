@@ -35,12 +35,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The model function every method calls: gradient of sum(w * tanh(x)^2),
     // which is 2 w tanh(x) (1 - tanh(x)^2), for a batch [B, H, W, 3].
     let calls = std::cell::Cell::new(0);
-    let mut model = |batch: ArrayViewD<'_, f64>, _keys: &[OutputKey]| -> Result<ModelOutputs<f64>, BoxError> {
-        calls.set(calls.get() + 1);
-        let t = batch.mapv(f64::tanh);
-        let grads: ArrayD<f64> = &t * &t.mapv(|t| 1.0 - t * t) * &weight * 2.0;
-        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
-    };
+    let mut model =
+        |batch: ArrayViewD<'_, f64>, _keys: &saliency::ModelRequest<'_>| -> Result<ModelOutputs<f64>, BoxError> {
+            calls.set(calls.get() + 1);
+            let t = batch.mapv(f64::tanh);
+            let grads: ArrayD<f64> = &t * &t.mapv(|t| 1.0 - t * t) * &weight * 2.0;
+            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
+        };
 
     let smooth = SmoothGradParams::new().nsamples(20).seed(42);
     let methods: Vec<(&str, Box<dyn CoreSaliency<f64>>, bool)> = vec![

@@ -108,11 +108,33 @@ pub(crate) fn check_positive(name: &'static str, value: usize) -> Result<()> {
 /// The ranks an image may have, as every rank error words them.
 const IMAGE_RANKS: &str = "rank 2 (height x width) or 3 (height x width x channels)";
 
+/// Whether an image of `shape` (no batch axis) looks channels-first: three
+/// axes, the first of 1, 3 or 4 (grey, RGB, RGBA) and the other two larger
+/// than 4, as `[3, 224, 224]`. Read as height x width x channels it would be
+/// an image 3 pixels high with 224 channels; methods that treat the axes as
+/// space and channels would give a plausible but wrong map.
+pub(crate) fn looks_channels_first(shape: &[usize]) -> bool {
+    matches!(shape, [c, h, w] if matches!(c, 1 | 3 | 4) && *h > 4 && *w > 4)
+}
+
+/// Refuses an image that looks channels-first (see [`looks_channels_first`]).
+pub(crate) fn check_channels_last(what: &'static str, shape: &[usize]) -> Result<()> {
+    if looks_channels_first(shape) {
+        Err(SaliencyError::ChannelsFirstImage {
+            what,
+            shape: shape.to_vec(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
 /// Checks that `shape` is that of an image: height x width, or height x
-/// width x channels.
+/// width x channels (and not a channels-first one, see
+/// [`check_channels_last`]).
 pub(crate) fn check_image_rank(what: &'static str, shape: &[usize]) -> Result<()> {
     if matches!(shape.len(), 2 | 3) {
-        Ok(())
+        check_channels_last(what, shape)
     } else {
         Err(SaliencyError::InvalidRank {
             what,

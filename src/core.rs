@@ -32,6 +32,9 @@ pub enum Stage {
     /// XRAI's ranking of the segment masks: "xrai masks" (pixels covered
     /// for the full algorithm, masks ranked for the fast one).
     XraiMasks,
+    /// Images finished in a multi-image call
+    /// ([`CoreSaliency::get_masks`]): "images".
+    Images,
 }
 
 impl std::fmt::Display for Stage {
@@ -44,6 +47,7 @@ impl std::fmt::Display for Stage {
             Stage::OcclusionWindows => "occlusion windows",
             Stage::SmoothGradSamples => "SmoothGrad samples",
             Stage::XraiMasks => "xrai masks",
+            Stage::Images => "images",
         })
     }
 }
@@ -89,7 +93,7 @@ impl Progress {
 /// }
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub trait CoreSaliency<F: Float> {
+pub trait CoreSaliency<F: Float>: Sync {
     /// A short human-readable name, such as `"Integrated Gradients"`.
     fn name(&self) -> &'static str;
 
@@ -115,6 +119,60 @@ pub trait CoreSaliency<F: Float> {
         params: &SmoothGradParams,
     ) -> Result<ArrayD<F>> {
         smoothgrad::smooth(self, x, model, params, &mut |_| {})
+    }
+
+    /// The most rows this method sends the model in one call (its
+    /// `batch_size` setting; 1 for methods without one). A multi-image call
+    /// ([`get_masks`](Self::get_masks)) fills every model call to this size
+    /// with rows of several images.
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Computes the masks of several images at once: `images` is `[N, ...]`
+    /// (each image as [`get_mask`](Self::get_mask) takes it) and the result
+    /// is `[N, ...]`, mask `i` bit-identical to `get_mask` on image `i`.
+    ///
+    /// The model calls carry rows of several images (path points, noise
+    /// samples, occluded copies), filled to [`batch_size`](Self::batch_size)
+    /// rows; [`ModelRequest::image_of_row`](crate::ModelRequest::image_of_row)
+    /// tells the model which image each row belongs to, so every image can
+    /// have its own target. Progress counts finished images.
+    ///
+    /// ```
+    /// use ndarray::Array4;
+    /// use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey};
+    ///
+    /// // Three 4 x 4 x 1 images; image i is explained for f_i(x) = (i + 1) * sum(x).
+    /// let images = Array4::<f64>::from_elem((3, 4, 4, 1), 0.5);
+    /// let ig = IntegratedGradients::new().steps(10).batch_size(15);
+    /// let mut calls = 0;
+    /// let masks = ig.get_masks(images.view().into_dyn(), &mut |batch, request| {
+    ///     calls += 1;
+    ///     let mut grads = batch.to_owned();
+    ///     for (row, mut g) in grads.outer_iter_mut().enumerate() {
+    ///         g.fill((request.image_of_row(row) + 1) as f64);
+    ///     }
+    ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
+    /// })?;
+    /// assert_eq!(masks.shape(), [3, 4, 4, 1]);
+    /// assert_eq!(calls, 2); // 30 path points in calls of 15 rows
+    /// assert!((masks[[2, 0, 0, 0]] - 1.5).abs() < 1e-12); // 3 * 0.5
+    /// # Ok::<(), saliency::SaliencyError>(())
+    /// ```
+    fn get_masks(&self, images: ArrayViewD<'_, F>, model: &mut dyn CallModelFunction<F>) -> Result<ArrayD<F>> {
+        self.get_masks_with_progress(images, model, &mut |_| {})
+    }
+
+    /// [`get_masks`](Self::get_masks), reporting finished images to
+    /// `progress`.
+    fn get_masks_with_progress(
+        &self,
+        images: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        crate::batching::masks_of_images(self, images, model, progress)
     }
 }
 

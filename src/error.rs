@@ -221,6 +221,20 @@ pub enum SaliencyError {
         first_index: usize,
     },
 
+    /// An image looks channels-first (`[C, H, W]`, such as `[3, 224, 224]`)
+    /// where a method treats the axes as height, width and channels.
+    #[error(
+        "{what} has shape {shape:?}, which looks channels-first ([C, H, W]); images here are \
+         height x width x channels: reorder the axes, e.g. `image.permuted_axes([1, 2, 0])` \
+         (for a candle tensor, `adapters::candle::tensor_to_array`)"
+    )]
+    ChannelsFirstImage {
+        /// Which argument.
+        what: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+
     /// A condition the crate's own logic rules out occurred (such as a
     /// shape that disagrees with one checked before): a bug in this crate,
     /// not a fault of the arguments.

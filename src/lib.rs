@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod adapters;
+mod batching;
 mod checks;
 mod core;
 pub mod error;
@@ -90,4 +91,4 @@ pub use methods::xrai::{
 };
 #[cfg(feature = "metrics")]
 pub use metrics::{AggregateMetricResult, Aggregation, PicMetric, PicMetricResult};
-pub use model::{ActivationLayout, CallModelFunction, ModelOutputs, OutputKey, model_fn};
+pub use model::{ActivationLayout, CallModelFunction, ModelOutputs, ModelRequest, OutputKey, model_fn};

@@ -7,10 +7,13 @@
 //! closure of the shape
 //!
 //! ```text
-//! FnMut(ArrayViewD<'_, F>, &[OutputKey]) -> Result<ModelOutputs<F>, BoxError>
+//! FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError>
 //! ```
 //!
-//! The target class is captured by the closure. Any error type converts into
+//! The [`ModelRequest`] dereferences to the list of keys wanted and tells
+//! which image each row belongs to, so a model can explain a different
+//! target for each image of a multi-image call; a single target is simply
+//! captured by the closure. Any error type converts into
 //! [`BoxError`] with `?` and comes back as [`SaliencyError::Model`] with its
 //! source kept.
 
@@ -198,20 +201,112 @@ impl<F> ModelOutputs<F> {
     }
 }
 
-/// The user's model, as the methods see it: a batch and the keys wanted in,
-/// the outputs (or an error) out.
+/// What a method asks of the model in one call: the outputs it needs and,
+/// for each row of the batch, the image the row belongs to.
+///
+/// It dereferences to the list of keys, so `keys.contains(&key)` and
+/// `for key in keys.iter()` work on it directly. [`image_of_row`](Self::image_of_row)
+/// tells a model with a target per image which target a row is for: in a
+/// one-image call every row belongs to image 0; in a multi-image call
+/// ([`CoreSaliency::get_masks`](crate::CoreSaliency::get_masks)) rows of
+/// several images (their path points, noise samples, occluded copies) can
+/// share one call, and image `i` is the `i`-th image along axis 0 of the
+/// images given.
+///
+/// ```
+/// use ndarray::Array2;
+/// use saliency::{ModelOutputs, ModelRequest, OutputKey};
+///
+/// // A linear model with one weight vector per image (one target each).
+/// let weights = Array2::from_shape_vec((2, 3), vec![1.0_f64, 0.0, 0.0, 0.0, 2.0, 0.0])?;
+/// let model = |batch: ndarray::ArrayViewD<'_, f64>, request: &ModelRequest<'_>| {
+///     let mut grads = batch.to_owned();
+///     for (row, mut g) in grads.outer_iter_mut().enumerate() {
+///         g.assign(&weights.row(request.image_of_row(row)).into_dyn());
+///     }
+///     Ok::<_, saliency::BoxError>(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
+/// };
+/// # let _ = model;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelRequest<'a> {
+    keys: &'a [OutputKey],
+    images: &'a [usize],
+}
+
+impl<'a> ModelRequest<'a> {
+    /// A request for `keys` on a batch whose row `r` belongs to image
+    /// `images[r]` (`images` has one entry per row). Methods build these;
+    /// a user needs one only to call a model function directly.
+    pub fn new(keys: &'a [OutputKey], images: &'a [usize]) -> Self {
+        ModelRequest { keys, images }
+    }
+
+    /// The outputs wanted.
+    pub fn keys(&self) -> &'a [OutputKey] {
+        self.keys
+    }
+
+    /// Whether output `key` is wanted.
+    pub fn wants(&self, key: OutputKey) -> bool {
+        self.keys.contains(&key)
+    }
+
+    /// The image of each row of the batch, one entry per row.
+    pub fn images(&self) -> &'a [usize] {
+        self.images
+    }
+
+    /// The image row `row` belongs to (0 for a row past the batch).
+    pub fn image_of_row(&self, row: usize) -> usize {
+        self.images.get(row).copied().unwrap_or(0)
+    }
+}
+
+impl std::ops::Deref for ModelRequest<'_> {
+    type Target = [OutputKey];
+
+    fn deref(&self) -> &[OutputKey] {
+        self.keys
+    }
+}
+
+impl<'a> IntoIterator for &ModelRequest<'a> {
+    type Item = &'a OutputKey;
+    type IntoIter = std::slice::Iter<'a, OutputKey>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.keys.iter()
+    }
+}
+
+impl<const N: usize> PartialEq<[OutputKey; N]> for ModelRequest<'_> {
+    fn eq(&self, other: &[OutputKey; N]) -> bool {
+        self.keys == other
+    }
+}
+
+impl<const N: usize> PartialEq<[OutputKey; N]> for &ModelRequest<'_> {
+    fn eq(&self, other: &[OutputKey; N]) -> bool {
+        self.keys == other
+    }
+}
+
+/// The user's model, as the methods see it: a batch and the request (keys
+/// wanted, image of each row) in, the outputs (or an error) out.
 ///
 /// Implemented for every closure of the right shape, so a closure written
 /// inline where a method expects `&mut dyn CallModelFunction<F>` needs no type
 /// annotations. For a closure stored in a variable first, wrap it in
 /// [`model_fn`] to get the same inference.
 pub trait CallModelFunction<F>:
-    FnMut(ArrayViewD<'_, F>, &[OutputKey]) -> std::result::Result<ModelOutputs<F>, BoxError>
+    FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> std::result::Result<ModelOutputs<F>, BoxError>
 {
 }
 
 impl<F, T> CallModelFunction<F> for T where
-    T: FnMut(ArrayViewD<'_, F>, &[OutputKey]) -> std::result::Result<ModelOutputs<F>, BoxError>
+    T: FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> std::result::Result<ModelOutputs<F>, BoxError>
 {
 }
 
@@ -222,14 +317,14 @@ impl<F, T> CallModelFunction<F> for T where
 /// use saliency::{model_fn, ModelOutputs, OutputKey};
 ///
 /// // f(x) = sum(x^2): the gradient is 2x.
-/// let mut model = model_fn(|batch, _keys| {
+/// let mut model = model_fn(|batch, _request| {
 ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v: f64| 2.0 * v)))
 /// });
 /// # let _ = &mut model;
 /// ```
 pub fn model_fn<F, M>(model: M) -> M
 where
-    M: FnMut(ArrayViewD<'_, F>, &[OutputKey]) -> std::result::Result<ModelOutputs<F>, BoxError>,
+    M: FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> std::result::Result<ModelOutputs<F>, BoxError>,
 {
     model
 }
@@ -255,7 +350,9 @@ pub(crate) fn call_model_deferring_finite_check<F: Float>(
     deferred: Option<OutputKey>,
 ) -> Result<ModelOutputs<F>> {
     let standard = batch.as_standard_layout();
-    let outputs = model(standard.view(), keys).map_err(SaliencyError::Model)?;
+    // A one-image call: every row belongs to image 0.
+    let images = vec![0; batch.shape().first().copied().unwrap_or(0)];
+    let outputs = model(standard.view(), &ModelRequest::new(keys, &images)).map_err(SaliencyError::Model)?;
     check_outputs(&outputs, batch.shape(), keys, deferred)?;
     Ok(outputs)
 }
@@ -357,7 +454,7 @@ mod tests {
 
     fn grads_model(
         shape: Vec<usize>,
-    ) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> std::result::Result<ModelOutputs<f64>, BoxError> {
+    ) -> impl FnMut(ArrayViewD<'_, f64>, &ModelRequest<'_>) -> std::result::Result<ModelOutputs<f64>, BoxError> {
         move |_b, _k| Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, ArrayD::<f64>::zeros(shape.clone())))
     }
 
@@ -403,7 +500,7 @@ mod tests {
             }
         ));
 
-        let mut nan_model = |b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
+        let mut nan_model = |b: ArrayViewD<'_, f64>, _k: &ModelRequest<'_>| {
             let mut g = b.to_owned();
             g[[1, 2]] = f64::NAN;
             g[[0, 1]] = f64::INFINITY;
@@ -438,7 +535,7 @@ mod tests {
             (vec![2, 1, 1], false),
             (vec![3], false),
         ] {
-            let mut model = |_b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
+            let mut model = |_b: ArrayViewD<'_, f64>, _k: &ModelRequest<'_>| {
                 Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, ArrayD::<f64>::zeros(shape.clone())))
             };
             let res = call_model(&mut model, batch.view().into_dyn(), &[OutputKey::OutputLayerValues]);
@@ -449,7 +546,7 @@ mod tests {
     #[test]
     fn convolution_gradients_must_match_values() {
         let batch = Array2::<f64>::zeros((1, 3));
-        let mut model = |_b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
+        let mut model = |_b: ArrayViewD<'_, f64>, _k: &ModelRequest<'_>| {
             Ok(ModelOutputs::new()
                 .with(OutputKey::ConvolutionLayerValues, Array3::<f64>::zeros((1, 2, 2)))
                 .with(OutputKey::ConvolutionOutputGradients, Array3::<f64>::zeros((1, 2, 3))))
@@ -469,7 +566,7 @@ mod tests {
     fn model_errors_keep_their_source() {
         let batch = Array1::<f64>::zeros(3).insert_axis(ndarray::Axis(0));
         let mut model =
-            |_b: ArrayViewD<'_, f64>, _k: &[OutputKey]| -> std::result::Result<ModelOutputs<f64>, BoxError> {
+            |_b: ArrayViewD<'_, f64>, _k: &ModelRequest<'_>| -> std::result::Result<ModelOutputs<f64>, BoxError> {
                 let n: i32 = "not a number".parse()?;
                 Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, Array1::from_elem(1, f64::from(n))))
             };
@@ -483,7 +580,7 @@ mod tests {
         let x = Array2::<f64>::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f64);
         let transposed = x.t();
         let mut seen = Vec::new();
-        let mut model = |b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
+        let mut model = |b: ArrayViewD<'_, f64>, _k: &ModelRequest<'_>| {
             seen = b.as_slice().expect("standard layout").to_vec();
             Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.to_owned()))
         };

@@ -140,7 +140,8 @@ impl Model for LogSumExp {
 /// The model as the crate calls it: gradients of every input of a batch.
 fn gradients_of<'a>(
     model: &'a dyn Model,
-) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> + 'a {
+) -> impl FnMut(ArrayViewD<'_, f64>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, saliency::BoxError> + 'a
+{
     move |batch, _| {
         let mut grads = ArrayD::zeros(batch.raw_dim());
         for (mut g, x) in grads.outer_iter_mut().zip(batch.outer_iter()) {

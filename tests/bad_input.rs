@@ -9,7 +9,7 @@ use saliency::{
 
 type ModelResult = Result<ModelOutputs<f64>, BoxError>;
 
-fn good(b: ArrayViewD<'_, f64>, _: &[OutputKey]) -> ModelResult {
+fn good(b: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>) -> ModelResult {
     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.mapv(|v| 2.0 * v)))
 }
 
@@ -71,20 +71,21 @@ fn empty_nan_infinite_and_scalar_inputs() {
 #[test]
 fn bad_models() {
     let x = array![[1.0, 2.0], [3.0, 4.0]].into_dyn();
-    let mut failing = |_: ArrayViewD<'_, f64>, _: &[OutputKey]| -> ModelResult { Err("device lost".into()) };
-    let mut wrong_key = |b: ArrayViewD<'_, f64>, _: &[OutputKey]| -> ModelResult {
+    let mut failing =
+        |_: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| -> ModelResult { Err("device lost".into()) };
+    let mut wrong_key = |b: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| -> ModelResult {
         Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, b.to_owned()))
     };
-    let mut wrong_shape = |b: ArrayViewD<'_, f64>, _: &[OutputKey]| -> ModelResult {
+    let mut wrong_shape = |b: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| -> ModelResult {
         Ok(ModelOutputs::new().with(
             OutputKey::InputOutputGradients,
             ArrayD::zeros(IxDyn(&[b.shape()[0], 4])),
         ))
     };
-    let mut wrong_batch = |b: ArrayViewD<'_, f64>, _: &[OutputKey]| -> ModelResult {
+    let mut wrong_batch = |b: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| -> ModelResult {
         Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, ArrayD::zeros(IxDyn(&b.shape()[1..]))))
     };
-    let mut nan_output = |b: ArrayViewD<'_, f64>, _: &[OutputKey]| -> ModelResult {
+    let mut nan_output = |b: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| -> ModelResult {
         let mut g = b.to_owned();
         g.iter_mut().last().into_iter().for_each(|v| *v = f64::NAN);
         Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))

@@ -113,7 +113,7 @@ fn fixed_layer(
     values: ArrayD<f64>,
     grads: ArrayD<f64>,
     stated: Option<ActivationLayout>,
-) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> {
+) -> impl FnMut(ArrayViewD<'_, f64>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, saliency::BoxError> {
     move |_batch, _keys| {
         let mut out = ModelOutputs::new()
             .with(OutputKey::ConvolutionLayerValues, values.clone())
@@ -445,4 +445,81 @@ mod candle {
         assert_eq!(seen.borrow().as_slice(), [vec![1, 1, 4, 7]]);
         assert_eq!(mask.shape(), [4, 7, 1]);
     }
+}
+
+/// An image given channels-first (`[3, H, W]`, the candle / PyTorch habit)
+/// to a method that treats the axes as height, width and channels was
+/// blurred, occluded, segmented or resized along the wrong axes and came
+/// back as a plausible map; it is now `ChannelsFirstImage`, which names the
+/// fix. Height x width x channels images of any size are untouched.
+#[test]
+fn channels_first_images_are_refused_where_axes_mean_space() {
+    let chw = Array3::<f64>::from_shape_fn((3, 12, 10), |(c, i, j)| (c + i + j) as f64 / 30.0).into_dyn();
+    let mut gradients = |b: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
+        Ok::<_, saliency::BoxError>(
+            ModelOutputs::new()
+                .with(OutputKey::InputOutputGradients, b.to_owned())
+                .with(OutputKey::OutputLayerValues, ndarray::Array1::zeros(b.shape()[0]))
+                .with(
+                    OutputKey::ConvolutionLayerValues,
+                    Array4::<f64>::ones((b.shape()[0], 3, 3, 2)),
+                )
+                .with(
+                    OutputKey::ConvolutionOutputGradients,
+                    Array4::<f64>::ones((b.shape()[0], 3, 3, 2)),
+                ),
+        )
+    };
+    let methods: Vec<Box<dyn CoreSaliency<f64>>> = vec![
+        Box::new(saliency::BlurIg::new().steps(4)),
+        Box::new(saliency::Occlusion::new().size(3)),
+        Box::new(GradCam::new()),
+        Box::new(saliency::Xrai::new().parameters(saliency::XraiParameters::new().steps(2))),
+    ];
+    for method in &methods {
+        let err = method.get_mask(chw.view(), &mut gradients).unwrap_err();
+        assert!(
+            matches!(err, SaliencyError::ChannelsFirstImage { ref shape, .. } if shape == &[3, 12, 10]),
+            "{}: {err}",
+            method.name()
+        );
+        assert!(err.to_string().contains("permuted_axes([1, 2, 0])"), "{err}");
+        // The same image channels-last is fine.
+        let hwc = chw.view().permuted_axes(vec![1, 2, 0]);
+        method.get_mask(hwc, &mut gradients).unwrap();
+    }
+    // Pictures and segmentation read the axes the same way.
+    let err = saliency::visualize::grayscale(chw.view(), 99.0).unwrap_err();
+    assert!(matches!(err, SaliencyError::ChannelsFirstImage { .. }), "{err}");
+    let err = saliency::get_segments_felzenszwalb(chw.view()).unwrap_err();
+    assert!(matches!(err, SaliencyError::ChannelsFirstImage { .. }), "{err}");
+    // Small images channels-last, whose first axis happens to be 3 or 4,
+    // are images: only both other axes above 4 look channels-first.
+    let small = ArrayD::<f64>::from_elem(ndarray::IxDyn(&[3, 4, 3]), 0.5);
+    saliency::visualize::grayscale(small.view(), 99.0).unwrap();
+}
+
+/// A channels-first candle model handed an image that is channels-first
+/// already had its axes scrambled (the adapter moves the last axis to
+/// position 1); Vanilla and IG came back transposed without an error.
+#[cfg(feature = "candle")]
+#[test]
+fn the_adapter_refuses_images_that_are_channels_first_already() {
+    use candle_core::Tensor;
+    use saliency::adapters::candle::{CandleAdapterError, CandleModel, ForwardContext, Target};
+    let forward = |x: &Tensor, _: &ForwardContext| x.flatten_from(1)?.sum_keepdim(1);
+    let mut model = CandleModel::<f32, _>::new(forward, Target::class(0)).channels_first(true);
+    let chw = Array3::<f32>::zeros((3, 16, 16)).into_dyn();
+    let err = VanillaGradients::new()
+        .get_mask(chw.view(), &mut model.as_fn())
+        .unwrap_err();
+    let source = err.source().and_then(|s| s.downcast_ref::<CandleAdapterError>());
+    assert!(
+        matches!(source, Some(CandleAdapterError::ChannelsFirstInput { shape }) if shape == &[1, 3, 16, 16]),
+        "{err}: {source:?}"
+    );
+    let hwc = Array3::<f32>::zeros((16, 16, 3)).into_dyn();
+    VanillaGradients::new()
+        .get_mask(hwc.view(), &mut model.as_fn())
+        .unwrap();
 }

@@ -919,7 +919,7 @@ fn adapter_errors_convert_into_box_dyn_error() {
     let net = ReluNet::new();
     let mut model = CandleModel::<f64, _>::new(net.forward(), Target::class(0));
     let mut calls = 0;
-    let mut counted = |batch: ArrayViewD<'_, f64>, keys: &[OutputKey]| {
+    let mut counted = |batch: ArrayViewD<'_, f64>, keys: &saliency::ModelRequest<'_>| {
         calls += 1;
         Ok(model.call(batch, keys)?)
     };

@@ -66,7 +66,7 @@ fn compute_outputs() -> Outputs {
         out.insert(name.to_string(), bytes);
     };
     let big = image(300, 300, 3).into_dyn();
-    let mut model = |b: ArrayViewD<'_, f64>, _: &[OutputKey]| {
+    let mut model = |b: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
         Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads(b)))
     };
 
@@ -118,7 +118,7 @@ fn compute_outputs() -> Outputs {
 
     let occ_input = image(24, 24, 3).into_dyn();
     let weights = image(24, 24, 3).mapv(|v| v - 0.4).into_dyn();
-    let mut score = |b: ArrayViewD<'_, f64>, _: &[OutputKey]| {
+    let mut score = |b: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
         let scores: Vec<f64> = b
             .outer_iter()
             .map(|row| row.iter().zip(&weights).map(|(x, w)| (x * w).tanh()).sum())
@@ -139,7 +139,7 @@ fn compute_outputs() -> Outputs {
     let layer_grads = Array4::from_shape_fn((1, 10, 10, 16), |(_, i, j, c)| {
         ((i * 11 + j * 5 + c * 3) % 17) as f64 / 17.0 - 0.3
     });
-    let mut layer = |_: ArrayViewD<'_, f64>, _: &[OutputKey]| {
+    let mut layer = |_: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
         Ok(ModelOutputs::new()
             .with(OutputKey::ConvolutionLayerValues, values.clone().into_dyn())
             .with(OutputKey::ConvolutionOutputGradients, layer_grads.clone().into_dyn()))

@@ -76,19 +76,20 @@ fn guided_backprop_on_a_relu_network_matches_hand_computation() {
     // Guided mask = W^T (2, 0, 0, 0.5) = (2 + 1, -4 + 0.5, 1 - 0.5) = (3, -3.5, 0.5).
     // Vanilla mask = W^T (2, -1, 0, 0.5) = (2 - 0.5 + 1, -4 - 1 + 0.5, 1 - 1 - 0.5) = (2.5, -4.5, -0.5).
     let mut calls = 0;
-    let mut model = |batch: ArrayViewD<'_, f64>, keys: &[OutputKey]| -> Result<ModelOutputs<f64>, BoxError> {
-        calls += 1;
-        let (plain, guided) = net.gradients(batch)?;
-        let mut out = ModelOutputs::new();
-        for &key in keys {
-            match key {
-                OutputKey::InputOutputGradients => out.insert(key, plain.clone()),
-                OutputKey::GuidedInputOutputGradients => out.insert(key, guided.clone()),
-                _ => None,
-            };
-        }
-        Ok(out)
-    };
+    let mut model =
+        |batch: ArrayViewD<'_, f64>, keys: &saliency::ModelRequest<'_>| -> Result<ModelOutputs<f64>, BoxError> {
+            calls += 1;
+            let (plain, guided) = net.gradients(batch)?;
+            let mut out = ModelOutputs::new();
+            for &key in keys {
+                match key {
+                    OutputKey::InputOutputGradients => out.insert(key, plain.clone()),
+                    OutputKey::GuidedInputOutputGradients => out.insert(key, guided.clone()),
+                    _ => None,
+                };
+            }
+            Ok(out)
+        };
     let guided = GuidedBackprop::new().get_mask(x.view().into_dyn(), &mut model).unwrap();
     assert_eq!(guided, array![3.0, -3.5, 0.5].into_dyn());
     let vanilla = saliency::VanillaGradients::new()
@@ -157,10 +158,11 @@ fn guided_backprop_under_smoothgrad() {
     // so the mean is that mask and the magnitude mean is its square.
     let net = Net::new();
     let x = array![1.0_f64, 0.5, 0.25].into_dyn();
-    let mut model = |batch: ArrayViewD<'_, f64>, _: &[OutputKey]| -> Result<ModelOutputs<f64>, BoxError> {
-        let (_, guided) = net.gradients(batch)?;
-        Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, guided))
-    };
+    let mut model =
+        |batch: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| -> Result<ModelOutputs<f64>, BoxError> {
+            let (_, guided) = net.gradients(batch)?;
+            Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, guided))
+        };
     let params = SmoothGradParams::new().stdev_spread(0.0).nsamples(5).magnitude(false);
     let mean = GuidedBackprop::new()
         .get_smoothed_mask(x.view(), &mut model, &params)
@@ -180,11 +182,12 @@ fn guided_backprop_under_smoothgrad() {
         .magnitude(false)
         .seed(11);
     let mut inputs = Vec::new();
-    let mut recording = |batch: ArrayViewD<'_, f64>, _: &[OutputKey]| -> Result<ModelOutputs<f64>, BoxError> {
-        inputs.push(batch.index_axis(Axis(0), 0).to_owned());
-        let (_, guided) = net.gradients(batch)?;
-        Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, guided))
-    };
+    let mut recording =
+        |batch: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| -> Result<ModelOutputs<f64>, BoxError> {
+            inputs.push(batch.index_axis(Axis(0), 0).to_owned());
+            let (_, guided) = net.gradients(batch)?;
+            Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, guided))
+        };
     let smoothed = GuidedBackprop::new()
         .get_smoothed_mask(x.view(), &mut recording, &params)
         .unwrap();

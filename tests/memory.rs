@@ -116,7 +116,7 @@ fn image(h: usize, w: usize) -> Array3<f64> {
 
 /// The model: the gradient of sum(sin(3 x)) / 3, a fresh `B x H x W x C`
 /// array per call (the only allocation the model makes).
-fn model(batch: ArrayViewD<'_, f64>, _: &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> {
+fn model(batch: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, saliency::BoxError> {
     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| (3.0 * v).cos())))
 }
 
@@ -293,6 +293,42 @@ fn xrai_rows(x: &ArrayD<f64>) -> Vec<Row> {
     rows
 }
 
+/// Integrated Gradients on `N` images of `L` values at once, in calls of
+/// `B` rows, each image's own requests of `Bt = min(B, steps)` points. At
+/// most `k = ceil(B / Bt) + 1` images are under way at a time (one more is
+/// started only while fewer than `B` rows wait). Each holds what one image
+/// alone holds (`8 L (4 + 2 Bt)`, as above) and its queued request and the
+/// outputs returned to it (`2 Bt L`); the packed call holds its batch and
+/// the model's output (`2 B L`); the result holds the `N` masks (`N L`).
+/// Bound: `8 L (N + k (4 + 4 Bt) + 2 B) + 8 k steps + SMALL` per image
+/// under way. Materialising every image's steps would need `8 L N steps`.
+fn multi_image_rows(x: &ArrayD<f64>) -> Vec<Row> {
+    let images = 6;
+    let len = x.len();
+    let stacked = ndarray::stack(ndarray::Axis(0), &vec![x.view(); images]).unwrap();
+    let mut rows = Vec::new();
+    for batch in [1, 4] {
+        for steps in [10, 1000] {
+            let stacked = stacked.clone();
+            let (peak, ()) = peak_of(THREADS, move |_| {
+                let ig = IntegratedGradients::new().steps(steps).batch_size(batch);
+                ig.get_masks(stacked.view(), &mut model).unwrap();
+            });
+            let bt = batch.min(steps);
+            let k = batch.div_ceil(bt) + 1;
+            let bound = F64 * len * (images + k * (4 + 4 * bt) + 2 * batch) + k * (F64 * steps + SMALL);
+            rows.push(Row {
+                method: "Integrated Gradients, 6 images in one call",
+                batch,
+                steps,
+                peak,
+                bound,
+            });
+        }
+    }
+    rows
+}
+
 #[test]
 fn peak_memory_does_not_grow_with_steps() {
     let ig_image = image(48, 48).into_dyn();
@@ -300,4 +336,6 @@ fn peak_memory_does_not_grow_with_steps() {
     check_rows(&integrated_gradients_rows(&ig_image), F64 * ig_image.len(), F64);
     check_rows(&blur_ig_rows(&blur_image), F64 * blur_image.len(), F64);
     check_rows(&xrai_rows(&ig_image), F64 * ig_image.len(), F64);
+    // Each image under way keeps its own alphas: at most k = 3 of them.
+    check_rows(&multi_image_rows(&ig_image), F64 * ig_image.len(), 3 * F64);
 }

@@ -11,7 +11,10 @@ use saliency::{BlurIg, CoreSaliency, ModelOutputs, OutputKey, Progress, Saliency
 const TOPIC: &str = "blur_ig";
 
 impl TanhNet {
-    fn model(&self) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> {
+    fn model(
+        &self,
+    ) -> impl FnMut(ArrayViewD<'_, f64>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, saliency::BoxError>
+    {
         |b, _| Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, self.grads(b)))
     }
 }
@@ -79,10 +82,13 @@ fn blur_ig_f32_matches_reference() {
     let x = fixture::<f64>(TOPIC, "x").mapv(|v| v as f32);
     let expected = fixture::<f32>(TOPIC, "f32_batch4").mapv(f64::from);
     let mask = method(6.0, 20, 0.01, false, 4)
-        .get_mask(x.view(), &mut |b: ArrayViewD<'_, f32>, _: &[OutputKey]| {
-            let g = net.grads(b.mapv(f64::from).view()).mapv(|v| v as f32);
-            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
-        })
+        .get_mask(
+            x.view(),
+            &mut |b: ArrayViewD<'_, f32>, _: &saliency::ModelRequest<'_>| {
+                let g = net.grads(b.mapv(f64::from).view()).mapv(|v| v as f32);
+                Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
+            },
+        )
         .unwrap();
     let err = rel_err_f32(mask.view(), expected.view());
     // Measured 0: the same float32 operations in the same order. Their inputs
@@ -104,7 +110,8 @@ fn reference_input() -> Array3<f64> {
 /// The reference tests' model, f(x) = sum(sin(x)), counting its calls.
 fn sin_model(
     calls: &mut usize,
-) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> + '_ {
+) -> impl FnMut(ArrayViewD<'_, f64>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, saliency::BoxError> + '_
+{
     move |batch, keys| {
         assert_eq!(keys, [OutputKey::InputOutputGradients]);
         *calls += 1;
@@ -162,7 +169,7 @@ fn reference_test_calls_per_step() {
 #[test]
 fn reference_test_wrong_gradient_shape() {
     let x = reference_input();
-    let mut bad = |batch: ArrayViewD<'_, f64>, _keys: &[OutputKey]| {
+    let mut bad = |batch: ArrayViewD<'_, f64>, _keys: &saliency::ModelRequest<'_>| {
         let g = batch.mapv(f64::cos).index_axis(Axis(0), 0).to_owned();
         Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
     };
@@ -238,7 +245,7 @@ fn bad_inputs_are_errors() {
         Err(SaliencyError::NonFiniteInput { .. })
     ));
     // A model answering with the wrong key.
-    let mut wrong_key = |b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
+    let mut wrong_key = |b: ArrayViewD<'_, f64>, _k: &saliency::ModelRequest<'_>| {
         Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, b.to_owned()))
     };
     assert!(matches!(
@@ -248,7 +255,7 @@ fn bad_inputs_are_errors() {
         })
     ));
     // A model answering with the wrong shape.
-    let mut wrong_shape = |b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
+    let mut wrong_shape = |b: ArrayViewD<'_, f64>, _k: &saliency::ModelRequest<'_>| {
         let s = b.shape();
         Ok(ModelOutputs::new().with(
             OutputKey::InputOutputGradients,

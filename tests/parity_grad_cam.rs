@@ -13,7 +13,8 @@ const TOPIC: &str = "grad_cam";
 fn fixed<F: Clone>(
     values: ArrayD<F>,
     grads: ArrayD<F>,
-) -> impl FnMut(ndarray::ArrayViewD<'_, F>, &[OutputKey]) -> Result<ModelOutputs<F>, saliency::BoxError> {
+) -> impl FnMut(ndarray::ArrayViewD<'_, F>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<F>, saliency::BoxError>
+{
     move |_batch, keys| {
         assert_eq!(
             keys,
@@ -123,7 +124,7 @@ fn reference_test_horizontal_line_detector() {
             img[[i, j, 0]] = 1.0;
         }
     }
-    let mut model = |batch: ndarray::ArrayViewD<'_, f64>, _keys: &[OutputKey]| {
+    let mut model = |batch: ndarray::ArrayViewD<'_, f64>, _keys: &saliency::ModelRequest<'_>| {
         let mut grad = Array2::<f64>::zeros((5, 5));
         grad[[0, 0]] = 2.0;
         grad[[4, 4]] = 2.0;
@@ -178,7 +179,7 @@ fn reference_test_horizontal_line_detector() {
 fn reference_test_one_call_with_expected_keys() {
     let img = Array3::<f64>::ones((5, 5, 1));
     let mut calls = Vec::new();
-    let mut model = |batch: ndarray::ArrayViewD<'_, f64>, keys: &[OutputKey]| {
+    let mut model = |batch: ndarray::ArrayViewD<'_, f64>, keys: &saliency::ModelRequest<'_>| {
         calls.push(keys.to_vec());
         let v = batch.to_owned();
         Ok(ModelOutputs::new()
@@ -204,7 +205,7 @@ fn reference_test_one_call_with_expected_keys() {
 fn reference_tests_output_without_batch_axis() {
     let img = Array3::<f64>::zeros((5, 5, 1));
     for missing_batch in [OutputKey::ConvolutionOutputGradients, OutputKey::ConvolutionLayerValues] {
-        let mut model = |batch: ndarray::ArrayViewD<'_, f64>, _keys: &[OutputKey]| {
+        let mut model = |batch: ndarray::ArrayViewD<'_, f64>, _keys: &saliency::ModelRequest<'_>| {
             let full = ArrayD::<f64>::zeros(batch.raw_dim());
             let mut out = ModelOutputs::new()
                 .with(OutputKey::ConvolutionLayerValues, full.clone())
@@ -250,7 +251,7 @@ fn bad_inputs_are_errors() {
         .unwrap_err();
     assert!(matches!(err, SaliencyError::OutputShapeMismatch { .. }), "{err}");
     // A missing key.
-    let mut only_values = |_b: ndarray::ArrayViewD<'_, f64>, _k: &[OutputKey]| {
+    let mut only_values = |_b: ndarray::ArrayViewD<'_, f64>, _k: &saliency::ModelRequest<'_>| {
         Ok(ModelOutputs::new().with(OutputKey::ConvolutionLayerValues, values.clone()))
     };
     let err = GradCam::new().get_mask(x.view(), &mut only_values).unwrap_err();

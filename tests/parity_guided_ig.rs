@@ -11,7 +11,9 @@ use saliency::{BoxError, CoreSaliency, GuidedIg, ModelOutputs, OutputKey, Salien
 const TOPIC: &str = "guided_ig";
 
 impl TanhNet {
-    fn model(&self) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> + '_ {
+    fn model(
+        &self,
+    ) -> impl FnMut(ArrayViewD<'_, f64>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, BoxError> + '_ {
         move |b, keys| {
             assert_eq!(keys, [OutputKey::InputOutputGradients]);
             assert_eq!(b.shape()[0], 1);
@@ -112,7 +114,9 @@ fn guided_ig_f32_matches_reference() {
 }
 
 /// A model with a constant gradient `g` (a linear function).
-fn linear(g: [f64; 2]) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> {
+fn linear(
+    g: [f64; 2],
+) -> impl FnMut(ArrayViewD<'_, f64>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, BoxError> {
     move |_b, keys| {
         assert_eq!(keys, [OutputKey::InputOutputGradients]);
         Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, array![[g[0], g[1]]]))
@@ -120,13 +124,13 @@ fn linear(g: [f64; 2]) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Resul
 }
 
 /// Gradient of 2 x1^2 + x2^2 (independent partials).
-fn quadratic_indep(b: ArrayViewD<'_, f64>, _k: &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> {
+fn quadratic_indep(b: ArrayViewD<'_, f64>, _k: &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, BoxError> {
     let g = array![[4.0 * b[[0, 0]], 2.0 * b[[0, 1]]]];
     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
 }
 
 /// Gradient of (2 x1 + x2)^2 (dependent partials).
-fn quadratic_dep(b: ArrayViewD<'_, f64>, _k: &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> {
+fn quadratic_dep(b: ArrayViewD<'_, f64>, _k: &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, BoxError> {
     let (x1, x2) = (b[[0, 0]], b[[0, 1]]);
     let g = array![[8.0 * x1 + 4.0 * x2, 4.0 * x1 + 2.0 * x2]];
     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
@@ -238,7 +242,7 @@ fn progress_is_reported_per_step() {
 #[test]
 fn bad_input_is_an_error() {
     let x = array![[1.0, 2.0], [3.0, 4.0]].into_dyn();
-    let ok_model = |b: ArrayViewD<'_, f64>, _k: &[OutputKey]| {
+    let ok_model = |b: ArrayViewD<'_, f64>, _k: &saliency::ModelRequest<'_>| {
         Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.to_owned()))
     };
     let run = |gig: GuidedIg<f64>, x: ArrayViewD<'_, f64>| gig.get_mask(x, &mut ok_model.clone());

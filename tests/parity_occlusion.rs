@@ -11,7 +11,9 @@ use saliency::{BoxError, CoreSaliency, ModelOutputs, Occlusion, OutputKey, Salie
 const TOPIC: &str = "occlusion";
 
 impl TanhNet {
-    fn model(&self) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, BoxError> + '_ {
+    fn model(
+        &self,
+    ) -> impl FnMut(ArrayViewD<'_, f64>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, BoxError> + '_ {
         move |b, keys| {
             assert_eq!(keys, [OutputKey::OutputLayerValues]);
             Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, self.scores(b)))

@@ -40,7 +40,7 @@ fn ranks(output: &saliency::XraiOutput<f64>) -> Array2<usize> {
     }
 }
 
-fn no_model(_: ArrayViewD<'_, f64>, _: &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> {
+fn no_model(_: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, saliency::BoxError> {
     Err("the model must not be called".into())
 }
 
@@ -146,7 +146,7 @@ fn xrai_with_integrated_gradients_matches_reference() {
         .batch_size(7)
         .get_mask_with_details(
             x.view().into_dyn(),
-            &mut |batch: ArrayViewD<'_, f64>, _: &[OutputKey]| {
+            &mut |batch: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
                 calls += 1;
                 Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, tanh_grads(batch)))
             },
@@ -333,7 +333,7 @@ fn xrai_end_to_end_correlates_with_reference() {
     });
     let b = Array3::from_shape_fn((224, 224, 3), |(i, j, _)| 0.2 * (0.03 * (i + j) as f64).cos());
     let (a, b) = (a.as_slice().unwrap().to_vec(), b.as_slice().unwrap().to_vec());
-    let mut model = |batch: ArrayViewD<'_, f32>, _: &[OutputKey]| {
+    let mut model = |batch: ArrayViewD<'_, f32>, _: &saliency::ModelRequest<'_>| {
         let flat = batch.as_slice().unwrap();
         let n = a.len();
         let grads: Vec<f32> = flat

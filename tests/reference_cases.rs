@@ -127,7 +127,7 @@ fn integrated_gradients_get_mask_error() {
 }
 
 /// A method that counts its calls and returns a fixed mask.
-struct Counting(std::cell::Cell<usize>);
+struct Counting(std::sync::atomic::AtomicUsize);
 
 impl CoreSaliency<f64> for Counting {
     fn name(&self) -> &'static str {
@@ -139,20 +139,20 @@ impl CoreSaliency<f64> for Counting {
         _model: &mut dyn saliency::CallModelFunction<f64>,
         _progress: &mut dyn FnMut(Progress),
     ) -> saliency::Result<ArrayD<f64>> {
-        self.0.set(self.0.get() + 1);
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(ArrayD::from_elem(x.raw_dim(), 0.5))
     }
 }
 
 #[test]
 fn get_smoothed_mask_calls_get_mask_nsamples_times() {
-    let method = Counting(std::cell::Cell::new(0));
+    let method = Counting(std::sync::atomic::AtomicUsize::new(0));
     let x = array![3.0, 2.0, 1.0];
     let params = SmoothGradParams::new().nsamples(20).seed(1);
     let mask = method
         .get_smoothed_mask(x.view().into_dyn(), &mut |_, _| Ok(ModelOutputs::new()), &params)
         .unwrap();
-    assert_eq!(method.0.get(), 20);
+    assert_eq!(method.0.load(std::sync::atomic::Ordering::Relaxed), 20);
     assert!(mask.iter().all(|&m| m == 0.25)); // magnitude: mean of 0.5^2
 }
 

@@ -9,7 +9,8 @@ use saliency::{
 
 fn quadratic(
     a: &ArrayD<f64>,
-) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> + '_ {
+) -> impl FnMut(ArrayViewD<'_, f64>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, saliency::BoxError> + '_
+{
     // f(x) = sum(a x^2): gradient 2 a x.
     move |b, _| Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, &b * a * 2.0))
 }
@@ -109,7 +110,7 @@ fn quadratic_model_magnitude_mask_matches_expected_square() {
 #[test]
 fn bad_parameters_are_errors() {
     let x = array![1.0, 2.0].into_dyn();
-    let mut model = |b: ArrayViewD<'_, f64>, _: &[OutputKey]| {
+    let mut model = |b: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
         Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.to_owned()))
     };
     let method = VanillaGradients::new();

@@ -28,7 +28,10 @@ fn setup(seed: u64) -> Setup {
 }
 
 impl Setup {
-    fn model(&self) -> impl FnMut(ArrayViewD<'_, f64>, &[OutputKey]) -> Result<ModelOutputs<f64>, saliency::BoxError> {
+    fn model(
+        &self,
+    ) -> impl FnMut(ArrayViewD<'_, f64>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f64>, saliency::BoxError>
+    {
         let g = self.gradient.clone().into_dyn();
         move |batch, keys| {
             assert_eq!(keys, [OutputKey::InputOutputGradients]);
@@ -215,7 +218,7 @@ fn baselines_are_used() {
         .parameters(XraiParameters::new().return_ig_attributions(true))
         .get_mask_with_details(
             s.image.view().into_dyn(),
-            &mut |batch: ArrayViewD<'_, f64>, keys: &[OutputKey]| {
+            &mut |batch: ArrayViewD<'_, f64>, keys: &saliency::ModelRequest<'_>| {
                 // The first path point (alpha = 0) is the baseline itself.
                 first_points.push(batch.index_axis(Axis(0), 0).to_owned());
                 inner(batch, keys)
@@ -238,7 +241,7 @@ fn base_attribution_replaces_integrated_gradients() {
         .base_attribution(base.clone())
         .get_mask(
             s.image.view().into_dyn(),
-            &mut |_: ArrayViewD<'_, f64>, _: &[OutputKey]| Err("XRAI must not call the model".into()),
+            &mut |_: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| Err("XRAI must not call the model".into()),
         )
         .unwrap();
     let merged = channel_max(&base.into_dyn());
@@ -361,10 +364,13 @@ fn bad_arguments_are_errors() {
     // A model that returns the wrong shape is caught by the model checks.
     let err = Xrai::new()
         .segments(vec![segment])
-        .get_mask(x.view(), &mut |batch: ArrayViewD<'_, f64>, _: &[OutputKey]| {
-            let wrong = ArrayD::zeros(ndarray::IxDyn(&[batch.shape()[0], 3]));
-            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, wrong))
-        })
+        .get_mask(
+            x.view(),
+            &mut |batch: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
+                let wrong = ArrayD::zeros(ndarray::IxDyn(&[batch.shape()[0], 3]));
+                Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, wrong))
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, SaliencyError::OutputShapeMismatch { .. }), "{err}");
 }
@@ -395,9 +401,12 @@ fn grayscale_images_work() {
     let gray = s.image.index_axis(Axis(2), 0).to_owned().into_dyn();
     let out = Xrai::new()
         .parameters(XraiParameters::new().steps(5))
-        .get_mask(gray.view(), &mut |batch: ArrayViewD<'_, f64>, _: &[OutputKey]| {
-            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
-        })
+        .get_mask(
+            gray.view(),
+            &mut |batch: ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
+                Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
+            },
+        )
         .unwrap();
     assert_eq!(out.shape(), &[SIZE, SIZE]);
 }

@@ -4,6 +4,7 @@
 //! cargo run --release --features candle,image,metrics --example blastocyst
 //! cargo run --release --features candle,image,metrics --example blastocyst -- --image micrograph.jpg
 //! cargo run --release --features candle,image,metrics --example blastocyst -- --seed 7
+//! cargo run --release --features candle,image,metrics --example blastocyst -- --throughput
 //! ```
 //!
 //! 1. Generates blastocyst micrographs with known anatomy (see `phantom.rs`):
@@ -19,8 +20,13 @@
 //!    With the `metrics` feature it also prints each map's SIC AUC.
 //! 4. With `--image PATH` (JPEG or PNG) it also explains a real micrograph
 //!    with the trained model.
+//!
+//! With `--throughput` it instead times explaining the 200 held-out embryos
+//! with IG, SmoothGrad and XRAI, all in one call against one at a time
+//! (`throughput.rs`).
 
 mod phantom;
+mod throughput;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -525,8 +531,10 @@ fn run() -> BoxResult<()> {
     let mut user_image: Option<PathBuf> = None;
     // Everything random (embryos, initial weights, masks) comes from this seed.
     let mut seed = 2026;
+    let mut throughput_only = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--throughput" => throughput_only = true,
             "--image" => user_image = Some(args.next().ok_or("--image needs a path")?.into()),
             "--seed" => {
                 let value = args.next().ok_or("--seed needs a number")?;
@@ -534,7 +542,11 @@ fn run() -> BoxResult<()> {
                     .parse()
                     .map_err(|_| format!("--seed needs a number, not {value:?}"))?;
             }
-            other => return Err(format!("unknown argument {other:?} (expected --image PATH or --seed N)").into()),
+            other => {
+                return Err(
+                    format!("unknown argument {other:?} (expected --image PATH, --seed N or --throughput)").into(),
+                );
+            }
         }
     }
     // Fail early on a missing file, before minutes of training.
@@ -568,9 +580,12 @@ fn run() -> BoxResult<()> {
         100.0 * correct as f64 / TEST as f64
     );
 
+    let forward = |x: &Tensor, ctx: &ForwardContext| grader.forward(x, ctx);
+    if throughput_only {
+        return throughput::run(&forward, &test);
+    }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("blastocyst");
     std::fs::create_dir_all(&out)?;
-    let forward = |x: &Tensor, ctx: &ForwardContext| grader.forward(x, ctx);
     let model_for = |grade: Grade| CandleModel::new(forward, grade_score(grade)).channels_first(true);
 
     println!("2. Explaining one good and one poor held-out embryo (graded right, probability >= 0.8); every method");

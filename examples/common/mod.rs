@@ -21,7 +21,7 @@ pub fn workload_image(h: usize, w: usize) -> Array3<f32> {
 }
 
 /// f(x) = sum(x^2): the gradient is 2x.
-pub fn grads(batch: ArrayViewD<'_, f32>, _keys: &[OutputKey]) -> Result<ModelOutputs<f32>, BoxError> {
+pub fn grads(batch: ArrayViewD<'_, f32>, _keys: &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f32>, BoxError> {
     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
 }
 

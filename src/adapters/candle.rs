@@ -89,7 +89,7 @@ use ndarray::{ArrayD, ArrayView, ArrayViewD, Dimension, IxDyn};
 
 use crate::error::BoxError;
 use crate::float::Float;
-use crate::model::{ActivationLayout, ModelOutputs, OutputKey};
+use crate::model::{ActivationLayout, ModelOutputs, ModelRequest, OutputKey};
 
 /// Which ReLU the forward pass should use; see [`ForwardContext::relu`].
 #[non_exhaustive]
@@ -232,17 +232,22 @@ pub struct Target {
 }
 
 type SelectFn = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor>>;
+type SelectPerImageFn = Box<dyn Fn(&Tensor, &[usize]) -> candle_core::Result<Tensor>>;
 
 enum TargetKind {
     Class(usize),
+    Classes(Vec<usize>),
     Select(SelectFn),
+    SelectPerImage(SelectPerImageFn),
 }
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
             TargetKind::Class(c) => write!(f, "Target::class({c})"),
+            TargetKind::Classes(c) => write!(f, "Target::classes({c:?})"),
             TargetKind::Select(_) => f.write_str("Target::select(..)"),
+            TargetKind::SelectPerImage(_) => f.write_str("Target::select_per_image(..)"),
         }
     }
 }
@@ -265,30 +270,65 @@ impl Target {
         }
     }
 
-    /// The target values, shape `[B]`.
-    fn pick(&self, output: &Tensor, batch: usize) -> Result<Tensor, CandleAdapterError> {
+    /// A class per image: row `r` of a batch is explained for
+    /// `classes[i]`, where `i` is the image the row belongs to
+    /// ([`ModelRequest::image_of_row`](crate::ModelRequest::image_of_row)),
+    /// so one multi-image call
+    /// ([`CoreSaliency::get_masks`](crate::CoreSaliency::get_masks)) explains
+    /// each image for its own class. A one-image call is image 0.
+    pub fn classes(classes: Vec<usize>) -> Self {
+        Target {
+            kind: TargetKind::Classes(classes),
+        }
+    }
+
+    /// Any scalar per example, knowing each row's image: `select` receives
+    /// the model's output and the image of each row, and returns a tensor
+    /// of shape `[B]` or `[B, 1]`.
+    pub fn select_per_image(select: impl Fn(&Tensor, &[usize]) -> candle_core::Result<Tensor> + 'static) -> Self {
+        Target {
+            kind: TargetKind::SelectPerImage(Box::new(select)),
+        }
+    }
+
+    /// The target values, shape `[B]`; `images` holds the image of each row.
+    fn pick(&self, output: &Tensor, batch: usize, images: &[usize]) -> Result<Tensor, CandleAdapterError> {
+        let classes_of = |dims: &[usize]| match dims {
+            [b, classes] if *b == batch => Ok(*classes),
+            _ => Err(CandleAdapterError::OutputShape {
+                batch,
+                actual: dims.to_vec(),
+            }),
+        };
+        let in_range = |class: usize, classes: usize| {
+            if class < classes {
+                Ok(())
+            } else {
+                Err(CandleAdapterError::ClassOutOfRange { class, classes })
+            }
+        };
         let values = match &self.kind {
             TargetKind::Class(class) => {
-                let dims = output.dims();
-                match dims {
-                    [b, classes] if *b == batch => {
-                        if *class >= *classes {
-                            return Err(CandleAdapterError::ClassOutOfRange {
-                                class: *class,
-                                classes: *classes,
-                            });
-                        }
-                        output.narrow(1, *class, 1)?
-                    }
-                    _ => {
-                        return Err(CandleAdapterError::OutputShape {
-                            batch,
-                            actual: dims.to_vec(),
-                        });
-                    }
+                in_range(*class, classes_of(output.dims())?)?;
+                output.narrow(1, *class, 1)?
+            }
+            TargetKind::Classes(per_image) => {
+                let classes = classes_of(output.dims())?;
+                let mut rows = Vec::with_capacity(batch);
+                for r in 0..batch {
+                    let image = images.get(r).copied().unwrap_or(0);
+                    let class = *per_image.get(image).ok_or(CandleAdapterError::NoTargetForImage {
+                        image,
+                        images: per_image.len(),
+                    })?;
+                    in_range(class, classes)?;
+                    rows.push(class as u32);
                 }
+                let index = Tensor::from_vec(rows, (batch, 1), output.device())?;
+                output.gather(&index, 1)?
             }
             TargetKind::Select(select) => select(output)?,
+            TargetKind::SelectPerImage(select) => select(output, images)?,
         };
         match values.dims() {
             [b] | [b, 1] if *b == batch => Ok(values.reshape(batch)?),
@@ -315,6 +355,16 @@ pub enum CandleAdapterError {
     /// pass or a conversion.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// [`Target::classes`] has no class for an image of the call.
+    #[error(
+        "the batch holds rows of image {image}, but Target::classes gives classes for {images} image(s): give one class per image"
+    )]
+    NoTargetForImage {
+        /// The image without a class.
+        image: usize,
+        /// How many classes were given.
+        images: usize,
+    },
     /// [`Target::class`] names a class the model does not have.
     #[error("target class {class} is out of range: the model has {classes} classes")]
     ClassOutOfRange {
@@ -360,6 +410,18 @@ pub enum CandleAdapterError {
          got shape {shape:?}: give an image without a channel axis an explicit one (H x W x 1)"
     )]
     ChannelsFirstRank {
+        /// The batch's shape.
+        shape: Vec<usize>,
+    },
+    /// A channels-first model was handed images that are channels-first
+    /// already (`[B, C, H, W]`); the adapter expects `[B, H, W, C]` and
+    /// moves the channel axis itself.
+    #[error(
+        "the batch has shape {shape:?}, whose images look channels-first ([C, H, W]); give the methods \
+         height x width x channels images (`adapters::candle::tensor_to_array` converts a [C, H, W] tensor) \
+         and the adapter moves the channel axis for the model"
+    )]
+    ChannelsFirstInput {
         /// The batch's shape.
         shape: Vec<usize>,
     },
@@ -495,8 +557,10 @@ where
 
     /// This model as a closure, to pass where a method wants
     /// `&mut dyn CallModelFunction<F>`: `method.get_mask(x, &mut model.as_fn())`.
-    pub fn as_fn(&mut self) -> impl FnMut(ArrayViewD<'_, F>, &[OutputKey]) -> Result<ModelOutputs<F>, BoxError> + '_ {
-        move |batch, keys| self.call(batch, keys).map_err(CandleAdapterError::into_box)
+    pub fn as_fn(
+        &mut self,
+    ) -> impl FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> + '_ {
+        move |batch, request| self.call_request(batch, request).map_err(CandleAdapterError::into_box)
     }
 
     /// Runs the model on `batch` and returns the outputs for `keys`, with
@@ -526,11 +590,30 @@ where
         batch: ArrayViewD<'_, F>,
         keys: &[OutputKey],
     ) -> Result<ModelOutputs<F>, CandleAdapterError> {
+        let images = vec![0; batch.shape().first().copied().unwrap_or(0)];
+        self.call_request(batch, &ModelRequest::new(keys, &images))
+    }
+
+    /// [`call`](Self::call) for a batch whose rows may belong to several
+    /// images (as methods send it): each row is explained for its image's
+    /// target ([`Target::classes`], [`Target::select_per_image`]).
+    pub fn call_request(
+        &mut self,
+        batch: ArrayViewD<'_, F>,
+        request: &ModelRequest<'_>,
+    ) -> Result<ModelOutputs<F>, CandleAdapterError> {
+        let keys = request.keys();
+        let images = request.images();
         let shape = batch.shape().to_vec();
         // Refused before any model work: moving the last axis of a batch
         // without channels would swap height and width.
         if self.channels_first && shape.len() < 4 {
             return Err(CandleAdapterError::ChannelsFirstRank { shape });
+        }
+        // The adapter moves the channel axis itself; an image already
+        // channels-first would have its axes scrambled.
+        if self.channels_first && crate::checks::looks_channels_first(&shape[1..]) {
+            return Err(CandleAdapterError::ChannelsFirstInput { shape });
         }
         let batch_size = shape.first().copied().unwrap_or(0);
         let x = array_to_tensor(batch, ActivationLayout::ChannelsLast, &self.device)?;
@@ -546,6 +629,7 @@ where
             let pass = self.pass(
                 &x,
                 batch_size,
+                images,
                 ReluMode::Standard,
                 wants(OutputKey::InputOutputGradients),
                 layer_key,
@@ -568,7 +652,7 @@ where
             }
         }
         if wants(OutputKey::GuidedInputOutputGradients) {
-            let pass = self.pass(&x, batch_size, ReluMode::Guided, true, None, false)?;
+            let pass = self.pass(&x, batch_size, images, ReluMode::Guided, true, None, false)?;
             if let Some(g) = &pass.input_gradients {
                 outputs.insert(OutputKey::GuidedInputOutputGradients, to_array::<F>(g)?);
             }
@@ -584,6 +668,7 @@ where
         &mut self,
         x: &Tensor,
         batch: usize,
+        images: &[usize],
         relu: ReluMode,
         input_gradients: bool,
         layer_key: Option<OutputKey>,
@@ -618,7 +703,7 @@ where
         {
             return Err(CandleAdapterError::NoLayerMarked { key });
         }
-        let target = self.target.pick(&output, batch)?;
+        let target = self.target.pick(&output, batch, images)?;
         let mut pass = Pass {
             target: target.detach(),
             input_gradients: None,

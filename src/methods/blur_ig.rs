@@ -164,6 +164,10 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         "Blur IG"
     }
 
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     fn get_mask_with_progress(
         &self,
         x: ArrayViewD<'_, F>,

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix4};
 
-use crate::checks::{check_input, finite_result};
+use crate::checks::{check_channels_last, check_input, finite_result};
 use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -67,6 +67,7 @@ pub struct GradCam {
     three_dims: bool,
     /// `None`: the layout the model states, else channels-last.
     layout: Option<ActivationLayout>,
+    batch_size: usize,
 }
 
 impl Default for GradCam {
@@ -75,6 +76,7 @@ impl Default for GradCam {
             should_resize: true,
             three_dims: true,
             layout: None,
+            batch_size: 1,
         }
     }
 }
@@ -109,6 +111,14 @@ impl GradCam {
         self
     }
 
+    /// The most images per model call in a multi-image call
+    /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
+    /// sends one row.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
     /// The layout to use given the one the model stated.
     fn resolve_layout(&self, stated: Option<ActivationLayout>) -> Result<ActivationLayout> {
         match (self.layout, stated) {
@@ -128,6 +138,10 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         "Grad-CAM"
     }
 
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     fn get_mask_with_progress(
         &self,
         x: ArrayViewD<'_, F>,
@@ -135,6 +149,7 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
         check_input("input", &x, 2)?;
+        check_channels_last("input", x.shape())?;
         let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
         let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), &keys)?;
         progress(Progress::new(Stage::ModelCalls, 1, 1));

@@ -63,20 +63,40 @@ use crate::model::{CallModelFunction, OutputKey};
 /// assert_eq!(mask, array![1.0, -1.0].into_dyn());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GuidedBackprop {}
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuidedBackprop {
+    batch_size: usize,
+}
+
+impl Default for GuidedBackprop {
+    fn default() -> Self {
+        GuidedBackprop { batch_size: 1 }
+    }
+}
 
 impl GuidedBackprop {
-    /// The method; it has no parameters.
+    /// The method. Its one setting, [`batch_size`](Self::batch_size),
+    /// matters only when explaining several images in one call.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The most images per model call in a multi-image call
+    /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
+    /// sends one row.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
     }
 }
 
 impl<F: Float> CoreSaliency<F> for GuidedBackprop {
     fn name(&self) -> &'static str {
         "Guided Backpropagation"
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     fn get_mask_with_progress(

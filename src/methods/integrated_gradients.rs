@@ -84,6 +84,10 @@ impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {
         "Integrated Gradients"
     }
 
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     fn get_mask_with_progress(
         &self,
         x: ArrayViewD<'_, F>,

@@ -105,6 +105,10 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
         "Occlusion"
     }
 
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     fn get_mask_with_progress(
         &self,
         x: ArrayViewD<'_, F>,

@@ -6,7 +6,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::checks::{check_input, check_steps, finite_result};
+use crate::batching::{RowImages, run_packed};
+use crate::checks::{check_input, check_positive, check_steps, finite_result, try_filled};
 use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -26,6 +27,7 @@ pub struct SmoothGradParams {
     nsamples: usize,
     magnitude: bool,
     seed: Option<u64>,
+    batch_size: Option<usize>,
 }
 
 impl Default for SmoothGradParams {
@@ -35,6 +37,7 @@ impl Default for SmoothGradParams {
             nsamples: 25,
             magnitude: true,
             seed: None,
+            batch_size: None,
         }
     }
 }
@@ -70,8 +73,22 @@ impl SmoothGradParams {
         self
     }
 
+    /// Packs the noisy samples' model calls into calls of this many rows
+    /// (for Vanilla Gradients, `batch_size` samples per call). Without it,
+    /// as the reference: one sample after another, each calling the model
+    /// as the wrapped method does (and a multi-image call packs rows of
+    /// several images up to the wrapped method's batch size). The masks do
+    /// not depend on it.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = Some(batch_size);
+        self
+    }
+
     fn check(&self) -> Result<()> {
         check_steps("nsamples", self.nsamples)?;
+        if let Some(b) = self.batch_size {
+            check_positive("batch_size", b)?;
+        }
         if !(self.stdev_spread.is_finite() && self.stdev_spread >= 0.0) {
             return Err(SaliencyError::param(
                 "stdev_spread",
@@ -139,6 +156,10 @@ impl<F: Float, M: CoreSaliency<F>> CoreSaliency<F> for SmoothGrad<M> {
     ) -> Result<ArrayD<F>> {
         smooth(&self.method, x, model, &self.params, progress)
     }
+
+    fn batch_size(&self) -> usize {
+        self.params.batch_size.unwrap_or_else(|| self.method.batch_size())
+    }
 }
 
 /// The SmoothGrad loop, shared by [`SmoothGrad`] and
@@ -160,9 +181,13 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
     // is the same however many threads draw it.
     let seed = params.seed.unwrap_or_else(|| rand::RngExt::random(&mut rand::rng()));
     let x_flat = flat(&x);
-    let mut noisy = vec![F::zero(); x_flat.len()];
-    let mut total: Option<(Vec<usize>, Vec<F>)> = None;
-    for sample in 0..params.nsamples {
+    let len = x_flat.len();
+    // Each sample is one task: its noisy copy (a function of the seed and
+    // the sample number alone) and the wrapped method's mask of it. Their
+    // model calls are packed into batches; the masks are summed in sample
+    // order, so the result does not depend on the packing.
+    let sample_mask = |sample: usize, model: &mut dyn CallModelFunction<F>| -> Result<ArrayD<F>> {
+        let mut noisy = try_filled("input", len, len, F::zero())?;
         for_each_chunk_mut_from(2 * CHUNK, &mut noisy, |offset, out| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(((sample as u64) << 32) | (offset / CHUNK) as u64);
@@ -172,10 +197,13 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
         });
         let view = ArrayViewD::from_shape(x.raw_dim(), &noisy)
             .map_err(|_| SaliencyError::internal("the noisy input does not have the input's size"))?;
-        let mask = method.get_mask(view, model)?;
+        method.get_mask(view, model)
+    };
+    let mut total: Option<(Vec<usize>, Vec<F>)> = None;
+    let magnitude = params.magnitude;
+    let mut add = |sample: usize, mask: ArrayD<F>| -> Result<()> {
         let mask_view = mask.view();
         let mask_flat = flat(&mask_view);
-        let magnitude = params.magnitude;
         match &mut total {
             None => {
                 let mut first = mask_flat.into_owned();
@@ -200,6 +228,24 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
             }
         }
         progress(Progress::new(Stage::SmoothGradSamples, sample + 1, params.nsamples));
+        Ok(())
+    };
+    match params.batch_size {
+        Some(batch_size) => run_packed(
+            params.nsamples,
+            batch_size,
+            RowImages::Single,
+            model,
+            &sample_mask,
+            &mut add,
+        )?,
+        // As the reference: one sample after another, each calling the
+        // model as the wrapped method does.
+        None => {
+            for sample in 0..params.nsamples {
+                add(sample, sample_mask(sample, model)?)?;
+            }
+        }
     }
     let n = F::from_f64_lossy(params.nsamples as f64);
     // `nsamples` was checked to be at least 1.

@@ -33,20 +33,40 @@ use crate::model::{CallModelFunction, OutputKey, call_model};
 /// assert_eq!(mask[[1]], 4.0);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct VanillaGradients {}
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VanillaGradients {
+    batch_size: usize,
+}
+
+impl Default for VanillaGradients {
+    fn default() -> Self {
+        VanillaGradients { batch_size: 1 }
+    }
+}
 
 impl VanillaGradients {
-    /// The method; it has no parameters.
+    /// The method. Its one setting, [`batch_size`](Self::batch_size),
+    /// matters only when explaining several images in one call.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The most images per model call in a multi-image call
+    /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
+    /// sends one row.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
     }
 }
 
 impl<F: Float> CoreSaliency<F> for VanillaGradients {
     fn name(&self) -> &'static str {
         "Vanilla Gradients"
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     fn get_mask_with_progress(

@@ -255,7 +255,7 @@ pub type Trace = Rc<RefCell<Vec<Call>>>;
 /// The model closure of a spec.
 pub fn model<F: Float>(
     spec: ModelSpec,
-) -> impl FnMut(ArrayViewD<'_, F>, &[OutputKey]) -> Result<ModelOutputs<F>, BoxError> {
+) -> impl FnMut(ArrayViewD<'_, F>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> {
     traced_model(spec, Trace::default())
 }
 
@@ -264,8 +264,8 @@ pub fn model<F: Float>(
 pub fn traced_model<F: Float>(
     spec: ModelSpec,
     trace: Trace,
-) -> impl FnMut(ArrayViewD<'_, F>, &[OutputKey]) -> Result<ModelOutputs<F>, BoxError> {
-    move |batch: ArrayViewD<'_, F>, keys: &[OutputKey]| {
+) -> impl FnMut(ArrayViewD<'_, F>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> {
+    move |batch: ArrayViewD<'_, F>, keys: &saliency::ModelRequest<'_>| {
         let calls = trace.borrow().len();
         let fault = if calls >= spec.after { spec.fault } else { Fault::None };
         let mut call = Call {

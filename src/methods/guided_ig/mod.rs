@@ -71,6 +71,7 @@ pub struct GuidedIg<F> {
     fraction: f64,
     max_dist: f64,
     baseline: Option<ArrayD<F>>,
+    batch_size: usize,
 }
 
 impl<F> Default for GuidedIg<F> {
@@ -80,6 +81,7 @@ impl<F> Default for GuidedIg<F> {
             fraction: 0.25,
             max_dist: 0.02,
             baseline: None,
+            batch_size: 1,
         }
     }
 }
@@ -119,11 +121,24 @@ impl<F: Float> GuidedIg<F> {
         self.baseline = Some(baseline.into_dyn());
         self
     }
+
+    /// The most rows per model call in a multi-image call
+    /// ([`CoreSaliency::get_masks`]), default 1. Each step depends on the
+    /// previous one, so one image sends one row per call; several images
+    /// share calls.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
 }
 
 impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
     fn name(&self) -> &'static str {
         "Guided Integrated Gradients"
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     fn get_mask_with_progress(

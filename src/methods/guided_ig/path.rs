@@ -652,7 +652,10 @@ mod tests {
 
     /// A deterministic nonlinear gradient with many ties (quantized) and
     /// zeros, for comparing the histogram path with the plain iterations.
-    fn grads(batch: ArrayViewD<'_, f64>, _keys: &[OutputKey]) -> std::result::Result<ModelOutputs<f64>, BoxError> {
+    fn grads(
+        batch: ArrayViewD<'_, f64>,
+        _keys: &crate::model::ModelRequest<'_>,
+    ) -> std::result::Result<ModelOutputs<f64>, BoxError> {
         let flat: Vec<f64> = batch.iter().copied().collect();
         let g = (0..flat.len())
             .map(|i| {

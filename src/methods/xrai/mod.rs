@@ -392,6 +392,10 @@ impl<F: Float> CoreSaliency<F> for Xrai<F> {
         "XRAI"
     }
 
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     fn get_mask_with_progress(
         &self,
         x: ArrayViewD<'_, F>,
