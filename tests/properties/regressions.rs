@@ -1,11 +1,11 @@
 //! Concrete inputs that once panicked, aborted, hung or returned a mask of
 //! NaN / infinities, one test each.
 
-use ndarray::{Array2, Array3, ArrayD, IxDyn, array};
+use ndarray::{Array2, Array3, ArrayD, ArrayViewD, IxDyn, array};
 use saliency::imageops::{self, BoundaryMode, ResizeOptions};
 use saliency::{
-    BlurIg, CoreSaliency, GuidedIg, IntegratedGradients, MAX_STEPS, SaliencyError, SmoothGrad, SmoothGradParams,
-    VanillaGradients, Xrai, XraiParameters, visualize,
+    BlurIg, BoxError, CoreSaliency, GradCam, GuidedIg, IntegratedGradients, MAX_STEPS, ModelOutputs, ModelRequest,
+    OutputKey, SaliencyError, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters, visualize,
 };
 
 use crate::arb::{self, Fault, ModelSpec};
@@ -244,4 +244,56 @@ fn guided_ig_whose_path_length_overflows_is_a_typed_error() {
             "{result:?}"
         );
     }
+}
+
+/// A Grad-CAM model whose layer is `[1, 1, 1, channels]` (channels-last) of
+/// `values`, with gradients `grads`.
+fn grad_cam_model(
+    values: Vec<f64>,
+    grads: Vec<f64>,
+) -> impl FnMut(ArrayViewD<'_, f64>, &ModelRequest<'_>) -> Result<ModelOutputs<f64>, BoxError> {
+    move |_batch, _keys| {
+        let shape = IxDyn(&[1, 1, 1, values.len()]);
+        Ok(ModelOutputs::new()
+            .with(
+                OutputKey::ConvolutionLayerValues,
+                ArrayD::from_shape_vec(shape.clone(), values.clone())?,
+            )
+            .with(
+                OutputKey::ConvolutionOutputGradients,
+                ArrayD::from_shape_vec(shape, grads.clone())?,
+            ))
+    }
+}
+
+#[test]
+fn grad_cam_of_an_overflowing_map_names_the_map() {
+    // With resizing the infinite map reached the resize, which reported a
+    // non-finite input "image"; a map of inf - inf (NaN) went through the
+    // ReLU as 0 and came back as a plausible zero map.
+    let x = array![[0.0]].into_dyn();
+    let cases = [(vec![1e300], vec![1e300]), (vec![1e300, -1e300], vec![1e300, 1e300])];
+    for (values, grads) in cases {
+        for (resize, three_dims) in [(true, true), (true, false), (false, true), (false, false)] {
+            let cam = GradCam::new().should_resize(resize).three_dims(three_dims);
+            let result = cam.get_mask(x.view(), &mut grad_cam_model(values.clone(), grads.clone()));
+            assert!(
+                matches!(
+                    result,
+                    Err(SaliencyError::NonFiniteResult {
+                        what: "Grad-CAM map",
+                        ..
+                    })
+                ),
+                "{values:?} x {grads:?}, resize {resize}, three_dims {three_dims}: {result:?}"
+            );
+        }
+    }
+    // A hugely negative map is rightly zero after the ReLU, as in the
+    // reference (numpy.maximum(-inf, 0) is 0).
+    let cam = GradCam::new().three_dims(false);
+    let mask = cam
+        .get_mask(x.view(), &mut grad_cam_model(vec![-1e300], vec![1e300]))
+        .unwrap();
+    assert_eq!(mask, array![[0.0]].into_dyn());
 }
