@@ -297,3 +297,59 @@ fn grad_cam_of_an_overflowing_map_names_the_map() {
         .unwrap();
     assert_eq!(mask, array![[0.0]].into_dyn());
 }
+
+/// Runs Blur IG on `x` with a model that records whether it was ever handed
+/// a non-finite value.
+fn blur_ig_seeing(x: &ArrayD<f64>, steps: usize, max_sigma: f64) -> (saliency::Result<ArrayD<f64>>, usize, bool) {
+    let (mut calls, mut saw_non_finite) = (0, false);
+    let result = BlurIg::new().steps(steps).max_sigma(max_sigma).get_mask(
+        x.view(),
+        &mut |batch: ArrayViewD<'_, f64>, _: &ModelRequest<'_>| {
+            calls += 1;
+            saw_non_finite |= batch.iter().any(|v| !v.is_finite());
+            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| v.sin() + 0.5)))
+        },
+    );
+    (result, calls, saw_non_finite)
+}
+
+#[test]
+fn blur_ig_never_hands_the_model_an_overflowed_blur() {
+    // Blurring values near f64::MAX overflowed (SciPy's symmetric kernel adds
+    // the two neighbours before weighting them): the model was handed
+    // [[1.11e308, inf, 1.11e308]], answered NaN and was blamed for it.
+    let x = array![[f64::MAX, 1e300, f64::MAX]].into_dyn();
+    let (result, calls, saw_non_finite) = blur_ig_seeing(&x, 2, 1.0);
+    assert!(!saw_non_finite, "the model was handed a non-finite value; {result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(SaliencyError::NonFiniteResult {
+                what: "blurred input",
+                count: 1,
+                first_index: 1,
+            })
+        ),
+        "{result:?}"
+    );
+    // Only the unblurred first point (sigma 0) was sent.
+    assert_eq!(calls, 1);
+
+    // Finite blurs whose difference per unit of sigma overflows (at sigma
+    // 0.5): the mask would be non-finite whatever the model answers.
+    let a = 0.85e308;
+    let x = array![[a, -a, a, -a, a]].into_dyn();
+    let (result, calls, saw_non_finite) = blur_ig_seeing(&x, 2, 1.0);
+    assert!(!saw_non_finite, "the model was handed a non-finite value; {result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(SaliencyError::NonFiniteResult {
+                what: "blurred input's finite difference",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(calls, 1);
+}
