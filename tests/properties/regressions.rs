@@ -353,3 +353,26 @@ fn blur_ig_never_hands_the_model_an_overflowed_blur() {
     );
     assert_eq!(calls, 1);
 }
+
+#[test]
+fn grayscale_and_diverging_of_an_overflowing_channel_sum_are_typed_errors() {
+    // f64::MAX + 1e300 summed to infinity, which the percentile then
+    // reported as a non-finite input "values" the caller never passed.
+    let mask = array![[[f64::MAX, 1e300], [0.5, 0.25]]].into_dyn();
+    for result in [
+        visualize::grayscale(mask.view(), 99.0),
+        visualize::diverging(mask.view(), 99.0),
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(SaliencyError::NonFiniteResult {
+                    what: "mask's channel sum",
+                    count: 1,
+                    first_index: 0,
+                })
+            ),
+            "{result:?}"
+        );
+    }
+}
