@@ -376,3 +376,20 @@ fn grayscale_and_diverging_of_an_overflowing_channel_sum_are_typed_errors() {
         );
     }
 }
+
+#[test]
+fn top_percent_mask_of_a_non_finite_map_names_the_map() {
+    // The error named the percentile's "values".
+    let result = visualize::top_percent_mask(array![[0.5, f64::NAN]].view(), 10.0);
+    assert!(
+        matches!(
+            result,
+            Err(SaliencyError::NonFiniteInput {
+                what: "map",
+                count: 1,
+                first_index: 1,
+            })
+        ),
+        "{result:?}"
+    );
+}
