@@ -393,3 +393,22 @@ fn top_percent_mask_of_a_non_finite_map_names_the_map() {
         "{result:?}"
     );
 }
+
+#[test]
+fn felzenszwalb_whose_smoothing_overflows_is_a_typed_error() {
+    // The smoothed image of a finite one overflowed (the symmetric kernel
+    // adds two neighbours before weighting them) and was reported as a
+    // non-finite input "image".
+    let x = array![[[f64::MAX]]].into_dyn();
+    let result = imageops::felzenszwalb(x.view(), 100.0, 2.0, 10);
+    assert!(
+        matches!(
+            result,
+            Err(SaliencyError::NonFiniteResult {
+                what: "smoothed image",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
