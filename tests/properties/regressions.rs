@@ -412,3 +412,17 @@ fn felzenszwalb_whose_smoothing_overflows_is_a_typed_error() {
         "{result:?}"
     );
 }
+
+#[test]
+fn felzenszwalb_segments_of_an_image_whose_range_overflows() {
+    // max - min overflowed: the image rescaled to [-1, 1] was NaN and the
+    // resize reported a non-finite input "image".
+    let x = array![[0.0, 1e300, -1e300], [f64::MAX, 0.5, -f64::MAX]].into_dyn();
+    let labels = saliency::get_segment_labels_felzenszwalb(x.view()).unwrap();
+    assert_eq!(labels.len(), 6);
+    assert!(labels.iter().all(|l| l.dim() == (2, 3)));
+    // The same segments as for the image scaled down (the rescaling divides
+    // by the range either way).
+    let scaled = saliency::get_segment_labels_felzenszwalb(x.mapv(|v| v / 4.0).view()).unwrap();
+    assert_eq!(labels, scaled);
+}
