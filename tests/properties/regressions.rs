@@ -426,3 +426,28 @@ fn felzenszwalb_segments_of_an_image_whose_range_overflows() {
     let scaled = saliency::get_segment_labels_felzenszwalb(x.mapv(|v| v / 4.0).view()).unwrap();
     assert_eq!(labels, scaled);
 }
+
+#[cfg(feature = "metrics")]
+#[test]
+fn random_mask_with_an_empty_side_and_a_huge_one_is_an_error() {
+    // height * width is 0, but no array can have a side above isize::MAX:
+    // an internal error.
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    for (h, w) in [(usize::MAX, 0), (0, 1 << 63)] {
+        let result = saliency::metrics::generate_random_mask(h, w, 0.5, &mut rng);
+        assert!(
+            matches!(
+                result,
+                Err(SaliencyError::InvalidParameter {
+                    name: "height * width",
+                    ..
+                })
+            ),
+            "{h} x {w}: {result:?}"
+        );
+    }
+    // Empty masks of any ordinary size are fine.
+    let mask = saliency::metrics::generate_random_mask(1 << 40, 0, 0.5, &mut rng).unwrap();
+    assert_eq!(mask.dim(), (1 << 40, 0));
+}
