@@ -603,7 +603,6 @@ where
         request: &ModelRequest<'_>,
     ) -> Result<ModelOutputs<F>, CandleAdapterError> {
         let keys = request.keys();
-        let images = request.images();
         let shape = batch.shape().to_vec();
         // Refused before any model work: moving the last axis of a batch
         // without channels would swap height and width.
@@ -616,6 +615,8 @@ where
             return Err(CandleAdapterError::ChannelsFirstInput { shape });
         }
         let batch_size = shape.first().copied().unwrap_or(0);
+        // One image per row (image 0 for rows the request does not cover).
+        let images: Vec<usize> = (0..batch_size).map(|r| request.image_of_row(r)).collect();
         let x = array_to_tensor(batch, ActivationLayout::ChannelsLast, &self.device)?;
 
         let wants = |k: OutputKey| keys.contains(&k);
@@ -628,8 +629,7 @@ where
                 .find(|&k| wants(k));
             let pass = self.pass(
                 &x,
-                batch_size,
-                images,
+                &images,
                 ReluMode::Standard,
                 wants(OutputKey::InputOutputGradients),
                 layer_key,
@@ -652,7 +652,7 @@ where
             }
         }
         if wants(OutputKey::GuidedInputOutputGradients) {
-            let pass = self.pass(&x, batch_size, images, ReluMode::Guided, true, None, false)?;
+            let pass = self.pass(&x, &images, ReluMode::Guided, true, None, false)?;
             if let Some(g) = &pass.input_gradients {
                 outputs.insert(OutputKey::GuidedInputOutputGradients, to_array::<F>(g)?);
             }
@@ -667,7 +667,6 @@ where
     fn pass(
         &mut self,
         x: &Tensor,
-        batch: usize,
         images: &[usize],
         relu: ReluMode,
         input_gradients: bool,
@@ -703,7 +702,7 @@ where
         {
             return Err(CandleAdapterError::NoLayerMarked { key });
         }
-        let target = self.target.pick(&output, batch, images)?;
+        let target = self.target.pick(&output, images.len(), images)?;
         let mut pass = Pass {
             target: target.detach(),
             input_gradients: None,
