@@ -77,36 +77,43 @@ impl Default for ResizeOptions {
 
 impl ResizeOptions {
     /// Sets [`order`](Self::order).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn order(mut self, order: usize) -> Self {
         self.order = order;
         self
     }
     /// Sets [`mode`](Self::mode).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn mode(mut self, mode: ResizeMode) -> Self {
         self.mode = mode;
         self
     }
     /// Sets [`cval`](Self::cval).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn cval(mut self, cval: f64) -> Self {
         self.cval = cval;
         self
     }
     /// Sets [`clip`](Self::clip).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn clip(mut self, clip: bool) -> Self {
         self.clip = clip;
         self
     }
     /// Sets [`preserve_range`](Self::preserve_range).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn preserve_range(mut self, preserve_range: bool) -> Self {
         self.preserve_range = preserve_range;
         self
     }
     /// Sets [`anti_aliasing`](Self::anti_aliasing).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn anti_aliasing(mut self, anti_aliasing: Option<bool>) -> Self {
         self.anti_aliasing = anti_aliasing;
         self
     }
     /// Sets [`anti_aliasing_sigma`](Self::anti_aliasing_sigma).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn anti_aliasing_sigma(mut self, sigma: Option<Vec<f64>>) -> Self {
         self.anti_aliasing_sigma = sigma;
         self

@@ -90,12 +90,14 @@ impl GradCam {
 
     /// Normalise the map to a maximum of 1 and resize it to the input's
     /// height and width (default true).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn should_resize(mut self, should_resize: bool) -> Self {
         self.should_resize = should_resize;
         self
     }
 
     /// Repeat the map into 3 channels, `H x W x 3` (default true).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn three_dims(mut self, three_dims: bool) -> Self {
         self.three_dims = three_dims;
         self
@@ -106,6 +108,7 @@ impl GradCam {
     /// [`ModelOutputs::with_layout`](crate::ModelOutputs::with_layout) is
     /// used, else channels-last; a model that states a different layout
     /// than the one set here is an error ([`SaliencyError::LayoutConflict`]).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn layout(mut self, layout: ActivationLayout) -> Self {
         self.layout = Some(layout);
         self
@@ -114,6 +117,7 @@ impl GradCam {
     /// The most images per model call in a multi-image call
     /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
     /// sends one row.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self

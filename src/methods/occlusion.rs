@@ -75,12 +75,14 @@ impl<F: Float> Occlusion<F> {
 
     /// Height and width of the square window (at least 1, at most the
     /// image's height and width).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn size(mut self, size: usize) -> Self {
         self.size = size;
         self
     }
 
     /// The value written under the window (finite).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn value(mut self, value: F) -> Self {
         self.value = value;
         self
@@ -88,12 +90,14 @@ impl<F: Float> Occlusion<F> {
 
     /// Distance between consecutive window positions, in rows and in
     /// columns (at least 1; 1 is the reference's behaviour).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn stride(mut self, stride: usize) -> Self {
         self.stride = stride;
         self
     }
 
     /// Maximum number of occluded copies per model call (at least 1).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self

@@ -54,6 +54,7 @@ impl VanillaGradients {
     /// The most images per model call in a multi-image call
     /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
     /// sends one row.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self

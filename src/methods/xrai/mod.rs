@@ -92,36 +92,43 @@ impl XraiParameters {
         Self::default()
     }
     /// Sets [`steps`](Self::steps).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
     }
     /// Sets [`area_threshold`](Self::area_threshold).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn area_threshold(mut self, area_threshold: f64) -> Self {
         self.area_threshold = area_threshold;
         self
     }
     /// Sets [`return_ig_attributions`](Self::return_ig_attributions).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn return_ig_attributions(mut self, yes: bool) -> Self {
         self.return_ig_attributions = yes;
         self
     }
     /// Sets [`return_xrai_segments`](Self::return_xrai_segments).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn return_xrai_segments(mut self, yes: bool) -> Self {
         self.return_xrai_segments = yes;
         self
     }
     /// Sets [`flatten_xrai_segments`](Self::flatten_xrai_segments).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn flatten_xrai_segments(mut self, yes: bool) -> Self {
         self.flatten_xrai_segments = yes;
         self
     }
     /// Sets [`algorithm`](Self::algorithm).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn algorithm(mut self, algorithm: XraiAlgorithm) -> Self {
         self.algorithm = algorithm;
         self
     }
     /// Sets [`min_pixel_diff`](Self::min_pixel_diff).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn min_pixel_diff(mut self, pixels: usize) -> Self {
         self.min_pixel_diff = pixels;
         self
@@ -213,12 +220,14 @@ impl<F: Float> Xrai<F> {
     }
 
     /// The run's parameters.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn parameters(mut self, parameters: XraiParameters) -> Self {
         self.parameters = parameters;
         self
     }
 
     /// Maximum number of integrated-gradients path points per model call.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
@@ -226,6 +235,7 @@ impl<F: Float> Xrai<F> {
 
     /// Baselines for integrated gradients, each of the input's shape; the
     /// attribution is the mean over them.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn baselines(mut self, baselines: Vec<ArrayD<F>>) -> Self {
         self.baselines = Some(baselines);
         self
@@ -233,6 +243,7 @@ impl<F: Float> Xrai<F> {
 
     /// Precomputed segments: boolean masks of the image's height x width, in
     /// any number and possibly overlapping.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn segments(mut self, segments: Vec<Array2<bool>>) -> Self {
         self.segments = Some(segments);
         self
@@ -240,6 +251,7 @@ impl<F: Float> Xrai<F> {
 
     /// A precomputed attribution of the input's shape, used instead of
     /// integrated gradients (the model is then not called).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn base_attribution<D: ndarray::Dimension>(mut self, attribution: ndarray::Array<F, D>) -> Self {
         self.base_attribution = Some(attribution.into_dyn());
         self
