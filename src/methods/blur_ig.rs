@@ -142,6 +142,31 @@ impl BlurIg {
         check_kernel_radius("max_sigma", self.max_sigma + self.grad_step, DEFAULT_TRUNCATE)?;
         Ok(())
     }
+
+    /// The blur of the path's start.
+    pub fn get_max_sigma(&self) -> f64 {
+        self.max_sigma
+    }
+
+    /// The number of path points.
+    pub fn get_steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The sigma step of the finite difference.
+    pub fn get_grad_step(&self) -> f64 {
+        self.grad_step
+    }
+
+    /// Whether the sigmas are spaced as square roots.
+    pub fn get_sqrt(&self) -> bool {
+        self.sqrt
+    }
+
+    /// The most path points per model call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
+    }
 }
 
 /// The reference's blur of `x` (row-major `f64` values of `shape`): none at

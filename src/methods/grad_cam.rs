@@ -135,6 +135,26 @@ impl GradCam {
             (None, None) => Ok(ActivationLayout::ChannelsLast),
         }
     }
+
+    /// Whether the map is normalised and resized to the input.
+    pub fn get_should_resize(&self) -> bool {
+        self.should_resize
+    }
+
+    /// Whether the map is repeated into 3 channels.
+    pub fn get_three_dims(&self) -> bool {
+        self.three_dims
+    }
+
+    /// The layout set with [`layout`](Self::layout); `None`: the model's, else channels-last.
+    pub fn get_layout(&self) -> Option<ActivationLayout> {
+        self.layout
+    }
+
+    /// The most images per model call in a multi-image call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
+    }
 }
 
 impl<F: Float> CoreSaliency<F> for GradCam {

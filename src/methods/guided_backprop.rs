@@ -89,6 +89,11 @@ impl GuidedBackprop {
         self.batch_size = batch_size;
         self
     }
+
+    /// The most images per model call in a multi-image call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
+    }
 }
 
 impl<F: Float> CoreSaliency<F> for GuidedBackprop {

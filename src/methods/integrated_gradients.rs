@@ -80,6 +80,21 @@ impl<F: Float> IntegratedGradients<F> {
         self.baseline = Some(baseline.into_dyn());
         self
     }
+
+    /// The number of path points.
+    pub fn get_steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The most path points per model call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The baseline set with [`baseline`](Self::baseline); `None` means all zeros.
+    pub fn get_baseline(&self) -> Option<&ArrayD<F>> {
+        self.baseline.as_ref()
+    }
 }
 
 impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {

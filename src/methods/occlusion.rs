@@ -102,6 +102,26 @@ impl<F: Float> Occlusion<F> {
         self.batch_size = batch_size;
         self
     }
+
+    /// The height and width of the window.
+    pub fn get_size(&self) -> usize {
+        self.size
+    }
+
+    /// The value written under the window.
+    pub fn get_value(&self) -> F {
+        self.value
+    }
+
+    /// The distance between consecutive window positions.
+    pub fn get_stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The most occluded copies per model call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
+    }
 }
 
 impl<F: Float> CoreSaliency<F> for Occlusion<F> {

@@ -103,6 +103,31 @@ impl SmoothGradParams {
         }
         Ok(())
     }
+
+    /// The noise standard deviation as a fraction of the input's range.
+    pub fn get_stdev_spread(&self) -> f64 {
+        self.stdev_spread
+    }
+
+    /// The number of noisy samples.
+    pub fn get_nsamples(&self) -> usize {
+        self.nsamples
+    }
+
+    /// Whether the squared masks are averaged.
+    pub fn get_magnitude(&self) -> bool {
+        self.magnitude
+    }
+
+    /// The seed of the noise; `None`: seeded from the operating system.
+    pub fn get_seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// The rows per packed model call; `None`: the samples call the model one after another.
+    pub fn get_batch_size(&self) -> Option<usize> {
+        self.batch_size
+    }
 }
 
 /// SmoothGrad around any method: the mean of `method`'s masks (or of their

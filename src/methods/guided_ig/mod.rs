@@ -135,6 +135,31 @@ impl<F: Float> GuidedIg<F> {
         self.batch_size = batch_size;
         self
     }
+
+    /// The number of steps of the path.
+    pub fn get_steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The fraction of the features moved at each iteration.
+    pub fn get_fraction(&self) -> f64 {
+        self.fraction
+    }
+
+    /// How far a feature may leave the straight line, as a fraction of the path.
+    pub fn get_max_dist(&self) -> f64 {
+        self.max_dist
+    }
+
+    /// The baseline set with [`baseline`](Self::baseline); `None` means all zeros.
+    pub fn get_baseline(&self) -> Option<&ArrayD<F>> {
+        self.baseline.as_ref()
+    }
+
+    /// The most rows per model call in a multi-image call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
+    }
 }
 
 impl<F: Float> CoreSaliency<F> for GuidedIg<F> {

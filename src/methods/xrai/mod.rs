@@ -133,6 +133,41 @@ impl XraiParameters {
         self.min_pixel_diff = pixels;
         self
     }
+
+    /// The integrated-gradients steps per baseline.
+    pub fn get_steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The fraction of the image the full algorithm covers region by region.
+    pub fn get_area_threshold(&self) -> f64 {
+        self.area_threshold
+    }
+
+    /// Whether the attribution of every baseline is returned.
+    pub fn get_return_ig_attributions(&self) -> bool {
+        self.return_ig_attributions
+    }
+
+    /// Whether the ranked regions are returned.
+    pub fn get_return_xrai_segments(&self) -> bool {
+        self.return_xrai_segments
+    }
+
+    /// Whether the regions are returned as one rank image.
+    pub fn get_flatten_xrai_segments(&self) -> bool {
+        self.flatten_xrai_segments
+    }
+
+    /// The greedy ranking.
+    pub fn get_algorithm(&self) -> XraiAlgorithm {
+        self.algorithm
+    }
+
+    /// The fewest new pixels a mask must add to be kept.
+    pub fn get_min_pixel_diff(&self) -> usize {
+        self.min_pixel_diff
+    }
 }
 
 /// The ranked regions of an XRAI run.
@@ -396,6 +431,31 @@ impl<F: Float> Xrai<F> {
             )?);
         }
         Ok(attrs)
+    }
+
+    /// The run's parameters.
+    pub fn get_parameters(&self) -> &XraiParameters {
+        &self.parameters
+    }
+
+    /// The most integrated-gradients path points per model call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The baselines set with [`baselines`](Self::baselines); `None`: the image's minimum and maximum.
+    pub fn get_baselines(&self) -> Option<&[ArrayD<F>]> {
+        self.baselines.as_deref()
+    }
+
+    /// The segments set with [`segments`](Self::segments); `None`: Felzenszwalb segments.
+    pub fn get_segments(&self) -> Option<&[Array2<bool>]> {
+        self.segments.as_deref()
+    }
+
+    /// The attribution set with [`base_attribution`](Self::base_attribution); `None`: integrated gradients.
+    pub fn get_base_attribution(&self) -> Option<&ArrayD<F>> {
+        self.base_attribution.as_ref()
     }
 }
 

@@ -1,0 +1,132 @@
+//! One way to configure a method: setters, getters that read them back,
+//! and settings checked before any model call.
+
+use ndarray::{Array2, Array3, ArrayD, array};
+use saliency::{
+    ActivationLayout, BlurIg, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion, SmoothGradParams,
+    VanillaGradients, Xrai, XraiAlgorithm, XraiParameters,
+};
+
+#[test]
+fn every_setting_reads_back_through_its_getter() {
+    let ig = IntegratedGradients::<f64>::new()
+        .steps(7)
+        .batch_size(3)
+        .baseline(array![1.0, 2.0]);
+    assert_eq!((ig.get_steps(), ig.get_batch_size()), (7, 3));
+    assert_eq!(ig.get_baseline(), Some(&array![1.0, 2.0].into_dyn()));
+    assert_eq!(IntegratedGradients::<f64>::new().get_baseline(), None);
+
+    let occ = Occlusion::<f32>::new().size(4).stride(2).batch_size(5);
+    assert_eq!((occ.get_size(), occ.get_stride(), occ.get_batch_size()), (4, 2, 5));
+
+    let blur = BlurIg::new()
+        .max_sigma(3.0)
+        .steps(9)
+        .grad_step(0.5)
+        .sqrt(true)
+        .batch_size(2);
+    assert_eq!(
+        (
+            blur.get_max_sigma(),
+            blur.get_steps(),
+            blur.get_grad_step(),
+            blur.get_sqrt(),
+            blur.get_batch_size()
+        ),
+        (3.0, 9, 0.5, true, 2)
+    );
+
+    let cam = GradCam::new()
+        .should_resize(false)
+        .three_dims(false)
+        .layout(ActivationLayout::ChannelsFirst)
+        .batch_size(4);
+    assert_eq!(
+        (
+            cam.get_should_resize(),
+            cam.get_three_dims(),
+            cam.get_layout(),
+            cam.get_batch_size()
+        ),
+        (false, false, Some(ActivationLayout::ChannelsFirst), 4)
+    );
+    assert_eq!(GradCam::new().get_layout(), None);
+
+    assert_eq!(GuidedBackprop::new().batch_size(6).get_batch_size(), 6);
+    assert_eq!(VanillaGradients::new().batch_size(8).get_batch_size(), 8);
+
+    let gig = GuidedIg::<f64>::new()
+        .steps(5)
+        .fraction(0.5)
+        .max_dist(0.1)
+        .batch_size(3);
+    assert_eq!(
+        (
+            gig.get_steps(),
+            gig.get_fraction(),
+            gig.get_max_dist(),
+            gig.get_batch_size()
+        ),
+        (5, 0.5, 0.1, 3)
+    );
+    assert_eq!(gig.get_baseline(), None);
+
+    let sg = SmoothGradParams::new()
+        .stdev_spread(0.2)
+        .nsamples(4)
+        .magnitude(false)
+        .seed(9)
+        .batch_size(2);
+    assert_eq!(
+        (
+            sg.get_stdev_spread(),
+            sg.get_nsamples(),
+            sg.get_magnitude(),
+            sg.get_seed(),
+            sg.get_batch_size()
+        ),
+        (0.2, 4, false, Some(9), Some(2))
+    );
+    assert_eq!(
+        (
+            SmoothGradParams::new().get_seed(),
+            SmoothGradParams::new().get_batch_size()
+        ),
+        (None, None)
+    );
+
+    let p = XraiParameters::new()
+        .steps(11)
+        .area_threshold(0.5)
+        .return_ig_attributions(true)
+        .return_xrai_segments(true)
+        .flatten_xrai_segments(false)
+        .algorithm(XraiAlgorithm::Fast)
+        .min_pixel_diff(3);
+    assert_eq!(
+        (
+            p.get_steps(),
+            p.get_area_threshold(),
+            p.get_return_ig_attributions(),
+            p.get_return_xrai_segments(),
+            p.get_flatten_xrai_segments(),
+            p.get_algorithm(),
+            p.get_min_pixel_diff()
+        ),
+        (11, 0.5, true, true, false, XraiAlgorithm::Fast, 3)
+    );
+    let segments = vec![Array2::from_elem((2, 2), true)];
+    let attribution = Array3::<f64>::zeros((2, 2, 1));
+    let xrai = Xrai::<f64>::new()
+        .parameters(p.clone())
+        .batch_size(5)
+        .baselines(vec![ArrayD::zeros(vec![2, 2, 1])])
+        .segments(segments.clone())
+        .base_attribution(attribution.clone());
+    assert_eq!((xrai.get_parameters(), xrai.get_batch_size()), (&p, 5));
+    assert_eq!(xrai.get_baselines().map(<[_]>::len), Some(1));
+    assert_eq!(xrai.get_segments(), Some(&segments[..]));
+    assert_eq!(xrai.get_base_attribution(), Some(&attribution.into_dyn()));
+    assert_eq!(Xrai::<f64>::new().get_segments(), None);
+}
