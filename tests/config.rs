@@ -130,3 +130,48 @@ fn every_setting_reads_back_through_its_getter() {
     assert_eq!(xrai.get_base_attribution(), Some(&attribution.into_dyn()));
     assert_eq!(Xrai::<f64>::new().get_segments(), None);
 }
+
+#[test]
+fn occlusion_value_is_f64_for_every_float_type() {
+    use saliency::{CoreSaliency, Float, ModelOutputs, ModelRequest, OutputKey};
+    // Multiples of 1/4 and sums of a few of them are exact in f32 and f64,
+    // so the two masks can only differ if the value were converted differently.
+    fn mask<F: Float>() -> ArrayD<F> {
+        let image = Array3::from_shape_fn((5, 6, 2), |(i, j, c)| {
+            F::from_f64_lossy(((i * 7 + j * 3 + c) % 5) as f64 / 4.0)
+        });
+        let mut model = |batch: ndarray::ArrayViewD<'_, F>, _: &ModelRequest<'_>| {
+            let scores: ndarray::Array1<F> = batch
+                .outer_iter()
+                .map(|x| x.iter().fold(F::zero(), |a, &v| a + v))
+                .collect();
+            Ok::<_, saliency::BoxError>(ModelOutputs::new().with(OutputKey::OutputLayerValues, scores))
+        };
+        let occlusion = Occlusion::<F>::new().size(2).value(0.25);
+        assert_eq!(occlusion.get_value(), 0.25);
+        occlusion.get_mask(image.view().into_dyn(), &mut model).unwrap()
+    }
+    let (m32, m64) = (mask::<f32>(), mask::<f64>());
+    assert!(m64.iter().any(|&v| v != 0.0));
+    assert_eq!(m32.mapv(f64::from), m64);
+}
+
+#[test]
+fn occlusion_value_that_overflows_the_float_type_is_refused() {
+    use saliency::{CoreSaliency, SaliencyError};
+    let image = Array3::<f32>::zeros((4, 4, 1));
+    let err = Occlusion::<f32>::new()
+        .size(2)
+        .value(1e300)
+        .get_mask(
+            image.view().into_dyn(),
+            &mut |_: ndarray::ArrayViewD<'_, f32>, _: &saliency::ModelRequest<'_>| {
+                panic!("the model must not be called")
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, SaliencyError::InvalidParameter { name: "value", .. }),
+        "{err:?}"
+    );
+}
