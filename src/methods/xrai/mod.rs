@@ -43,33 +43,23 @@ pub enum XraiAlgorithm {
 }
 
 /// The parameters of one XRAI run (the reference's `XRAIParameters`), with
-/// its defaults.
+/// its defaults; set with the builder setters, read with the `get_` getters.
 ///
 /// ```
 /// use saliency::{XraiAlgorithm, XraiParameters};
 /// let p = XraiParameters::new().algorithm(XraiAlgorithm::Fast).steps(50);
-/// assert_eq!(p.min_pixel_diff, 50);
+/// assert_eq!((p.get_steps(), p.get_min_pixel_diff()), (50, 50));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct XraiParameters {
-    /// Integrated-gradients steps per baseline (100; 1 to
-    /// [`MAX_STEPS`](crate::MAX_STEPS)).
-    pub steps: usize,
-    /// Fraction of the image the full algorithm covers before it gives the
-    /// rest one common value (1.0: everything).
-    pub area_threshold: f64,
-    /// Return the integrated-gradients attribution of every baseline (false).
-    pub return_ig_attributions: bool,
-    /// Return the ranked regions (false).
-    pub return_xrai_segments: bool,
-    /// Return the regions as one rank image rather than a list of masks (true).
-    pub flatten_xrai_segments: bool,
-    /// Full or fast ranking (full).
-    pub algorithm: XraiAlgorithm,
-    /// Masks that would add fewer new pixels than this are dropped (50; the
-    /// reference's experimental `min_pixel_diff`).
-    pub min_pixel_diff: usize,
+    steps: usize,
+    area_threshold: f64,
+    return_ig_attributions: bool,
+    return_xrai_segments: bool,
+    flatten_xrai_segments: bool,
+    algorithm: XraiAlgorithm,
+    min_pixel_diff: usize,
 }
 
 impl Default for XraiParameters {
@@ -91,43 +81,46 @@ impl XraiParameters {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets [`steps`](Self::steps).
+    /// Integrated-gradients steps per baseline (100; 1 to
+    /// [`MAX_STEPS`](crate::MAX_STEPS)).
     #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
     }
-    /// Sets [`area_threshold`](Self::area_threshold).
+    /// Fraction of the image the full algorithm covers before it gives the
+    /// rest one common value (1.0: everything).
     #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn area_threshold(mut self, area_threshold: f64) -> Self {
         self.area_threshold = area_threshold;
         self
     }
-    /// Sets [`return_ig_attributions`](Self::return_ig_attributions).
+    /// Return the integrated-gradients attribution of every baseline (false).
     #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn return_ig_attributions(mut self, yes: bool) -> Self {
         self.return_ig_attributions = yes;
         self
     }
-    /// Sets [`return_xrai_segments`](Self::return_xrai_segments).
+    /// Return the ranked regions (false).
     #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn return_xrai_segments(mut self, yes: bool) -> Self {
         self.return_xrai_segments = yes;
         self
     }
-    /// Sets [`flatten_xrai_segments`](Self::flatten_xrai_segments).
+    /// Return the regions as one rank image rather than a list of masks (true).
     #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn flatten_xrai_segments(mut self, yes: bool) -> Self {
         self.flatten_xrai_segments = yes;
         self
     }
-    /// Sets [`algorithm`](Self::algorithm).
+    /// Full or fast ranking (full).
     #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn algorithm(mut self, algorithm: XraiAlgorithm) -> Self {
         self.algorithm = algorithm;
         self
     }
-    /// Sets [`min_pixel_diff`](Self::min_pixel_diff).
+    /// Masks that would add fewer new pixels than this are dropped (50; the
+    /// reference's experimental `min_pixel_diff`).
     #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn min_pixel_diff(mut self, pixels: usize) -> Self {
         self.min_pixel_diff = pixels;
