@@ -175,3 +175,36 @@ fn occlusion_value_that_overflows_the_float_type_is_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn xrai_from_an_attribution_needs_no_model_also_with_its_own_segments() {
+    let image = Array3::from_shape_fn((24, 20, 3), |(i, j, c)| ((i / 6 + j / 5 + c) % 3) as f64 / 2.0);
+    let attribution = Array3::from_shape_fn((24, 20, 3), |(i, j, c)| ((i * 3 + j + c) % 7) as f64 - 2.0);
+    let params = XraiParameters::new().return_xrai_segments(true).min_pixel_diff(1);
+    let xrai = Xrai::<f64>::new().parameters(params);
+    let free = xrai
+        .get_mask_from_attribution(image.view().into_dyn(), attribution.view().into_dyn())
+        .unwrap();
+    let with_model = xrai
+        .clone()
+        .base_attribution(attribution.clone())
+        .get_mask_with_details(
+            image.view().into_dyn(),
+            &mut |_: ndarray::ArrayViewD<'_, f64>,
+                  _: &saliency::ModelRequest<'_>|
+             -> Result<saliency::ModelOutputs<f64>, saliency::BoxError> {
+                panic!("the model must not be called")
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(free, with_model);
+    // A given attribution of another shape is refused as the base attribution is.
+    let err = xrai
+        .get_mask_from_attribution(
+            image.view().into_dyn(),
+            Array2::<f64>::zeros((24, 20)).view().into_dyn(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, saliency::SaliencyError::ShapeMismatch { .. }), "{err:?}");
+}

@@ -293,7 +293,50 @@ impl<F: Float> Xrai<F> {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<XraiOutput<F>> {
+        self.run(x, None, Some(model), progress)
+    }
+
+    /// Runs XRAI on a given attribution of `x`'s shape, without a model:
+    /// the same result as [`get_mask_with_details`](Self::get_mask_with_details)
+    /// with that attribution set as the [`base_attribution`](Self::base_attribution)
+    /// (which `attribution` replaces). The segments are the ones set with
+    /// [`segments`](Self::segments), else Felzenszwalb segments of `x`.
+    ///
+    /// ```
+    /// use ndarray::{Array2, Array3};
+    /// use saliency::{Xrai, XraiParameters};
+    ///
+    /// let image = Array3::<f64>::zeros((8, 8, 3));
+    /// // The right half carries all the attribution.
+    /// let attribution = Array3::from_shape_fn((8, 8, 3), |(_, j, _)| if j < 4 { 0.0 } else { 1.0 });
+    /// let left = Array2::from_shape_fn((8, 8), |(_, j)| j < 4);
+    /// let right = left.mapv(|b| !b);
+    /// let xrai = Xrai::new()
+    ///     .parameters(XraiParameters::new().min_pixel_diff(1))
+    ///     .segments(vec![left, right]);
+    /// let out = xrai.get_mask_from_attribution(image.view().into_dyn(), attribution.view().into_dyn())?;
+    /// assert_eq!((out.attribution_mask[[0, 7]], out.attribution_mask[[0, 0]]), (1.0, 0.0));
+    /// # Ok::<(), saliency::SaliencyError>(())
+    /// ```
+    pub fn get_mask_from_attribution(
+        &self,
+        x: ArrayViewD<'_, F>,
+        attribution: ArrayViewD<'_, F>,
+    ) -> Result<XraiOutput<F>> {
+        self.run(x, Some(attribution), None, &mut |_| {})
+    }
+
+    /// XRAI with the attribution given (`attribution`, else the base
+    /// attribution set) or computed by integrated gradients with `model`.
+    fn run(
+        &self,
+        x: ArrayViewD<'_, F>,
+        attribution: Option<ArrayViewD<'_, F>>,
+        model: Option<&mut dyn CallModelFunction<F>>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<XraiOutput<F>> {
         let p = &self.parameters;
+        let given = attribution.or_else(|| self.base_attribution.as_ref().map(|b| b.view()));
         check_image("input", &x)?;
         check_steps("steps", p.steps)?;
         check_positive("batch_size", self.batch_size)?;
@@ -307,8 +350,8 @@ impl<F: Float> Xrai<F> {
         let (height, width) = (x.shape()[0], x.shape()[1]);
 
         // Check every argument before the (possibly long) model calls.
-        if let Some(base) = &self.base_attribution {
-            check_like_input("base attribution", &base.view(), x.shape())?;
+        if let Some(base) = &given {
+            check_like_input("base attribution", base, x.shape())?;
         }
         if let Some(baselines) = &self.baselines {
             if baselines.is_empty() {
@@ -348,9 +391,14 @@ impl<F: Float> Xrai<F> {
             }
         };
         let compute_attribution = || -> Result<Attribution<F>> {
-            match &self.base_attribution {
-                Some(base) => Ok((base.clone(), None, p.return_ig_attributions.then(|| vec![base.clone()]))),
-                None => {
+            match (given, model) {
+                (Some(base), _) => Ok((
+                    base.to_owned(),
+                    None,
+                    p.return_ig_attributions.then(|| vec![base.to_owned()]),
+                )),
+                (None, None) => Err(SaliencyError::internal("XRAI has neither an attribution nor a model")),
+                (None, Some(model)) => {
                     let baselines = match &self.baselines {
                         Some(b) => b.clone(),
                         None => default_baselines(x.view()),
