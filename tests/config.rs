@@ -208,3 +208,60 @@ fn xrai_from_an_attribution_needs_no_model_also_with_its_own_segments() {
         .unwrap_err();
     assert!(matches!(err, saliency::SaliencyError::ShapeMismatch { .. }), "{err:?}");
 }
+
+#[test]
+fn every_method_refuses_an_invalid_setting_before_calling_the_model() {
+    use saliency::{CoreSaliency, ModelOutputs, ModelRequest, SaliencyError, SmoothGrad};
+    let methods: Vec<(&str, Box<dyn CoreSaliency<f64>>)> = vec![
+        ("vanilla batch_size", Box::new(VanillaGradients::new().batch_size(0))),
+        (
+            "guided backprop batch_size",
+            Box::new(GuidedBackprop::new().batch_size(0)),
+        ),
+        ("grad-cam batch_size", Box::new(GradCam::new().batch_size(0))),
+        ("guided ig batch_size", Box::new(GuidedIg::new().batch_size(0))),
+        ("guided ig fraction", Box::new(GuidedIg::new().fraction(2.0))),
+        ("ig steps", Box::new(IntegratedGradients::new().steps(0))),
+        ("ig batch_size", Box::new(IntegratedGradients::new().batch_size(0))),
+        ("occlusion stride", Box::new(Occlusion::new().size(2).stride(0))),
+        ("occlusion value", Box::new(Occlusion::new().size(2).value(f64::NAN))),
+        ("blur ig grad_step", Box::new(BlurIg::new().grad_step(0.0))),
+        (
+            "xrai steps",
+            Box::new(Xrai::new().parameters(XraiParameters::new().steps(0))),
+        ),
+        ("xrai batch_size", Box::new(Xrai::new().batch_size(0))),
+        (
+            "smoothgrad nsamples",
+            Box::new(SmoothGrad::new(
+                VanillaGradients::new(),
+                SmoothGradParams::new().nsamples(0),
+            )),
+        ),
+        (
+            "smoothgrad over ig steps",
+            Box::new(SmoothGrad::new(
+                IntegratedGradients::new().steps(0),
+                SmoothGradParams::new().seed(1),
+            )),
+        ),
+        (
+            "packed smoothgrad over ig steps",
+            Box::new(SmoothGrad::new(
+                IntegratedGradients::new().steps(0),
+                SmoothGradParams::new().seed(1).batch_size(4),
+            )),
+        ),
+    ];
+    let image = Array3::<f64>::from_elem((8, 8, 3), 0.5);
+    for (name, method) in &methods {
+        let mut called = false;
+        let mut model = |_: ndarray::ArrayViewD<'_, f64>, _: &ModelRequest<'_>| {
+            called = true;
+            Err::<ModelOutputs<f64>, saliency::BoxError>("the model must not be called".into())
+        };
+        let err = method.get_mask(image.view().into_dyn(), &mut model).unwrap_err();
+        assert!(!called, "{name}: the model was called before the settings were checked");
+        assert!(matches!(err, SaliencyError::InvalidParameter { .. }), "{name}: {err:?}");
+    }
+}

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix4};
 
-use crate::checks::{check_channels_last, check_input, finite_result};
+use crate::checks::{check_channels_last, check_input, check_positive, finite_result};
 use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -174,6 +174,9 @@ impl<F: Float> CoreSaliency<F> for GradCam {
     ) -> Result<ArrayD<F>> {
         check_input("input", &x, 2)?;
         check_channels_last("input", x.shape())?;
+        // Unused by one image, but checked here too: a setting is valid or
+        // not whatever the call.
+        check_positive("batch_size", self.batch_size)?;
         let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
         let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), &keys)?;
         progress(Progress::new(Stage::ModelCalls, 1, 1));

@@ -10,6 +10,7 @@
 
 use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Dimension, Zip};
 
+use crate::checks::check_positive;
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -111,6 +112,9 @@ impl<F: Float> CoreSaliency<F> for GuidedBackprop {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
+        // Unused by one image, but checked here too: a setting is valid or
+        // not whatever the call.
+        check_positive("batch_size", self.batch_size)?;
         gradient_of_one(x, model, OutputKey::GuidedInputOutputGradients, progress)
     }
 }

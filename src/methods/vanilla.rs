@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
-use crate::checks::check_input;
+use crate::checks::{check_input, check_positive};
 use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::Result;
 use crate::float::Float;
@@ -81,6 +81,9 @@ impl<F: Float> CoreSaliency<F> for VanillaGradients {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
+        // Unused by one image, but checked here too: a setting is valid or
+        // not whatever the call.
+        check_positive("batch_size", self.batch_size)?;
         gradient_of_one(x, model, OutputKey::InputOutputGradients, progress)
     }
 }

@@ -11,7 +11,7 @@ mod selection;
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use crate::checks::{check_input, check_like_input, check_steps, finite_result};
+use crate::checks::{check_input, check_like_input, check_positive, check_steps, finite_result};
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -181,6 +181,9 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
         check_steps("steps", self.steps)?;
         check_unit("fraction", self.fraction)?;
         check_unit("max_dist", self.max_dist)?;
+        // One image sends one row per call, but the setting is checked
+        // whatever the call.
+        check_positive("batch_size", self.batch_size)?;
         let input: Vec<f64> = x.iter().map(|v| v.as_f64()).collect();
         let baseline: Vec<f64> = match &self.baseline {
             Some(b) => {
