@@ -265,3 +265,24 @@ fn every_method_refuses_an_invalid_setting_before_calling_the_model() {
         assert!(matches!(err, SaliencyError::InvalidParameter { .. }), "{name}: {err:?}");
     }
 }
+
+#[cfg(feature = "metrics")]
+#[test]
+fn pic_metric_settings_read_back() {
+    let pic = saliency::PicMetric::new()
+        .thresholds(vec![0.1, 0.5])
+        .min_pred_value(0.3)
+        .keep_monotonous(false)
+        .num_data_points(20)
+        .batch_size(4);
+    assert_eq!(pic.get_thresholds(), &[0.1, 0.5]);
+    assert_eq!(
+        (
+            pic.get_min_pred_value(),
+            pic.get_keep_monotonous(),
+            pic.get_num_data_points(),
+            pic.get_batch_size()
+        ),
+        (0.3, false, 20, Some(4))
+    );
+}

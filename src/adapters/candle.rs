@@ -545,6 +545,27 @@ where
         self
     }
 
+    /// The device the model's weights live on.
+    pub fn get_device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype the model computes in.
+    pub fn get_dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Whether the model takes its input channels-first.
+    pub fn get_channels_first(&self) -> bool {
+        self.channels_first
+    }
+
+    /// The layout set with [`layer_layout`](Self::layer_layout); `None`:
+    /// the input's.
+    pub fn get_layer_layout(&self) -> Option<ActivationLayout> {
+        self.layer_layout
+    }
+
     /// The layout the adapter states for the marked layer.
     fn stated_layout(&self) -> ActivationLayout {
         self.layer_layout.unwrap_or(if self.channels_first {

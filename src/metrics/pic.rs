@@ -394,6 +394,31 @@ impl PicMetric {
         self
     }
 
+    /// The fractions of the most salient pixels revealed.
+    pub fn get_thresholds(&self) -> &[f64] {
+        &self.thresholds
+    }
+
+    /// The lowest original prediction an image may have.
+    pub fn get_min_pred_value(&self) -> f64 {
+        self.min_pred_value
+    }
+
+    /// Whether the curve is kept non-decreasing.
+    pub fn get_keep_monotonous(&self) -> bool {
+        self.keep_monotonous
+    }
+
+    /// The points of the curve before the final point.
+    pub fn get_num_data_points(&self) -> usize {
+        self.num_data_points
+    }
+
+    /// The blurred images per prediction call; `None`: all in one call.
+    pub fn get_batch_size(&self) -> Option<usize> {
+        self.batch_size
+    }
+
     fn check(&self) -> Result<()> {
         let mut previous = 0.0;
         for &t in &self.thresholds {
