@@ -6,7 +6,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use ndarray::{Array2, Array3, ArrayD, ArrayViewD, IxDyn};
-use saliency::imageops::{self, BoundaryMode, ResizeMode, ResizeOptions};
+use saliency::imageops::{self, AntiAliasing, BoundaryMode, ResizeMode, ResizeOptions};
 use saliency::metrics::{self, Interpolation, PicMetric};
 use saliency::visualize::{self, ColorMap};
 use saliency::{
@@ -424,7 +424,11 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 .cval(value(u)?)
                 .clip(u.arbitrary()?)
                 .preserve_range(u.arbitrary()?)
-                .anti_aliasing(u.arbitrary()?)
+                .anti_aliasing(match u.int_in_range(0..=2_u8)? {
+                    0 => AntiAliasing::Auto,
+                    1 => AntiAliasing::On,
+                    _ => AntiAliasing::Off,
+                })
                 .anti_aliasing_sigma(if u.arbitrary()? { Some(sigma.clone()) } else { None });
             debug(&format!("resize {:?} to {out_shape:?} {options:?}", x.shape()));
             if let Ok(out) = imageops::resize(x.view(), &out_shape, &options) {

@@ -509,6 +509,7 @@ where
     }
 
     /// The device the model's weights live on.
+    #[must_use = "a setter returns the changed model; assign or chain it"]
     pub fn device(mut self, device: &Device) -> Self {
         self.device = device.clone();
         self
@@ -516,6 +517,7 @@ where
 
     /// The dtype the model computes in, when it differs from `F` (inputs are
     /// converted to it, outputs back to `F`).
+    #[must_use = "a setter returns the changed model; assign or chain it"]
     pub fn dtype(mut self, dtype: DType) -> Self {
         self.dtype = dtype;
         self
@@ -525,6 +527,7 @@ where
     /// axis is moved to position 1 (`[B, H, W, C]` becomes `[B, C, H, W]`).
     /// Batches of rank below 4 (images without a channel axis) are then
     /// refused with [`CandleAdapterError::ChannelsFirstRank`].
+    #[must_use = "a setter returns the changed model; assign or chain it"]
     pub fn channels_first(mut self, channels_first: bool) -> Self {
         self.channels_first = channels_first;
         self
@@ -536,9 +539,31 @@ where
     /// channels-first with [`channels_first`](Self::channels_first), else
     /// channels-last. The adapter states it with every output
     /// ([`ModelOutputs::with_layout`]), and Grad-CAM follows it.
+    #[must_use = "a setter returns the changed model; assign or chain it"]
     pub fn layer_layout(mut self, layout: ActivationLayout) -> Self {
         self.layer_layout = Some(layout);
         self
+    }
+
+    /// The device the model's weights live on.
+    pub fn get_device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype the model computes in.
+    pub fn get_dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Whether the model takes its input channels-first.
+    pub fn get_channels_first(&self) -> bool {
+        self.channels_first
+    }
+
+    /// The layout set with [`layer_layout`](Self::layer_layout); `None`:
+    /// the input's.
+    pub fn get_layer_layout(&self) -> Option<ActivationLayout> {
+        self.layer_layout
     }
 
     /// The layout the adapter states for the marked layer.
@@ -664,6 +689,8 @@ where
     /// What the forward pass alone can show wrong (no layer marked when
     /// `layer_key` asks for one, no guided ReLU) is reported before the
     /// backward pass, whose own failure would hide it.
+    // Each argument is one independent switch of the pass; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn pass(
         &mut self,
         x: &Tensor,

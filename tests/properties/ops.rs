@@ -3,7 +3,7 @@
 
 use ndarray::{Array2, Array3, ArrayD, IxDyn};
 use proptest::prelude::*;
-use saliency::imageops::{self, BoundaryMode, FelzenszwalbGraph, ResizeMode, ResizeOptions};
+use saliency::imageops::{self, AntiAliasing, BoundaryMode, FelzenszwalbGraph, ResizeMode, ResizeOptions};
 use saliency::visualize::{self, ColorMap};
 
 use crate::arb;
@@ -34,7 +34,11 @@ fn resize_options() -> impl Strategy<Value = ResizeOptions> {
         resize_mode(),
         arb::value(),
         any::<[bool; 2]>(),
-        prop::option::of(any::<bool>()),
+        prop_oneof![
+            Just(AntiAliasing::Auto),
+            Just(AntiAliasing::On),
+            Just(AntiAliasing::Off)
+        ],
         prop::option::of(prop::collection::vec(arb::param(0.0, 3.0), 0..4)),
     )
         .prop_map(|(order, mode, cval, [clip, preserve], aa, aa_sigma)| {
