@@ -689,8 +689,6 @@ where
     /// What the forward pass alone can show wrong (no layer marked when
     /// `layer_key` asks for one, no guided ReLU) is reported before the
     /// backward pass, whose own failure would hide it.
-    // Each argument is one independent switch of the pass; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
     fn pass(
         &mut self,
         x: &Tensor,
