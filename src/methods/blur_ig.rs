@@ -1,6 +1,8 @@
 //! Blur IG: integrated gradients along a path of increasingly blurred images
 //! ([Xu et al., 2020](https://arxiv.org/abs/2004.03383)).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::checks::{check_image, check_positive, check_steps, finite_result, try_filled};
@@ -10,7 +12,7 @@ use crate::float::Float;
 use crate::imageops::gaussian::{
     BoundaryMode, DEFAULT_TRUNCATE, Scratch, check_kernel_radius, filter_f64_with, round_to,
 };
-use crate::model::{CallModelFunction, OutputKey, call_model};
+use crate::model::{CallModelFunction, OutputKey, call_model, find_non_finite};
 use crate::parallel::{for_each_chunk_mut, for_each_grouped};
 
 /// Blur IG: the path runs from a fully blurred image (Gaussian blur of
@@ -30,7 +32,9 @@ use crate::parallel::{for_each_chunk_mut, for_each_grouped};
 /// `batch_size` (and equals the reference's for `batch_size` 1).
 ///
 /// At most `batch_size` path points (with their finite differences) exist at
-/// any time; progress is reported after every batch.
+/// any time; progress is reported after every batch. A point or difference
+/// that overflows (blurs of values near `f64::MAX`) is
+/// [`SaliencyError::NonFiniteResult`] before the model sees it.
 ///
 /// ```
 /// use ndarray::Array3;
@@ -189,6 +193,24 @@ fn blur<F: Float>(x: &[f64], shape: &[usize], sigma: f64, out: &mut [F], scratch
         .for_each(|(o, v)| *o = F::from_f64_lossy(*v));
 }
 
+/// The error for a batch whose points (`len` values each) or finite
+/// differences overflowed: the first point in path order with a non-finite
+/// value, else the first non-finite difference; indices within one image.
+fn overflow_error<F: Float>(points: &[F], slopes: &[F], len: usize) -> SaliencyError {
+    let first = |what: &'static str, values: &[F]| {
+        values.chunks(len.max(1)).find_map(|one| {
+            find_non_finite(one).map(|(count, first_index)| SaliencyError::NonFiniteResult {
+                what,
+                count,
+                first_index,
+            })
+        })
+    };
+    first("blurred input", points)
+        .or_else(|| first("blurred input's finite difference", slopes))
+        .unwrap_or_else(|| SaliencyError::internal("a Blur IG batch overflowed without a non-finite value"))
+}
+
 impl<F: Float> CoreSaliency<F> for BlurIg {
     fn name(&self) -> &'static str {
         "Blur IG"
@@ -232,13 +254,22 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         batch_shape.extend_from_slice(&shape);
 
         // One path point and its finite difference, from the blurs at
-        // sigma and sigma + grad_step.
+        // sigma and sigma + grad_step. Blurs of values near f64::MAX can
+        // overflow (the symmetric kernel adds two neighbours before weighting
+        // them), and so can the difference. A non-finite point makes its
+        // difference non-finite too, so one check of the differences, folded
+        // into the pass that computes them, covers both.
         let grad_step_f64 = self.grad_step;
+        let finite = AtomicBool::new(true);
         let make_point = |scratch: &mut Scratch, i: usize, point: &mut [F], slope: &mut [F]| {
             blur(&x, &shape, sigmas[i], point, scratch);
             blur(&x, &shape, sigmas[i] + grad_step_f64, slope, scratch);
-            for (s, p) in slope.iter_mut().zip(point.iter()) {
-                *s = (*s - *p) / grad_step;
+            let ok = slope.iter_mut().zip(point.iter()).fold(true, |ok, (s, &p)| {
+                *s = (*s - p) / grad_step;
+                ok & s.is_finite()
+            });
+            if !ok {
+                finite.store(false, Ordering::Relaxed);
             }
         };
         let mut start = 0;
@@ -264,6 +295,10 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 },
                 |ws, (b, (point, slope))| make_point(ws, start + *b, point, slope),
             );
+            if !finite.load(Ordering::Relaxed) {
+                // Before the model is handed an overflowed point.
+                return Err(overflow_error(&points[..count * len], &slopes[..count * len], len));
+            }
             batch_shape[0] = count;
             let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &points[..count * len])
                 .map_err(|_| SaliencyError::internal("the Blur IG batch does not fill its shape"))?;

@@ -230,12 +230,17 @@ impl<F: Float> CoreSaliency<F> for GradCam {
                 }
             }
         }
+        // The ReLU keeps NaN, as `numpy.maximum(cam, 0)` does: an overflow
+        // (inf - inf) must not pass as a zero. A hugely negative sum (-inf)
+        // is rightly 0.
         cam.iter_mut()
-            .for_each(|v| *v = if *v > F::zero() { *v } else { F::zero() });
+            .for_each(|v| *v = if *v > F::zero() || v.is_nan() { *v } else { F::zero() });
         let cam = ndarray::Array2::from_shape_vec((h, w), cam)
             .map_err(|_| SaliencyError::internal("the Grad-CAM map does not have the layer's size"))?;
-
-        let mut cam = cam.into_dyn();
+        // Weighted sums of huge activations overflow. Checked before the
+        // normalisation and the resize, which would report an overflowed map
+        // as a non-finite input; a finite map stays finite through both.
+        let mut cam = finite_result("Grad-CAM map", cam.into_dyn())?;
         if self.should_resize {
             let max = cam.iter().fold(F::zero(), |m, &v| if v > m { v } else { m });
             if max > F::zero() {
@@ -257,8 +262,7 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         if self.should_resize {
             cam = resize(cam.view(), &x.shape()[..2], &ResizeOptions::default())?;
         }
-        // Weighted sums of huge activations overflow.
-        finite_result("Grad-CAM map", cam)
+        Ok(cam)
     }
 }
 

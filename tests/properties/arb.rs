@@ -237,6 +237,8 @@ fn good_output<F: Float>(spec: &ModelSpec, batch: &ArrayViewD<'_, F>, key: Outpu
 #[derive(Clone, Debug)]
 pub struct Call {
     pub batch: Vec<usize>,
+    /// Every value of the batch was finite.
+    pub finite: bool,
     pub keys: Vec<OutputKey>,
     pub fault: Fault,
     pub returned: Vec<(OutputKey, Vec<usize>)>,
@@ -270,6 +272,7 @@ pub fn traced_model<F: Float>(
         let fault = if calls >= spec.after { spec.fault } else { Fault::None };
         let mut call = Call {
             batch: batch.shape().to_vec(),
+            finite: batch.iter().all(|v| v.is_finite()),
             keys: keys.to_vec(),
             fault,
             returned: Vec::new(),

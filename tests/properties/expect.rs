@@ -7,7 +7,8 @@
 //! method checks them is its own business). Faults of the model are judged
 //! from the calls the model actually received: the first call whose answer
 //! breaks the contract decides the error, and a fault that starts after the
-//! method's last call changes nothing.
+//! method's last call changes nothing. No method hands the model a
+//! non-finite value.
 
 use ndarray::ArrayD;
 use proptest::prelude::*;
@@ -214,6 +215,15 @@ pub fn verify<F: Float>(
     if let Err(e) = result {
         // Every error formats (Display and Debug) without panicking.
         let _ = (e.to_string(), format!("{e:?}"));
+    }
+    // The model is never handed a value the input checks would refuse: an
+    // overflow is the method's to report, not the model's.
+    if let Some(i) = trace.iter().position(|c| !c.finite) {
+        return Err(TestCaseError::fail(format!(
+            "call {i} handed the model a non-finite value (the method returned {:?}); {}",
+            result.as_ref().map(|m| m.shape()),
+            describe(trace)
+        )));
     }
     if !expected.invalid.is_empty() {
         prop_assert!(

@@ -320,15 +320,9 @@ mod expected {
             invalid: expect::input("input", x, 2, usize::MAX),
             calls: 1,
             shape,
-            // Mean gradients of 1e300 times activations of 1e300.
-            huge: if method.should_resize {
-                // KNOWN DEFECT: the overflowed map reaches the resize, which
-                // reports it as a non-finite input "image" instead of the
-                // NonFiniteResult "Grad-CAM map" given without resizing.
-                vec![Want::NonFiniteResult, Want::NonFiniteInput("image")]
-            } else {
-                vec![Want::NonFiniteResult]
-            },
+            // Mean gradients of 1e300 times activations of 1e300, with or
+            // without the resize.
+            huge: vec![Want::NonFiniteResult],
             layer: Some(method.layout),
             ..Expected::default()
         }
@@ -362,18 +356,14 @@ mod expected {
             invalid,
             calls: steps.div_ceil(batch_size.max(1)),
             shape: x.shape().to_vec(),
-            // Values near f64::MAX: the blurred differences overflow.
-            // KNOWN DEFECT: the blur itself can overflow (SciPy's symmetric
-            // kernel adds the two neighbours before weighting them), and the
-            // infinite path point is handed to the model, whose NaN answer
-            // is then reported as the model's fault.
+            // Values near f64::MAX: the blur (SciPy's symmetric kernel adds
+            // the two neighbours before weighting them), the blurred
+            // differences or the mask overflow; never a point handed to the
+            // model.
             overflow: if moderate(x) {
                 vec![]
             } else {
-                vec![
-                    Want::NonFiniteResult,
-                    Want::NonFiniteOutput(OutputKey::InputOutputGradients),
-                ]
+                vec![Want::NonFiniteResult]
             },
             ..Expected::default()
         }

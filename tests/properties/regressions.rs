@@ -1,11 +1,11 @@
 //! Concrete inputs that once panicked, aborted, hung or returned a mask of
 //! NaN / infinities, one test each.
 
-use ndarray::{Array2, Array3, ArrayD, IxDyn, array};
+use ndarray::{Array2, Array3, ArrayD, ArrayViewD, IxDyn, array};
 use saliency::imageops::{self, BoundaryMode, ResizeOptions};
 use saliency::{
-    BlurIg, CoreSaliency, GuidedIg, IntegratedGradients, MAX_STEPS, SaliencyError, SmoothGrad, SmoothGradParams,
-    VanillaGradients, Xrai, XraiParameters, visualize,
+    BlurIg, BoxError, CoreSaliency, GradCam, GuidedIg, IntegratedGradients, MAX_STEPS, ModelOutputs, ModelRequest,
+    OutputKey, SaliencyError, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters, visualize,
 };
 
 use crate::arb::{self, Fault, ModelSpec};
@@ -244,4 +244,112 @@ fn guided_ig_whose_path_length_overflows_is_a_typed_error() {
             "{result:?}"
         );
     }
+}
+
+/// A Grad-CAM model whose layer is `[1, 1, 1, channels]` (channels-last) of
+/// `values`, with gradients `grads`.
+fn grad_cam_model(
+    values: Vec<f64>,
+    grads: Vec<f64>,
+) -> impl FnMut(ArrayViewD<'_, f64>, &ModelRequest<'_>) -> Result<ModelOutputs<f64>, BoxError> {
+    move |_batch, _keys| {
+        let shape = IxDyn(&[1, 1, 1, values.len()]);
+        Ok(ModelOutputs::new()
+            .with(
+                OutputKey::ConvolutionLayerValues,
+                ArrayD::from_shape_vec(shape.clone(), values.clone())?,
+            )
+            .with(
+                OutputKey::ConvolutionOutputGradients,
+                ArrayD::from_shape_vec(shape, grads.clone())?,
+            ))
+    }
+}
+
+#[test]
+fn grad_cam_of_an_overflowing_map_names_the_map() {
+    // With resizing the infinite map reached the resize, which reported a
+    // non-finite input "image"; a map of inf - inf (NaN) went through the
+    // ReLU as 0 and came back as a plausible zero map.
+    let x = array![[0.0]].into_dyn();
+    let cases = [(vec![1e300], vec![1e300]), (vec![1e300, -1e300], vec![1e300, 1e300])];
+    for (values, grads) in cases {
+        for (resize, three_dims) in [(true, true), (true, false), (false, true), (false, false)] {
+            let cam = GradCam::new().should_resize(resize).three_dims(three_dims);
+            let result = cam.get_mask(x.view(), &mut grad_cam_model(values.clone(), grads.clone()));
+            assert!(
+                matches!(
+                    result,
+                    Err(SaliencyError::NonFiniteResult {
+                        what: "Grad-CAM map",
+                        ..
+                    })
+                ),
+                "{values:?} x {grads:?}, resize {resize}, three_dims {three_dims}: {result:?}"
+            );
+        }
+    }
+    // A hugely negative map is rightly zero after the ReLU, as in the
+    // reference (numpy.maximum(-inf, 0) is 0).
+    let cam = GradCam::new().three_dims(false);
+    let mask = cam
+        .get_mask(x.view(), &mut grad_cam_model(vec![-1e300], vec![1e300]))
+        .unwrap();
+    assert_eq!(mask, array![[0.0]].into_dyn());
+}
+
+/// Runs Blur IG on `x` with a model that records whether it was ever handed
+/// a non-finite value.
+fn blur_ig_seeing(x: &ArrayD<f64>, steps: usize, max_sigma: f64) -> (saliency::Result<ArrayD<f64>>, usize, bool) {
+    let (mut calls, mut saw_non_finite) = (0, false);
+    let result = BlurIg::new().steps(steps).max_sigma(max_sigma).get_mask(
+        x.view(),
+        &mut |batch: ArrayViewD<'_, f64>, _: &ModelRequest<'_>| {
+            calls += 1;
+            saw_non_finite |= batch.iter().any(|v| !v.is_finite());
+            Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| v.sin() + 0.5)))
+        },
+    );
+    (result, calls, saw_non_finite)
+}
+
+#[test]
+fn blur_ig_never_hands_the_model_an_overflowed_blur() {
+    // Blurring values near f64::MAX overflowed (SciPy's symmetric kernel adds
+    // the two neighbours before weighting them): the model was handed
+    // [[1.11e308, inf, 1.11e308]], answered NaN and was blamed for it.
+    let x = array![[f64::MAX, 1e300, f64::MAX]].into_dyn();
+    let (result, calls, saw_non_finite) = blur_ig_seeing(&x, 2, 1.0);
+    assert!(!saw_non_finite, "the model was handed a non-finite value; {result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(SaliencyError::NonFiniteResult {
+                what: "blurred input",
+                count: 1,
+                first_index: 1,
+            })
+        ),
+        "{result:?}"
+    );
+    // Only the unblurred first point (sigma 0) was sent.
+    assert_eq!(calls, 1);
+
+    // Finite blurs whose difference per unit of sigma overflows (at sigma
+    // 0.5): the mask would be non-finite whatever the model answers.
+    let a = 0.85e308;
+    let x = array![[a, -a, a, -a, a]].into_dyn();
+    let (result, calls, saw_non_finite) = blur_ig_seeing(&x, 2, 1.0);
+    assert!(!saw_non_finite, "the model was handed a non-finite value; {result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(SaliencyError::NonFiniteResult {
+                what: "blurred input's finite difference",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(calls, 1);
 }
