@@ -144,6 +144,7 @@ impl<F> ModelOutputs<F> {
     }
 
     /// Adds (or replaces) one output, of any dimensionality; builder style.
+    #[must_use = "a setter returns the changed outputs; assign or chain it"]
     pub fn with<D: Dimension>(mut self, key: OutputKey, value: ndarray::Array<F, D>) -> Self {
         self.insert(key, value);
         self
@@ -173,6 +174,7 @@ impl<F> ModelOutputs<F> {
     /// [`OutputKey::ConvolutionOutputGradients`]; builder style. Grad-CAM
     /// uses it when its own layout is not set, and refuses a different one
     /// when it is.
+    #[must_use = "a setter returns the changed outputs; assign or chain it"]
     pub fn with_layout(mut self, layout: ActivationLayout) -> Self {
         self.layout = Some(layout);
         self

@@ -928,3 +928,21 @@ fn adapter_errors_convert_into_box_dyn_error() {
     assert_eq!(mask, array![2.5, -4.5, -0.5].into_dyn());
     assert_eq!(calls, 1);
 }
+
+#[test]
+fn settings_read_back_through_the_getters() {
+    let model = CandleModel::<f32, _>::new(|x: &Tensor, _: &ForwardContext| Ok(x.clone()), Target::class(0));
+    assert_eq!(
+        (model.get_dtype(), model.get_channels_first(), model.get_layer_layout()),
+        (DType::F32, false, None)
+    );
+    assert!(model.get_device().is_cpu());
+    let model = model
+        .dtype(DType::F64)
+        .channels_first(true)
+        .layer_layout(saliency::ActivationLayout::ChannelsLast);
+    assert_eq!(
+        (model.get_dtype(), model.get_channels_first(), model.get_layer_layout()),
+        (DType::F64, true, Some(saliency::ActivationLayout::ChannelsLast))
+    );
+}

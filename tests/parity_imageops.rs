@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_close, fixture, rel_err_f32};
-use saliency::imageops::{BoundaryMode, ResizeMode, ResizeOptions, gaussian_filter, resize};
+use saliency::imageops::{AntiAliasing, BoundaryMode, ResizeMode, ResizeOptions, gaussian_filter, resize};
 
 const TOPIC: &str = "imageops";
 
@@ -123,7 +123,11 @@ fn resize_matches_skimage() {
             .cval(cval)
             .clip(clip)
             .preserve_range(true)
-            .anti_aliasing(aa);
+            .anti_aliasing(match aa {
+                None => AntiAliasing::Auto,
+                Some(true) => AntiAliasing::On,
+                Some(false) => AntiAliasing::Off,
+            });
         let y = resize(x.view(), out, &options).unwrap();
         // SciPy 1.17 (the reference) accumulates the first causal coefficient
         // of the half-sample ("symmetric") spline pre-filter in place and so

@@ -83,6 +83,25 @@ fn xrai_on_given_segments_and_attribution_matches_reference() {
         let out = xrai
             .get_mask_with_details(image.view(), &mut no_model, &mut |_| {})
             .unwrap();
+        // The model-free entry point gives the same output, also with the
+        // attribution given only as its argument.
+        let free = xrai.get_mask_from_attribution(image.view(), attr.view()).unwrap();
+        assert_eq!(free, out, "{name}: model-free entry point differs");
+        let without_base = Xrai::new()
+            .parameters(params.clone().return_ig_attributions(true))
+            .segments(segments.clone());
+        let with_model = without_base
+            .clone()
+            .base_attribution(attr.clone())
+            .get_mask_with_details(image.view(), &mut no_model, &mut |_| {})
+            .unwrap();
+        assert_eq!(
+            without_base
+                .get_mask_from_attribution(image.view(), attr.view())
+                .unwrap(),
+            with_model,
+            "{name}: model-free entry point differs with the attributions returned"
+        );
         let expected_ranks = fixture::<i16>(TOPIC, &format!("small_{name}_ranks")).mapv(|v| v as usize);
         assert_eq!(ranks(&out).into_dyn(), expected_ranks, "{name}: ranks differ");
         let expected = fixture::<f64>(TOPIC, &format!("small_{name}_mask"));

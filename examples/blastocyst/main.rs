@@ -38,7 +38,7 @@ use ndarray::{Array2, Array3, ArrayD, Axis, Ix2, Ix3};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
-use saliency::imageops::resize::{ResizeOptions, resize};
+use saliency::imageops::resize::{AntiAliasing, ResizeOptions, resize};
 use saliency::visualize::{self, ColorMap};
 use saliency::{
     BlurIg, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion, Progress, SmoothGrad,
@@ -257,7 +257,13 @@ fn methods(field: &Array3<f32>) -> Vec<(&'static str, Box<dyn CoreSaliency<f32>>
         // A window about the size of a good ICM's half, every other pixel.
         (
             "Occlusion",
-            Box::new(Occlusion::new().size(SIZE / 6).stride(2).value(level).batch_size(128)),
+            Box::new(
+                Occlusion::new()
+                    .size(SIZE / 6)
+                    .stride(2)
+                    .value(f64::from(level))
+                    .batch_size(128),
+            ),
         ),
         ("Grad-CAM", Box::new(GradCam::new().three_dims(false))),
         // The reference's max_sigma of 50 is for 224-pixel images.
@@ -444,7 +450,7 @@ fn explain(
 fn load_micrograph(path: &Path) -> BoxResult<Array3<f32>> {
     let rgb = visualize::read_image(path)?;
     let float = rgb.mapv(|v| f64::from(v) / 255.0).into_dyn();
-    let options = ResizeOptions::default().anti_aliasing(Some(true));
+    let options = ResizeOptions::default().anti_aliasing(AntiAliasing::On);
     let small = resize(float.view(), &[SIZE, SIZE, 3], &options)?;
     let n = small.len() as f64;
     let mean = small.sum() / n;

@@ -509,6 +509,7 @@ where
     }
 
     /// The device the model's weights live on.
+    #[must_use = "a setter returns the changed model; assign or chain it"]
     pub fn device(mut self, device: &Device) -> Self {
         self.device = device.clone();
         self
@@ -516,6 +517,7 @@ where
 
     /// The dtype the model computes in, when it differs from `F` (inputs are
     /// converted to it, outputs back to `F`).
+    #[must_use = "a setter returns the changed model; assign or chain it"]
     pub fn dtype(mut self, dtype: DType) -> Self {
         self.dtype = dtype;
         self
@@ -525,6 +527,7 @@ where
     /// axis is moved to position 1 (`[B, H, W, C]` becomes `[B, C, H, W]`).
     /// Batches of rank below 4 (images without a channel axis) are then
     /// refused with [`CandleAdapterError::ChannelsFirstRank`].
+    #[must_use = "a setter returns the changed model; assign or chain it"]
     pub fn channels_first(mut self, channels_first: bool) -> Self {
         self.channels_first = channels_first;
         self
@@ -536,9 +539,31 @@ where
     /// channels-first with [`channels_first`](Self::channels_first), else
     /// channels-last. The adapter states it with every output
     /// ([`ModelOutputs::with_layout`]), and Grad-CAM follows it.
+    #[must_use = "a setter returns the changed model; assign or chain it"]
     pub fn layer_layout(mut self, layout: ActivationLayout) -> Self {
         self.layer_layout = Some(layout);
         self
+    }
+
+    /// The device the model's weights live on.
+    pub fn get_device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype the model computes in.
+    pub fn get_dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Whether the model takes its input channels-first.
+    pub fn get_channels_first(&self) -> bool {
+        self.channels_first
+    }
+
+    /// The layout set with [`layer_layout`](Self::layer_layout); `None`:
+    /// the input's.
+    pub fn get_layer_layout(&self) -> Option<ActivationLayout> {
+        self.layer_layout
     }
 
     /// The layout the adapter states for the marked layer.
@@ -603,7 +628,6 @@ where
         request: &ModelRequest<'_>,
     ) -> Result<ModelOutputs<F>, CandleAdapterError> {
         let keys = request.keys();
-        let images = request.images();
         let shape = batch.shape().to_vec();
         // Refused before any model work: moving the last axis of a batch
         // without channels would swap height and width.
@@ -616,6 +640,8 @@ where
             return Err(CandleAdapterError::ChannelsFirstInput { shape });
         }
         let batch_size = shape.first().copied().unwrap_or(0);
+        // One image per row (image 0 for rows the request does not cover).
+        let images: Vec<usize> = (0..batch_size).map(|r| request.image_of_row(r)).collect();
         let x = array_to_tensor(batch, ActivationLayout::ChannelsLast, &self.device)?;
 
         let wants = |k: OutputKey| keys.contains(&k);
@@ -628,8 +654,7 @@ where
                 .find(|&k| wants(k));
             let pass = self.pass(
                 &x,
-                batch_size,
-                images,
+                &images,
                 ReluMode::Standard,
                 wants(OutputKey::InputOutputGradients),
                 layer_key,
@@ -652,7 +677,7 @@ where
             }
         }
         if wants(OutputKey::GuidedInputOutputGradients) {
-            let pass = self.pass(&x, batch_size, images, ReluMode::Guided, true, None, false)?;
+            let pass = self.pass(&x, &images, ReluMode::Guided, true, None, false)?;
             if let Some(g) = &pass.input_gradients {
                 outputs.insert(OutputKey::GuidedInputOutputGradients, to_array::<F>(g)?);
             }
@@ -667,7 +692,6 @@ where
     fn pass(
         &mut self,
         x: &Tensor,
-        batch: usize,
         images: &[usize],
         relu: ReluMode,
         input_gradients: bool,
@@ -703,7 +727,7 @@ where
         {
             return Err(CandleAdapterError::NoLayerMarked { key });
         }
-        let target = self.target.pick(&output, batch, images)?;
+        let target = self.target.pick(&output, images.len(), images)?;
         let mut pass = Pass {
             target: target.detach(),
             input_gradients: None,

@@ -12,6 +12,7 @@
 /// assert_eq!(interp(0.5, &[0.0, 0.5, 0.5, 1.0], &[0.0, 0.2, 0.7, 1.0]), 0.7);
 /// assert_eq!(interp(0.25, &[0.0, 0.5, 1.0], &[0.0, 0.2, 1.0]), 0.1);
 /// ```
+#[must_use = "the returned value is the only effect of this function"]
 pub fn interp(x: f64, xp: &[f64], fp: &[f64]) -> f64 {
     let (Some(&first), Some(&last)) = (fp.first(), fp.last()) else {
         return f64::NAN;

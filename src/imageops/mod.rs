@@ -15,7 +15,7 @@ pub use gaussian::{BoundaryMode, gaussian_filter};
 pub use interp::interp;
 pub use morphology::{binary_dilation, disk};
 pub use quantile::{percentile, quantile, quantile_lower};
-pub use resize::{ResizeMode, ResizeOptions, resize};
+pub use resize::{AntiAliasing, ResizeMode, ResizeOptions, resize};
 pub use sum::{mean, pairwise_sum, sum};
 pub use trapz::trapz;
 

@@ -25,6 +25,20 @@ pub enum ResizeMode {
     Wrap,
 }
 
+/// Whether `resize` smooths the image before sampling it
+/// (scikit-image's `anti_aliasing`).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum AntiAliasing {
+    /// scikit-image's rule (its `None`): on when any axis shrinks.
+    #[default]
+    Auto,
+    /// Always smooth (`True`).
+    On,
+    /// Never smooth (`False`).
+    Off,
+}
+
 /// The options of `skimage.transform.resize`; [`Default`] gives
 /// scikit-image's defaults (order 1, mode reflect, cval 0, clip, automatic
 /// anti-aliasing).
@@ -32,8 +46,8 @@ pub enum ResizeMode {
 /// The fields are public, and there is a setter for each:
 ///
 /// ```
-/// use saliency::imageops::{ResizeMode, ResizeOptions};
-/// let bicubic = ResizeOptions::default().order(3).mode(ResizeMode::Constant).anti_aliasing(Some(true));
+/// use saliency::imageops::{AntiAliasing, ResizeMode, ResizeOptions};
+/// let bicubic = ResizeOptions::default().order(3).mode(ResizeMode::Constant).anti_aliasing(AntiAliasing::On);
 /// assert_eq!(bicubic.order, 3);
 /// ```
 #[non_exhaustive]
@@ -52,9 +66,9 @@ pub struct ResizeOptions {
     /// scikit-image's `preserve_range`; float images keep their range
     /// either way, so it changes nothing here and exists for completeness.
     pub preserve_range: bool,
-    /// Gaussian smoothing before down-sampling. `None` is scikit-image's
-    /// rule: on when any axis shrinks.
-    pub anti_aliasing: Option<bool>,
+    /// Gaussian smoothing before sampling; [`AntiAliasing::Auto`] (the
+    /// default) is scikit-image's rule: on when any axis shrinks.
+    pub anti_aliasing: AntiAliasing,
     /// The smoothing's sigma, one value for all axes or one per axis of the
     /// output. `None`: `max(0, (factor - 1) / 2)` per axis, `factor` being
     /// input size / output size.
@@ -69,7 +83,7 @@ impl Default for ResizeOptions {
             cval: 0.0,
             clip: true,
             preserve_range: false,
-            anti_aliasing: None,
+            anti_aliasing: AntiAliasing::Auto,
             anti_aliasing_sigma: None,
         }
     }
@@ -77,36 +91,43 @@ impl Default for ResizeOptions {
 
 impl ResizeOptions {
     /// Sets [`order`](Self::order).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn order(mut self, order: usize) -> Self {
         self.order = order;
         self
     }
     /// Sets [`mode`](Self::mode).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn mode(mut self, mode: ResizeMode) -> Self {
         self.mode = mode;
         self
     }
     /// Sets [`cval`](Self::cval).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn cval(mut self, cval: f64) -> Self {
         self.cval = cval;
         self
     }
     /// Sets [`clip`](Self::clip).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn clip(mut self, clip: bool) -> Self {
         self.clip = clip;
         self
     }
     /// Sets [`preserve_range`](Self::preserve_range).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn preserve_range(mut self, preserve_range: bool) -> Self {
         self.preserve_range = preserve_range;
         self
     }
     /// Sets [`anti_aliasing`](Self::anti_aliasing).
-    pub fn anti_aliasing(mut self, anti_aliasing: Option<bool>) -> Self {
+    #[must_use = "a setter returns the changed options; assign or chain it"]
+    pub fn anti_aliasing(mut self, anti_aliasing: AntiAliasing) -> Self {
         self.anti_aliasing = anti_aliasing;
         self
     }
     /// Sets [`anti_aliasing_sigma`](Self::anti_aliasing_sigma).
+    #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn anti_aliasing_sigma(mut self, sigma: Option<Vec<f64>>) -> Self {
         self.anti_aliasing_sigma = sigma;
         self
@@ -220,9 +241,11 @@ pub fn resize<F: Float>(
         .map(|(&i, &o)| i as f64 / o as f64)
         .collect();
     let mode = NdMode::of(options.mode);
-    let anti_aliasing = options
-        .anti_aliasing
-        .unwrap_or_else(|| out_shape.iter().zip(&in_shape).any(|(o, i)| o < i));
+    let anti_aliasing = match options.anti_aliasing {
+        AntiAliasing::Auto => out_shape.iter().zip(&in_shape).any(|(o, i)| o < i),
+        AntiAliasing::On => true,
+        AntiAliasing::Off => false,
+    };
 
     let input = super::to_f64_vec(&image);
     let mut data = if anti_aliasing {

@@ -26,6 +26,7 @@ const BLOCK: usize = 128;
 /// use saliency::imageops::sum;
 /// assert_eq!(sum(&[1.0_f64, 2.0, 3.5]), 6.5);
 /// ```
+#[must_use = "the returned value is the only effect of this function"]
 pub fn sum<F: Float>(values: &[F]) -> F {
     F::zero() + pairwise(values)
 }
@@ -40,6 +41,7 @@ pub fn sum<F: Float>(values: &[F]) -> F {
 /// assert_eq!(pairwise_sum(&[0.1; 10]), 1.0); // np.add.reduce(np.full(10, 0.1)) == 1.0
 /// assert!(pairwise_sum(&[]).is_sign_negative());
 /// ```
+#[must_use = "the returned value is the only effect of this function"]
 pub fn pairwise_sum(values: &[f64]) -> f64 {
     pairwise(values)
 }
@@ -53,6 +55,7 @@ pub fn pairwise_sum(values: &[f64]) -> f64 {
 /// assert_eq!(mean(&[1.0_f32, 2.0]), Some(1.5));
 /// assert_eq!(mean::<f64>(&[]), None);
 /// ```
+#[must_use = "the returned value is the only effect of this function"]
 pub fn mean<F: Float>(values: &[F]) -> Option<F> {
     if values.is_empty() {
         None

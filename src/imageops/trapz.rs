@@ -11,6 +11,7 @@ use super::sum::sum;
 /// use saliency::imageops::trapz;
 /// assert_eq!(trapz(&[0.0, 1.0, 1.0], &[0.0, 0.5, 1.0]), 0.75);
 /// ```
+#[must_use = "the returned value is the only effect of this function"]
 pub fn trapz(y: &[f64], x: &[f64]) -> f64 {
     if y.len() != x.len() || y.len() < 2 {
         return 0.0;

@@ -81,12 +81,14 @@ impl BlurIg {
     }
 
     /// The blur of the path's start (finite, at least 0).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn max_sigma(mut self, max_sigma: f64) -> Self {
         self.max_sigma = max_sigma;
         self
     }
 
     /// Number of path points (1 to [`MAX_STEPS`](crate::MAX_STEPS)).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
@@ -94,18 +96,21 @@ impl BlurIg {
 
     /// The sigma step of the finite difference that estimates the change of
     /// the image with sigma (finite, above 0).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn grad_step(mut self, grad_step: f64) -> Self {
         self.grad_step = grad_step;
         self
     }
 
     /// Space the sigmas as square roots of evenly spaced values.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn sqrt(mut self, sqrt: bool) -> Self {
         self.sqrt = sqrt;
         self
     }
 
     /// Maximum number of path points per model call (at least 1).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
@@ -140,6 +145,31 @@ impl BlurIg {
         }
         check_kernel_radius("max_sigma", self.max_sigma + self.grad_step, DEFAULT_TRUNCATE)?;
         Ok(())
+    }
+
+    /// The blur of the path's start.
+    pub fn get_max_sigma(&self) -> f64 {
+        self.max_sigma
+    }
+
+    /// The number of path points.
+    pub fn get_steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The sigma step of the finite difference.
+    pub fn get_grad_step(&self) -> f64 {
+        self.grad_step
+    }
+
+    /// Whether the sigmas are spaced as square roots.
+    pub fn get_sqrt(&self) -> bool {
+        self.sqrt
+    }
+
+    /// The most path points per model call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
     }
 }
 

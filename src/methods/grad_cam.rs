@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix4};
 
-use crate::checks::{check_channels_last, check_input, finite_result};
+use crate::checks::{check_channels_last, check_input, check_positive, finite_result};
 use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -90,12 +90,14 @@ impl GradCam {
 
     /// Normalise the map to a maximum of 1 and resize it to the input's
     /// height and width (default true).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn should_resize(mut self, should_resize: bool) -> Self {
         self.should_resize = should_resize;
         self
     }
 
     /// Repeat the map into 3 channels, `H x W x 3` (default true).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn three_dims(mut self, three_dims: bool) -> Self {
         self.three_dims = three_dims;
         self
@@ -106,6 +108,7 @@ impl GradCam {
     /// [`ModelOutputs::with_layout`](crate::ModelOutputs::with_layout) is
     /// used, else channels-last; a model that states a different layout
     /// than the one set here is an error ([`SaliencyError::LayoutConflict`]).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn layout(mut self, layout: ActivationLayout) -> Self {
         self.layout = Some(layout);
         self
@@ -114,6 +117,7 @@ impl GradCam {
     /// The most images per model call in a multi-image call
     /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
     /// sends one row.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
@@ -130,6 +134,26 @@ impl GradCam {
             (Some(layout), _) | (None, Some(layout)) => Ok(layout),
             (None, None) => Ok(ActivationLayout::ChannelsLast),
         }
+    }
+
+    /// Whether the map is normalised and resized to the input.
+    pub fn get_should_resize(&self) -> bool {
+        self.should_resize
+    }
+
+    /// Whether the map is repeated into 3 channels.
+    pub fn get_three_dims(&self) -> bool {
+        self.three_dims
+    }
+
+    /// The layout set with [`layout`](Self::layout); `None`: the model's, else channels-last.
+    pub fn get_layout(&self) -> Option<ActivationLayout> {
+        self.layout
+    }
+
+    /// The most images per model call in a multi-image call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
     }
 }
 
@@ -150,6 +174,9 @@ impl<F: Float> CoreSaliency<F> for GradCam {
     ) -> Result<ArrayD<F>> {
         check_input("input", &x, 2)?;
         check_channels_last("input", x.shape())?;
+        // Unused by one image, but checked here too: a setting is valid or
+        // not whatever the call.
+        check_positive("batch_size", self.batch_size)?;
         let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
         let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), &keys)?;
         progress(Progress::new(Stage::ModelCalls, 1, 1));

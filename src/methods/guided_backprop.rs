@@ -10,6 +10,7 @@
 
 use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Dimension, Zip};
 
+use crate::checks::check_positive;
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -84,9 +85,15 @@ impl GuidedBackprop {
     /// The most images per model call in a multi-image call
     /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
     /// sends one row.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
+    }
+
+    /// The most images per model call in a multi-image call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
     }
 }
 
@@ -105,6 +112,9 @@ impl<F: Float> CoreSaliency<F> for GuidedBackprop {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
+        // Unused by one image, but checked here too: a setting is valid or
+        // not whatever the call.
+        check_positive("batch_size", self.batch_size)?;
         gradient_of_one(x, model, OutputKey::GuidedInputOutputGradients, progress)
     }
 }

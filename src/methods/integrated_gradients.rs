@@ -60,12 +60,14 @@ impl<F: Float> IntegratedGradients<F> {
 
     /// Number of path points between the baseline and the input, both
     /// included (1 to [`MAX_STEPS`](crate::MAX_STEPS)).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
     }
 
     /// Maximum number of path points per model call (at least 1).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
@@ -73,9 +75,25 @@ impl<F: Float> IntegratedGradients<F> {
 
     /// The baseline to integrate from; it must have the input's shape.
     /// Without one, the baseline is all zeros.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn baseline<D: ndarray::Dimension>(mut self, baseline: ndarray::Array<F, D>) -> Self {
         self.baseline = Some(baseline.into_dyn());
         self
+    }
+
+    /// The number of path points.
+    pub fn get_steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The most path points per model call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The baseline set with [`baseline`](Self::baseline); `None` means all zeros.
+    pub fn get_baseline(&self) -> Option<&ArrayD<F>> {
+        self.baseline.as_ref()
     }
 }
 

@@ -1,4 +1,18 @@
 //! The saliency methods, one module each.
+//!
+//! Every method is configured the same way: `new()` gives the reference's
+//! defaults, a builder setter named after each setting returns the changed
+//! method (`IntegratedGradients::new().steps(50)`; the result must be used),
+//! and a getter named `get_` and the setter's name reads the setting back
+//! (`get_steps()`). Settings are checked when a mask is asked for, before
+//! the first model call. Parameter structs ([`SmoothGradParams`](smoothgrad::SmoothGradParams),
+//! [`XraiParameters`](xrai::XraiParameters)) follow the same pattern.
+//!
+//! ```
+//! use saliency::IntegratedGradients;
+//! let ig = IntegratedGradients::<f32>::new().steps(50).batch_size(10);
+//! assert_eq!((ig.get_steps(), ig.get_batch_size()), (50, 10));
+//! ```
 
 pub mod blur_ig;
 pub mod grad_cam;

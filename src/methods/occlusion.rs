@@ -1,6 +1,8 @@
 //! Occlusion ([Zeiler and Fergus, 2014](https://arxiv.org/abs/1311.2901)):
 //! how much does the score drop when a square of the image is hidden?
 
+use std::marker::PhantomData;
+
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
 use crate::checks::{check_image, check_positive, finite_result, try_vec_with_capacity};
@@ -50,18 +52,20 @@ use crate::model::{CallModelFunction, OutputKey, call_model};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Occlusion<F> {
     size: usize,
-    value: F,
+    value: f64,
     stride: usize,
     batch_size: usize,
+    float: PhantomData<fn() -> F>,
 }
 
 impl<F: Float> Default for Occlusion<F> {
     fn default() -> Self {
         Occlusion {
             size: 15,
-            value: F::zero(),
+            value: 0.0,
             stride: 1,
             batch_size: 32,
+            float: PhantomData,
         }
     }
 }
@@ -75,28 +79,54 @@ impl<F: Float> Occlusion<F> {
 
     /// Height and width of the square window (at least 1, at most the
     /// image's height and width).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn size(mut self, size: usize) -> Self {
         self.size = size;
         self
     }
 
-    /// The value written under the window (finite).
-    pub fn value(mut self, value: F) -> Self {
+    /// The value written under the window (finite, and finite in the
+    /// input's float type), converted to that type as other scalar settings
+    /// are.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
+    pub fn value(mut self, value: f64) -> Self {
         self.value = value;
         self
     }
 
     /// Distance between consecutive window positions, in rows and in
     /// columns (at least 1; 1 is the reference's behaviour).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn stride(mut self, stride: usize) -> Self {
         self.stride = stride;
         self
     }
 
     /// Maximum number of occluded copies per model call (at least 1).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
+    }
+
+    /// The height and width of the window.
+    pub fn get_size(&self) -> usize {
+        self.size
+    }
+
+    /// The value written under the window.
+    pub fn get_value(&self) -> f64 {
+        self.value
+    }
+
+    /// The distance between consecutive window positions.
+    pub fn get_stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The most occluded copies per model call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
     }
 }
 
@@ -121,6 +151,14 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
         check_positive("batch_size", self.batch_size)?;
         if !self.value.is_finite() {
             return Err(SaliencyError::param("value", self.value, "must be finite"));
+        }
+        let value = F::from_f64_lossy(self.value);
+        if !value.is_finite() {
+            return Err(SaliencyError::param(
+                "value",
+                self.value,
+                "overflows the input's float type",
+            ));
         }
         let shape = x.shape();
         let (h, w) = (shape[0], shape[1]);
@@ -178,7 +216,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
                 if let Some((pr, pc)) = previous.replace((r, c)) {
                     window.for_each_row(pr, pc, |range| slot[range.clone()].copy_from_slice(&base_flat[range]));
                 }
-                window.for_each_row(r, c, |range| slot[range].fill(self.value));
+                window.for_each_row(r, c, |range| slot[range].fill(value));
             }
             let points = batch.slice_axis(Axis(0), Slice::from(..chunk.len()));
             let mut outputs = call_model(model, points, &[key])?;

@@ -50,24 +50,28 @@ impl SmoothGradParams {
 
     /// Noise standard deviation as a fraction of the input's range
     /// (finite, non-negative).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn stdev_spread(mut self, stdev_spread: f64) -> Self {
         self.stdev_spread = stdev_spread;
         self
     }
 
     /// Number of noisy samples to average (1 to [`MAX_STEPS`](crate::MAX_STEPS)).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn nsamples(mut self, nsamples: usize) -> Self {
         self.nsamples = nsamples;
         self
     }
 
     /// Average the squared masks (`true`) or the masks themselves (`false`).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn magnitude(mut self, magnitude: bool) -> Self {
         self.magnitude = magnitude;
         self
     }
 
     /// Seed for the noise, for reproducible masks.
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -79,6 +83,7 @@ impl SmoothGradParams {
     /// as the wrapped method does (and a multi-image call packs rows of
     /// several images up to the wrapped method's batch size). The masks do
     /// not depend on it.
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = Some(batch_size);
         self
@@ -97,6 +102,31 @@ impl SmoothGradParams {
             ));
         }
         Ok(())
+    }
+
+    /// The noise standard deviation as a fraction of the input's range.
+    pub fn get_stdev_spread(&self) -> f64 {
+        self.stdev_spread
+    }
+
+    /// The number of noisy samples.
+    pub fn get_nsamples(&self) -> usize {
+        self.nsamples
+    }
+
+    /// Whether the squared masks are averaged.
+    pub fn get_magnitude(&self) -> bool {
+        self.magnitude
+    }
+
+    /// The seed of the noise; `None`: seeded from the operating system.
+    pub fn get_seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// The rows per packed model call; `None`: the samples call the model one after another.
+    pub fn get_batch_size(&self) -> Option<usize> {
+        self.batch_size
     }
 }
 

@@ -368,6 +368,7 @@ impl PicMetric {
 
     /// The fractions of the most salient pixels to reveal, ascending, each in
     /// `[0, 1]`.
+    #[must_use = "a setter returns the changed metric; assign or chain it"]
     pub fn thresholds(mut self, thresholds: impl Into<Vec<f64>>) -> Self {
         self.thresholds = thresholds.into();
         self
@@ -375,12 +376,14 @@ impl PicMetric {
 
     /// Images whose original prediction is below this are skipped with
     /// [`SaliencyError::PicPredictionTooLow`].
+    #[must_use = "a setter returns the changed metric; assign or chain it"]
     pub fn min_pred_value(mut self, value: f64) -> Self {
         self.min_pred_value = value;
         self
     }
 
     /// Keeps the curve non-decreasing (the paper's choice).
+    #[must_use = "a setter returns the changed metric; assign or chain it"]
     pub fn keep_monotonous(mut self, keep: bool) -> Self {
         self.keep_monotonous = keep;
         self
@@ -388,6 +391,7 @@ impl PicMetric {
 
     /// Points of the curve before the final point at x = 1 (1 to
     /// [`MAX_STEPS`](crate::MAX_STEPS)).
+    #[must_use = "a setter returns the changed metric; assign or chain it"]
     pub fn num_data_points(mut self, n: usize) -> Self {
         self.num_data_points = n;
         self
@@ -395,9 +399,35 @@ impl PicMetric {
 
     /// Blurred images per call of the prediction function (at least 1);
     /// by default all of them go in one batch.
+    #[must_use = "a setter returns the changed metric; assign or chain it"]
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = Some(n);
         self
+    }
+
+    /// The fractions of the most salient pixels revealed.
+    pub fn get_thresholds(&self) -> &[f64] {
+        &self.thresholds
+    }
+
+    /// The lowest original prediction an image may have.
+    pub fn get_min_pred_value(&self) -> f64 {
+        self.min_pred_value
+    }
+
+    /// Whether the curve is kept non-decreasing.
+    pub fn get_keep_monotonous(&self) -> bool {
+        self.keep_monotonous
+    }
+
+    /// The points of the curve before the final point.
+    pub fn get_num_data_points(&self) -> usize {
+        self.num_data_points
+    }
+
+    /// The blurred images per prediction call; `None`: all in one call.
+    pub fn get_batch_size(&self) -> Option<usize> {
+        self.batch_size
     }
 
     fn check(&self) -> Result<()> {

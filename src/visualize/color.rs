@@ -55,6 +55,7 @@ fn lerp_rgb(a: [f64; 3], b: [f64; 3], t: f64) -> [u8; 3] {
 impl ColorMap {
     /// The colour of `v`, clipped to the map's domain: [0, 1] for `Gray` and
     /// `Inferno`, [-1, 1] for `BlueWhiteRed`. NaN maps to the colour of 0.
+    #[must_use = "the returned value is the only effect of this function"]
     pub fn rgb(self, v: f64) -> [u8; 3] {
         let v = if v.is_nan() { 0.0 } else { v };
         match self {

@@ -118,14 +118,14 @@ fn check_xrai_details<F: Float>(
     let hw = (x.shape()[0], x.shape()[1]);
     match &out.segments {
         Some(XraiSegments::Ranks(r)) => {
-            prop_assert!(p.return_xrai_segments && p.flatten_xrai_segments);
+            prop_assert!(p.get_return_xrai_segments() && p.get_flatten_xrai_segments());
             prop_assert_eq!(r.dim(), hw);
         }
         Some(XraiSegments::Masks(m)) => {
-            prop_assert!(p.return_xrai_segments && !p.flatten_xrai_segments);
+            prop_assert!(p.get_return_xrai_segments() && !p.get_flatten_xrai_segments());
             prop_assert!(m.iter().all(|m| m.dim() == hw));
         }
-        None => prop_assert!(!p.return_xrai_segments),
+        None => prop_assert!(!p.get_return_xrai_segments()),
     }
     let runs = if args.base_attribution.is_some() {
         1
@@ -134,11 +134,11 @@ fn check_xrai_details<F: Float>(
     };
     match &out.ig_attribution {
         Some(a) => {
-            prop_assert!(p.return_ig_attributions);
+            prop_assert!(p.get_return_ig_attributions());
             prop_assert_eq!(a.len(), runs);
             prop_assert!(a.iter().all(|a| a.shape() == x.shape()));
         }
-        None => prop_assert!(!p.return_ig_attributions),
+        None => prop_assert!(!p.get_return_ig_attributions()),
     }
     prop_assert_eq!(
         out.baselines.as_ref().map(Vec::len),
@@ -403,9 +403,9 @@ mod expected {
     pub(super) fn xrai<F: Float>(x: &ArrayD<F>, args: &XraiArgs<'_, F>) -> Expected {
         let p = args.params;
         let mut invalid = expect::input("input", x, 2, 3);
-        invalid.extend(expect::steps("steps", p.steps));
+        invalid.extend(expect::steps("steps", p.get_steps()));
         invalid.extend(expect::positive("batch_size", args.batch_size));
-        if p.area_threshold.is_nan() {
+        if p.get_area_threshold().is_nan() {
             invalid.push(Want::Param("area_threshold"));
         }
         if let Some(a) = args.base_attribution {
@@ -434,7 +434,9 @@ mod expected {
         };
         Expected {
             invalid,
-            calls: args.runs().saturating_mul(p.steps.div_ceil(args.batch_size.max(1))),
+            calls: args
+                .runs()
+                .saturating_mul(p.get_steps().div_ceil(args.batch_size.max(1))),
             shape: hw.map_or(vec![], |(h, w)| vec![h, w]),
             // Values near f64::MAX: integrated gradients' input - baseline, or
             // the region means of the attribution, overflow.

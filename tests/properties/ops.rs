@@ -5,7 +5,7 @@
 
 use ndarray::{Array2, Array3, ArrayD, IxDyn};
 use proptest::prelude::*;
-use saliency::imageops::{self, BoundaryMode, FelzenszwalbGraph, ResizeMode, ResizeOptions};
+use saliency::imageops::{self, AntiAliasing, BoundaryMode, FelzenszwalbGraph, ResizeMode, ResizeOptions};
 use saliency::visualize::{self, ColorMap};
 
 use crate::arb;
@@ -37,7 +37,11 @@ fn resize_options() -> impl Strategy<Value = ResizeOptions> {
         resize_mode(),
         arb::value(),
         any::<[bool; 2]>(),
-        prop::option::of(any::<bool>()),
+        prop_oneof![
+            Just(AntiAliasing::Auto),
+            Just(AntiAliasing::On),
+            Just(AntiAliasing::Off)
+        ],
         prop_oneof![
             2 => Just(None),
             1 => prop::collection::vec(0.0..3.0_f64, 1).prop_map(Some),
@@ -243,7 +247,13 @@ proptest! {
             invalid.push(Want::Param("cval"));
         }
         let smaller = full.iter().zip(x.shape()).any(|(o, i)| o < i);
-        if full.len() == x.ndim() && options.anti_aliasing.unwrap_or(smaller) {
+        let anti_aliasing = match options.anti_aliasing {
+            AntiAliasing::Auto => smaller,
+            AntiAliasing::On => true,
+            AntiAliasing::Off => false,
+            other => panic!("an anti-aliasing setting the properties do not know: {other:?}"),
+        };
+        if full.len() == x.ndim() && anti_aliasing {
             match &options.anti_aliasing_sigma {
                 Some(s) if s.len() == 1 || s.len() == x.ndim() => {
                     if s.iter().any(|&s| !sigma_ok(s, 4.0)) {

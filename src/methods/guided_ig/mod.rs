@@ -11,7 +11,7 @@ mod selection;
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use crate::checks::{check_input, check_like_input, check_steps, finite_result};
+use crate::checks::{check_input, check_like_input, check_positive, check_steps, finite_result};
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -95,6 +95,7 @@ impl<F: Float> GuidedIg<F> {
 
     /// Number of steps of the path (1 to [`MAX_STEPS`](crate::MAX_STEPS));
     /// one model call each.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
@@ -102,6 +103,7 @@ impl<F: Float> GuidedIg<F> {
 
     /// Fraction (0..=1) of the features, by smallest `|gradient|`, moved at
     /// each iteration within a step.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn fraction(mut self, fraction: f64) -> Self {
         self.fraction = fraction;
         self
@@ -110,6 +112,7 @@ impl<F: Float> GuidedIg<F> {
     /// How far (0..=1, as a fraction of the path) a feature may run ahead of
     /// or lag behind the straight line; 0 gives Integrated Gradients on the
     /// straight line, 1 an unbounded path.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn max_dist(mut self, max_dist: f64) -> Self {
         self.max_dist = max_dist;
         self
@@ -117,6 +120,7 @@ impl<F: Float> GuidedIg<F> {
 
     /// The baseline the path starts from; it must have the input's shape.
     /// Without one, the baseline is all zeros.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn baseline<D: ndarray::Dimension>(mut self, baseline: ndarray::Array<F, D>) -> Self {
         self.baseline = Some(baseline.into_dyn());
         self
@@ -126,9 +130,35 @@ impl<F: Float> GuidedIg<F> {
     /// ([`CoreSaliency::get_masks`]), default 1. Each step depends on the
     /// previous one, so one image sends one row per call; several images
     /// share calls.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
+    }
+
+    /// The number of steps of the path.
+    pub fn get_steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The fraction of the features moved at each iteration.
+    pub fn get_fraction(&self) -> f64 {
+        self.fraction
+    }
+
+    /// How far a feature may leave the straight line, as a fraction of the path.
+    pub fn get_max_dist(&self) -> f64 {
+        self.max_dist
+    }
+
+    /// The baseline set with [`baseline`](Self::baseline); `None` means all zeros.
+    pub fn get_baseline(&self) -> Option<&ArrayD<F>> {
+        self.baseline.as_ref()
+    }
+
+    /// The most rows per model call in a multi-image call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
     }
 }
 
@@ -151,6 +181,9 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
         check_steps("steps", self.steps)?;
         check_unit("fraction", self.fraction)?;
         check_unit("max_dist", self.max_dist)?;
+        // One image sends one row per call, but the setting is checked
+        // whatever the call.
+        check_positive("batch_size", self.batch_size)?;
         let input: Vec<f64> = x.iter().map(|v| v.as_f64()).collect();
         let baseline: Vec<f64> = match &self.baseline {
             Some(b) => {

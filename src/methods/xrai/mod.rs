@@ -43,33 +43,23 @@ pub enum XraiAlgorithm {
 }
 
 /// The parameters of one XRAI run (the reference's `XRAIParameters`), with
-/// its defaults.
+/// its defaults; set with the builder setters, read with the `get_` getters.
 ///
 /// ```
 /// use saliency::{XraiAlgorithm, XraiParameters};
 /// let p = XraiParameters::new().algorithm(XraiAlgorithm::Fast).steps(50);
-/// assert_eq!(p.min_pixel_diff, 50);
+/// assert_eq!((p.get_steps(), p.get_min_pixel_diff()), (50, 50));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct XraiParameters {
-    /// Integrated-gradients steps per baseline (100; 1 to
-    /// [`MAX_STEPS`](crate::MAX_STEPS)).
-    pub steps: usize,
-    /// Fraction of the image the full algorithm covers before it gives the
-    /// rest one common value (1.0: everything).
-    pub area_threshold: f64,
-    /// Return the integrated-gradients attribution of every baseline (false).
-    pub return_ig_attributions: bool,
-    /// Return the ranked regions (false).
-    pub return_xrai_segments: bool,
-    /// Return the regions as one rank image rather than a list of masks (true).
-    pub flatten_xrai_segments: bool,
-    /// Full or fast ranking (full).
-    pub algorithm: XraiAlgorithm,
-    /// Masks that would add fewer new pixels than this are dropped (50; the
-    /// reference's experimental `min_pixel_diff`).
-    pub min_pixel_diff: usize,
+    steps: usize,
+    area_threshold: f64,
+    return_ig_attributions: bool,
+    return_xrai_segments: bool,
+    flatten_xrai_segments: bool,
+    algorithm: XraiAlgorithm,
+    min_pixel_diff: usize,
 }
 
 impl Default for XraiParameters {
@@ -91,40 +81,85 @@ impl XraiParameters {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets [`steps`](Self::steps).
+    /// Integrated-gradients steps per baseline (100; 1 to
+    /// [`MAX_STEPS`](crate::MAX_STEPS)).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
     }
-    /// Sets [`area_threshold`](Self::area_threshold).
+    /// Fraction of the image the full algorithm covers before it gives the
+    /// rest one common value (1.0: everything).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn area_threshold(mut self, area_threshold: f64) -> Self {
         self.area_threshold = area_threshold;
         self
     }
-    /// Sets [`return_ig_attributions`](Self::return_ig_attributions).
+    /// Return the integrated-gradients attribution of every baseline (false).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn return_ig_attributions(mut self, yes: bool) -> Self {
         self.return_ig_attributions = yes;
         self
     }
-    /// Sets [`return_xrai_segments`](Self::return_xrai_segments).
+    /// Return the ranked regions (false).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn return_xrai_segments(mut self, yes: bool) -> Self {
         self.return_xrai_segments = yes;
         self
     }
-    /// Sets [`flatten_xrai_segments`](Self::flatten_xrai_segments).
+    /// Return the regions as one rank image rather than a list of masks (true).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn flatten_xrai_segments(mut self, yes: bool) -> Self {
         self.flatten_xrai_segments = yes;
         self
     }
-    /// Sets [`algorithm`](Self::algorithm).
+    /// Full or fast ranking (full).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn algorithm(mut self, algorithm: XraiAlgorithm) -> Self {
         self.algorithm = algorithm;
         self
     }
-    /// Sets [`min_pixel_diff`](Self::min_pixel_diff).
+    /// Masks that would add fewer new pixels than this are dropped (50; the
+    /// reference's experimental `min_pixel_diff`).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
     pub fn min_pixel_diff(mut self, pixels: usize) -> Self {
         self.min_pixel_diff = pixels;
         self
+    }
+
+    /// The integrated-gradients steps per baseline.
+    pub fn get_steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The fraction of the image the full algorithm covers region by region.
+    pub fn get_area_threshold(&self) -> f64 {
+        self.area_threshold
+    }
+
+    /// Whether the attribution of every baseline is returned.
+    pub fn get_return_ig_attributions(&self) -> bool {
+        self.return_ig_attributions
+    }
+
+    /// Whether the ranked regions are returned.
+    pub fn get_return_xrai_segments(&self) -> bool {
+        self.return_xrai_segments
+    }
+
+    /// Whether the regions are returned as one rank image.
+    pub fn get_flatten_xrai_segments(&self) -> bool {
+        self.flatten_xrai_segments
+    }
+
+    /// The greedy ranking.
+    pub fn get_algorithm(&self) -> XraiAlgorithm {
+        self.algorithm
+    }
+
+    /// The fewest new pixels a mask must add to be kept.
+    pub fn get_min_pixel_diff(&self) -> usize {
+        self.min_pixel_diff
     }
 }
 
@@ -213,12 +248,14 @@ impl<F: Float> Xrai<F> {
     }
 
     /// The run's parameters.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn parameters(mut self, parameters: XraiParameters) -> Self {
         self.parameters = parameters;
         self
     }
 
     /// Maximum number of integrated-gradients path points per model call.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
@@ -226,6 +263,7 @@ impl<F: Float> Xrai<F> {
 
     /// Baselines for integrated gradients, each of the input's shape; the
     /// attribution is the mean over them.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn baselines(mut self, baselines: Vec<ArrayD<F>>) -> Self {
         self.baselines = Some(baselines);
         self
@@ -233,6 +271,7 @@ impl<F: Float> Xrai<F> {
 
     /// Precomputed segments: boolean masks of the image's height x width, in
     /// any number and possibly overlapping.
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn segments(mut self, segments: Vec<Array2<bool>>) -> Self {
         self.segments = Some(segments);
         self
@@ -240,6 +279,7 @@ impl<F: Float> Xrai<F> {
 
     /// A precomputed attribution of the input's shape, used instead of
     /// integrated gradients (the model is then not called).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn base_attribution<D: ndarray::Dimension>(mut self, attribution: ndarray::Array<F, D>) -> Self {
         self.base_attribution = Some(attribution.into_dyn());
         self
@@ -253,7 +293,50 @@ impl<F: Float> Xrai<F> {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<XraiOutput<F>> {
+        self.run(x, None, Some(model), progress)
+    }
+
+    /// Runs XRAI on a given attribution of `x`'s shape, without a model:
+    /// the same result as [`get_mask_with_details`](Self::get_mask_with_details)
+    /// with that attribution set as the [`base_attribution`](Self::base_attribution)
+    /// (which `attribution` replaces). The segments are the ones set with
+    /// [`segments`](Self::segments), else Felzenszwalb segments of `x`.
+    ///
+    /// ```
+    /// use ndarray::{Array2, Array3};
+    /// use saliency::{Xrai, XraiParameters};
+    ///
+    /// let image = Array3::<f64>::zeros((8, 8, 3));
+    /// // The right half carries all the attribution.
+    /// let attribution = Array3::from_shape_fn((8, 8, 3), |(_, j, _)| if j < 4 { 0.0 } else { 1.0 });
+    /// let left = Array2::from_shape_fn((8, 8), |(_, j)| j < 4);
+    /// let right = left.mapv(|b| !b);
+    /// let xrai = Xrai::new()
+    ///     .parameters(XraiParameters::new().min_pixel_diff(1))
+    ///     .segments(vec![left, right]);
+    /// let out = xrai.get_mask_from_attribution(image.view().into_dyn(), attribution.view().into_dyn())?;
+    /// assert_eq!((out.attribution_mask[[0, 7]], out.attribution_mask[[0, 0]]), (1.0, 0.0));
+    /// # Ok::<(), saliency::SaliencyError>(())
+    /// ```
+    pub fn get_mask_from_attribution(
+        &self,
+        x: ArrayViewD<'_, F>,
+        attribution: ArrayViewD<'_, F>,
+    ) -> Result<XraiOutput<F>> {
+        self.run(x, Some(attribution), None, &mut |_| {})
+    }
+
+    /// XRAI with the attribution given (`attribution`, else the base
+    /// attribution set) or computed by integrated gradients with `model`.
+    fn run(
+        &self,
+        x: ArrayViewD<'_, F>,
+        attribution: Option<ArrayViewD<'_, F>>,
+        model: Option<&mut dyn CallModelFunction<F>>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<XraiOutput<F>> {
         let p = &self.parameters;
+        let given = attribution.or_else(|| self.base_attribution.as_ref().map(|b| b.view()));
         check_image("input", &x)?;
         check_steps("steps", p.steps)?;
         check_positive("batch_size", self.batch_size)?;
@@ -267,8 +350,8 @@ impl<F: Float> Xrai<F> {
         let (height, width) = (x.shape()[0], x.shape()[1]);
 
         // Check every argument before the (possibly long) model calls.
-        if let Some(base) = &self.base_attribution {
-            check_like_input("base attribution", &base.view(), x.shape())?;
+        if let Some(base) = &given {
+            check_like_input("base attribution", base, x.shape())?;
         }
         if let Some(baselines) = &self.baselines {
             if baselines.is_empty() {
@@ -308,9 +391,14 @@ impl<F: Float> Xrai<F> {
             }
         };
         let compute_attribution = || -> Result<Attribution<F>> {
-            match &self.base_attribution {
-                Some(base) => Ok((base.clone(), None, p.return_ig_attributions.then(|| vec![base.clone()]))),
-                None => {
+            match (given, model) {
+                (Some(base), _) => Ok((
+                    base.to_owned(),
+                    None,
+                    p.return_ig_attributions.then(|| vec![base.to_owned()]),
+                )),
+                (None, None) => Err(SaliencyError::internal("XRAI has neither an attribution nor a model")),
+                (None, Some(model)) => {
                     let baselines = match &self.baselines {
                         Some(b) => b.clone(),
                         None => default_baselines(x.view()),
@@ -384,6 +472,31 @@ impl<F: Float> Xrai<F> {
             )?);
         }
         Ok(attrs)
+    }
+
+    /// The run's parameters.
+    pub fn get_parameters(&self) -> &XraiParameters {
+        &self.parameters
+    }
+
+    /// The most integrated-gradients path points per model call.
+    pub fn get_batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The baselines set with [`baselines`](Self::baselines); `None`: the image's minimum and maximum.
+    pub fn get_baselines(&self) -> Option<&[ArrayD<F>]> {
+        self.baselines.as_deref()
+    }
+
+    /// The segments set with [`segments`](Self::segments); `None`: Felzenszwalb segments.
+    pub fn get_segments(&self) -> Option<&[Array2<bool>]> {
+        self.segments.as_deref()
+    }
+
+    /// The attribution set with [`base_attribution`](Self::base_attribution); `None`: integrated gradients.
+    pub fn get_base_attribution(&self) -> Option<&ArrayD<F>> {
+        self.base_attribution.as_ref()
     }
 }
 

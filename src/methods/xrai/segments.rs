@@ -7,7 +7,7 @@ use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::felzenszwalb::{FelzenszwalbGraph, smooth};
 use crate::imageops::morphology::dilate_labels_disk;
-use crate::imageops::resize::{ResizeMode, ResizeOptions, resize};
+use crate::imageops::resize::{AntiAliasing, ResizeMode, ResizeOptions, resize};
 
 use super::masks::MaskSet;
 
@@ -94,7 +94,7 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
         .order(3)
         .mode(ResizeMode::Constant)
         .preserve_range(true)
-        .anti_aliasing(Some(true));
+        .anti_aliasing(AntiAliasing::On);
     let resized = resize(normalised.view(), &[SIZE, SIZE], &options)?;
     let mut resized = resized.mapv(|v| v.as_f64());
     if resized.ndim() == 2 {
@@ -109,7 +109,7 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
         .order(0)
         .mode(ResizeMode::Constant)
         .preserve_range(true)
-        .anti_aliasing(Some(false));
+        .anti_aliasing(AntiAliasing::Off);
     let one_scale = |scale: &f64| -> Result<Array2<usize>> {
         let labels = graph.segment(*scale, MIN_SIZE)?;
         if (height, width) == (SIZE, SIZE) {
