@@ -44,14 +44,26 @@ pub fn felzenszwalb<F: Float>(
     min_size: usize,
 ) -> Result<Array2<usize>> {
     crate::checks::check_image("image", &image)?;
+    // Before the smoothing, whose own objections would hide this one.
+    check_scale(scale)?;
     let image = crate::checks::image_view3("image", &image)?
         .mapv(|v| v.as_f64())
         .into_dyn();
-    let smoothed = smooth(image.view(), sigma)?;
+    // Values near f64::MAX can overflow the smoothing (the symmetric kernel
+    // adds two neighbours before weighting them); the graph would call the
+    // result a non-finite input.
+    let smoothed = crate::checks::finite_result("smoothed image", smooth(image.view(), sigma)?)?;
     let smoothed = smoothed
         .into_dimensionality::<Ix3>()
         .map_err(|_| SaliencyError::internal("the smoothed image lost its channel axis"))?;
     FelzenszwalbGraph::new(smoothed.view())?.segment(scale, min_size)
+}
+
+fn check_scale(scale: f64) -> Result<()> {
+    if !scale.is_finite() || scale < 0.0 {
+        return Err(SaliencyError::param("scale", scale, "must be finite and at least 0"));
+    }
+    Ok(())
 }
 
 /// The smoothing `felzenszwalb` applies: a Gaussian of `sigma` over the two
@@ -176,9 +188,7 @@ impl FelzenszwalbGraph {
     /// smaller than `min_size` pixels afterwards. Labels run from 0, in
     /// row-major order of each segment's first pixel.
     pub fn segment(&self, scale: f64, min_size: usize) -> Result<Array2<usize>> {
-        if !scale.is_finite() || scale < 0.0 {
-            return Err(SaliencyError::param("scale", scale, "must be finite and at least 0"));
-        }
+        check_scale(scale)?;
         let n = self.height * self.width;
         let scale = scale / 255.0;
         let mut forest: Vec<u32> = (0..n as u32).collect();

@@ -185,9 +185,20 @@ pub fn generate_random_mask<R: Rng + ?Sized>(
     if !(fraction.is_finite() && (0.0..=1.0).contains(&fraction)) {
         return Err(SaliencyError::param("fraction", fraction, "must be between 0 and 1"));
     }
-    let size = height
-        .checked_mul(width)
-        .ok_or_else(|| SaliencyError::param("height * width", format!("{height} * {width}"), "overflows"))?;
+    // An array's non-zero sides multiply to at most isize::MAX, even when
+    // another side is 0.
+    height
+        .max(1)
+        .checked_mul(width.max(1))
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or_else(|| {
+            SaliencyError::param(
+                "height * width",
+                format!("{height} * {width}"),
+                "is too large for an array",
+            )
+        })?;
+    let size = height * width;
     // `int(size * fraction)`, at most `size` since fraction <= 1.
     let count = ((size as f64 * fraction) as usize).min(size);
     let mut mask = crate::checks::try_filled("height * width", size, size, false)?;

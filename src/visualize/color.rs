@@ -163,6 +163,7 @@ pub fn top_percent_mask<F: Float>(map: ArrayView2<'_, F>, top_percent: f64) -> R
             shape: map.shape().to_vec(),
         });
     }
+    check_finite("map", &map.into_dyn())?;
     let mut values: Vec<F> = map.iter().copied().collect();
     let threshold = percentile(&mut values, 100.0 - top_percent)?;
     Ok(map.mapv(|v| v > threshold))

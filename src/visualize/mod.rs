@@ -17,9 +17,9 @@ pub use panel::{draw_text, panel};
 #[cfg(feature = "image")]
 pub use png::{read_image, save_png};
 
-use ndarray::{Array2, ArrayViewD, Axis};
+use ndarray::{Array2, ArrayViewD, Axis, Ix2};
 
-use crate::checks::{check_finite, image_view3};
+use crate::checks::{check_finite, finite_result, image_view3};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::{min_max, percentile};
@@ -39,13 +39,17 @@ fn channel_sum<F: Float>(mask: &ArrayViewD<'_, F>, absolute: bool, pct: f64) -> 
     }
     check_finite("mask", mask)?;
     // Channels added in order, as numpy's sum over a short last axis does.
-    Ok(ndarray::Zip::from(mask3.lanes(Axis(2))).map_collect(|lane| {
+    let sums = ndarray::Zip::from(mask3.lanes(Axis(2))).map_collect(|lane| {
         let mut s = F::zero();
         for &v in lane {
             s += if absolute { v.abs() } else { v };
         }
         s
-    }))
+    });
+    // Values near the float limit overflow the sum.
+    finite_result("mask's channel sum", sums.into_dyn())?
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| SaliencyError::internal("the channel sum of a mask is not 2-D"))
 }
 
 fn percentile_of<F: Float>(map: &Array2<F>, pct: f64) -> Result<F> {

@@ -34,6 +34,11 @@ pub enum Want {
     Shape(&'static str),
     Param(&'static str),
     NonFiniteResult,
+    ChannelsFirst(&'static str),
+    ImageEncoding,
+    /// One of the PIC metric's three reasons to skip an image.
+    PicSkip,
+    Io,
 }
 
 impl Want {
@@ -56,6 +61,10 @@ impl Want {
             (Want::Shape(w), E::ShapeMismatch { what, .. }) => w == what,
             (Want::Param(n), E::InvalidParameter { name, .. }) => n == name,
             (Want::NonFiniteResult, E::NonFiniteResult { .. }) => true,
+            (Want::ChannelsFirst(w), E::ChannelsFirstImage { what, .. }) => w == what,
+            (Want::ImageEncoding, E::ImageEncoding { .. }) => true,
+            (Want::PicSkip, e) => e.is_pic_skip(),
+            (Want::Io, E::Io { .. }) => true,
             _ => false,
         }
     }
@@ -118,6 +127,48 @@ pub fn same_shape<F: Float>(what: &'static str, a: &ArrayD<F>, shape: &[usize]) 
         wants.push(Want::NonFiniteInput(what));
     }
     wants
+}
+
+/// Whether an image of this shape looks channels-first (`[3, 224, 224]`),
+/// which functions that read the axes as height, width and channels refuse.
+pub fn looks_channels_first(shape: &[usize]) -> bool {
+    matches!(shape, [c, h, w] if matches!(c, 1 | 3 | 4) && *h > 4 && *w > 4)
+}
+
+/// An image's rank: 2 or 3, and not channels-first.
+pub fn image_rank(what: &'static str, shape: &[usize]) -> Vec<Want> {
+    if !(2..=3).contains(&shape.len()) {
+        vec![Want::Rank(what)]
+    } else if looks_channels_first(shape) {
+        vec![Want::ChannelsFirst(what)]
+    } else {
+        vec![]
+    }
+}
+
+/// The result of a function without a model: its value when `invalid` is
+/// empty, else one of those errors. `overflow` lists the errors that inputs
+/// in range may still end with (each site says why).
+pub fn outcome<T: std::fmt::Debug>(
+    result: saliency::Result<T>,
+    invalid: &[Want],
+    overflow: &[Want],
+) -> Result<Option<T>, TestCaseError> {
+    if let Err(e) = &result {
+        let _ = (e.to_string(), format!("{e:?}"));
+    }
+    match result {
+        Ok(v) if invalid.is_empty() => Ok(Some(v)),
+        Ok(v) => Err(TestCaseError::fail(format!("expected one of {invalid:?}, got {v:?}"))),
+        Err(e) if invalid.iter().any(|w| w.matches(&e)) => Ok(None),
+        Err(e) if invalid.is_empty() && overflow.iter().any(|w| w.matches(&e)) => Ok(None),
+        Err(e) if invalid.is_empty() => Err(TestCaseError::fail(format!(
+            "expected a result (or one of {overflow:?}), got the error {e:?}"
+        ))),
+        Err(e) => Err(TestCaseError::fail(format!(
+            "expected one of {invalid:?}, got the error {e:?}"
+        ))),
+    }
 }
 
 /// A step or sample count: 1 to `MAX_STEPS`.

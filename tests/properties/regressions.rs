@@ -353,3 +353,101 @@ fn blur_ig_never_hands_the_model_an_overflowed_blur() {
     );
     assert_eq!(calls, 1);
 }
+
+#[test]
+fn grayscale_and_diverging_of_an_overflowing_channel_sum_are_typed_errors() {
+    // f64::MAX + 1e300 summed to infinity, which the percentile then
+    // reported as a non-finite input "values" the caller never passed.
+    let mask = array![[[f64::MAX, 1e300], [0.5, 0.25]]].into_dyn();
+    for result in [
+        visualize::grayscale(mask.view(), 99.0),
+        visualize::diverging(mask.view(), 99.0),
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(SaliencyError::NonFiniteResult {
+                    what: "mask's channel sum",
+                    count: 1,
+                    first_index: 0,
+                })
+            ),
+            "{result:?}"
+        );
+    }
+}
+
+#[test]
+fn top_percent_mask_of_a_non_finite_map_names_the_map() {
+    // The error named the percentile's "values".
+    let result = visualize::top_percent_mask(array![[0.5, f64::NAN]].view(), 10.0);
+    assert!(
+        matches!(
+            result,
+            Err(SaliencyError::NonFiniteInput {
+                what: "map",
+                count: 1,
+                first_index: 1,
+            })
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn felzenszwalb_whose_smoothing_overflows_is_a_typed_error() {
+    // The smoothed image of a finite one overflowed (the symmetric kernel
+    // adds two neighbours before weighting them) and was reported as a
+    // non-finite input "image".
+    let x = array![[[f64::MAX]]].into_dyn();
+    let result = imageops::felzenszwalb(x.view(), 100.0, 2.0, 10);
+    assert!(
+        matches!(
+            result,
+            Err(SaliencyError::NonFiniteResult {
+                what: "smoothed image",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn felzenszwalb_segments_of_an_image_whose_range_overflows() {
+    // max - min overflowed: the image rescaled to [-1, 1] was NaN and the
+    // resize reported a non-finite input "image".
+    let x = array![[0.0, 1e300, -1e300], [f64::MAX, 0.5, -f64::MAX]].into_dyn();
+    let labels = saliency::get_segment_labels_felzenszwalb(x.view()).unwrap();
+    assert_eq!(labels.len(), 6);
+    assert!(labels.iter().all(|l| l.dim() == (2, 3)));
+    // The same segments as for the image scaled down (the rescaling divides
+    // by the range either way).
+    let scaled = saliency::get_segment_labels_felzenszwalb(x.mapv(|v| v / 4.0).view()).unwrap();
+    assert_eq!(labels, scaled);
+}
+
+#[cfg(feature = "metrics")]
+#[test]
+fn random_mask_with_an_empty_side_and_a_huge_one_is_an_error() {
+    // height * width is 0, but no array can have a side above isize::MAX:
+    // an internal error.
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    for (h, w) in [(usize::MAX, 0), (0, 1 << 63)] {
+        let result = saliency::metrics::generate_random_mask(h, w, 0.5, &mut rng);
+        assert!(
+            matches!(
+                result,
+                Err(SaliencyError::InvalidParameter {
+                    name: "height * width",
+                    ..
+                })
+            ),
+            "{h} x {w}: {result:?}"
+        );
+    }
+    // Empty masks of any ordinary size are fine.
+    let mask = saliency::metrics::generate_random_mask(1 << 40, 0, 0.5, &mut rng).unwrap();
+    assert_eq!(mask.dim(), (1 << 40, 0));
+}

@@ -69,12 +69,25 @@ pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Re
     let (height, width) = (image.shape()[0], image.shape()[1]);
     // Rescale to [-1, 1] in the image's own float type, as NumPy does.
     let (lo, hi) = crate::imageops::min_max_of(&image);
-    let span = hi - lo;
     let two = F::from_f64_lossy(2.0);
+    // A range wider than the float type (max - min overflows, where the
+    // reference's image becomes NaN) is rescaled from halves: the same unit
+    // values, as halving is exact. Ordinary images take the reference's
+    // arithmetic.
+    let (lo, hi, scale) = if (hi - lo).is_finite() {
+        (lo, hi, F::one())
+    } else {
+        (lo / two, hi / two, F::one() / two)
+    };
+    let span = hi - lo;
     let normalised = image.mapv(|v| {
         // A constant image (the reference divides by zero) is one segment
         // either way; map it to -1.
-        let unit = if span > F::zero() { (v - lo) / span } else { F::zero() };
+        let unit = if span > F::zero() {
+            (v * scale - lo) / span
+        } else {
+            F::zero()
+        };
         unit * two - F::one()
     });
     let options = ResizeOptions::default()
