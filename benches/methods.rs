@@ -8,7 +8,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use saliency::{
-    BlurIg, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey,
+    BlurIg, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, Saliency,
     SmoothGradParams, VanillaGradients, Xrai, XraiAlgorithm, XraiParameters, get_segments_felzenszwalb, visualize,
 };
 
@@ -18,14 +18,14 @@ mod common;
 use common::{cam_layer, grads, occlusion_weights, weighted_sums, workload_image};
 
 fn vanilla(c: &mut Criterion) {
-    let x = workload_image(224, 224).into_dyn();
+    let x = workload_image(224, 224);
     c.benchmark_group("vanilla").bench_function("224x224x3", |b| {
         b.iter(|| VanillaGradients::new().get_mask(x.view(), &mut grads))
     });
 }
 
 fn integrated_gradients(c: &mut Criterion) {
-    let x = workload_image(224, 224).into_dyn();
+    let x = workload_image(224, 224);
     let mut group = c.benchmark_group("integrated_gradients");
     for batch_size in [1, 25] {
         let ig = IntegratedGradients::new().steps(25).batch_size(batch_size);
@@ -36,7 +36,7 @@ fn integrated_gradients(c: &mut Criterion) {
 }
 
 fn smoothgrad(c: &mut Criterion) {
-    let x = workload_image(224, 224).into_dyn();
+    let x = workload_image(224, 224);
     let ig = IntegratedGradients::new().steps(25).batch_size(25);
     let params = SmoothGradParams::new().nsamples(25).seed(0);
     c.benchmark_group("smoothgrad")
@@ -46,7 +46,7 @@ fn smoothgrad(c: &mut Criterion) {
 }
 
 fn visualization(c: &mut Criterion) {
-    let mask = workload_image(224, 224).into_dyn();
+    let mask = workload_image(224, 224);
     let mut group = c.benchmark_group("visualize");
     group.bench_function("grayscale 224x224x3", |b| {
         b.iter(|| visualize::grayscale(mask.view(), 99.0))
@@ -57,7 +57,7 @@ fn visualization(c: &mut Criterion) {
 }
 
 fn blur_ig(c: &mut Criterion) {
-    let x = workload_image(112, 112).into_dyn();
+    let x = workload_image(112, 112);
     let method = BlurIg::new().max_sigma(25.0).steps(20).batch_size(10);
     c.benchmark_group("blur_ig")
         .bench_function("112x112x3 max_sigma 25, 20 steps, batch 10", |b| {
@@ -66,7 +66,7 @@ fn blur_ig(c: &mut Criterion) {
 }
 
 fn grad_cam(c: &mut Criterion) {
-    let x = workload_image(224, 224).into_dyn();
+    let x = workload_image(224, 224);
     let (values, gradients) = cam_layer();
     c.benchmark_group("grad_cam")
         .bench_function("14x14x512 layer to 224x224x3", |b| {
@@ -81,7 +81,7 @@ fn grad_cam(c: &mut Criterion) {
 }
 
 fn guided_backprop(c: &mut Criterion) {
-    let x = workload_image(224, 224).into_dyn();
+    let x = workload_image(224, 224);
     // f(x) = sum(x^2) has no ReLU: the guided gradient is 2x.
     let mut guided = |batch: ndarray::ArrayViewD<'_, f32>, _keys: &saliency::ModelRequest<'_>| {
         Ok(ModelOutputs::new().with(OutputKey::GuidedInputOutputGradients, batch.mapv(|v| 2.0 * v)))
@@ -92,7 +92,7 @@ fn guided_backprop(c: &mut Criterion) {
 }
 
 fn segments(c: &mut Criterion) {
-    let x = workload_image(224, 224).into_dyn();
+    let x = workload_image(224, 224);
     c.benchmark_group("segments")
         .bench_function("224x224x3 Felzenszwalb, 6 scales, dilated masks", |b| {
             b.iter(|| get_segments_felzenszwalb(x.view()))
@@ -100,7 +100,7 @@ fn segments(c: &mut Criterion) {
 }
 
 fn xrai(c: &mut Criterion) {
-    let x = workload_image(224, 224).into_dyn();
+    let x = workload_image(224, 224);
     let segments = get_segments_felzenszwalb(x.view()).unwrap_or_default();
     let mut group = c.benchmark_group("xrai");
     for (name, algorithm) in [("full", XraiAlgorithm::Full), ("fast", XraiAlgorithm::Fast)] {
@@ -123,7 +123,7 @@ fn xrai(c: &mut Criterion) {
 }
 
 fn guided_ig(c: &mut Criterion) {
-    let x = workload_image(224, 224).into_dyn();
+    let x = workload_image(224, 224);
     c.benchmark_group("guided_ig")
         .bench_function("224x224x3 200 steps", |b| {
             b.iter(|| GuidedIg::new().get_mask(x.view(), &mut grads))
@@ -131,7 +131,7 @@ fn guided_ig(c: &mut Criterion) {
 }
 
 fn occlusion(c: &mut Criterion) {
-    let x = workload_image(64, 64).into_dyn();
+    let x = workload_image(64, 64);
     let w = occlusion_weights();
     let mut group = c.benchmark_group("occlusion");
     for batch_size in [1, 16] {

@@ -23,11 +23,11 @@ fn pic(c: &mut Criterion) {
     for fraction in [0.01, 0.5] {
         let mask = generate_random_mask(224, 224, fraction, &mut rng).unwrap();
         group.bench_function(format!("create_blurred_image 224 fraction {fraction}"), |b| {
-            b.iter(|| create_blurred_image(img.view().into_dyn(), mask.view(), Interpolation::Linear).unwrap())
+            b.iter(|| create_blurred_image(img.view(), mask.view(), Interpolation::Linear).unwrap())
         });
     }
     group.bench_function("estimate_image_entropy 224", |b| {
-        b.iter(|| estimate_image_entropy(img.view().into_dyn()).unwrap())
+        b.iter(|| estimate_image_entropy(img.view()).unwrap())
     });
     let saliency = Array2::from_shape_fn((224, 224), |(i, j)| ((i * 7919 + j * 104_729) % 65_521) as f64);
     let random_mask = generate_random_mask(224, 224, 0.01, &mut rng).unwrap();
@@ -48,7 +48,7 @@ fn pic(c: &mut Criterion) {
     group.bench_function("compute 224 13 thresholds", |b| {
         b.iter(|| {
             PicMetric::new()
-                .compute(img.view().into_dyn(), saliency.view(), random_mask.view(), predict)
+                .compute(img.view(), saliency.view(), random_mask.view(), predict)
                 .unwrap()
         })
     });

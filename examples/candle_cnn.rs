@@ -21,8 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
 use saliency::{
-    BlurIg, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, SmoothGrad,
-    SmoothGradParams, VanillaGradients, visualize,
+    BlurIg, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, Saliency,
+    SmoothGrad, SmoothGradParams, VanillaGradients, visualize,
 };
 
 type BoxResult<T> = Result<T, saliency::BoxError>;
@@ -173,7 +173,7 @@ fn main() -> BoxResult<()> {
             break s;
         }
     };
-    let image = image.index_axis_move(Axis(0), 0).into_dyn();
+    let image = image.index_axis_move(Axis(0), 0);
 
     // The adapter: the model is channels-first, the target is the logit of
     // the image's class.
@@ -237,12 +237,9 @@ fn main() -> BoxResult<()> {
 
     // What the adapter hands Grad-CAM: the second convolution's values and
     // gradients, channels-first (Grad-CAM above was told so).
-    let outputs: ModelOutputs<f32> = counted(
+    let outputs: ModelOutputs<f32> = model.call(
         image.view().insert_axis(Axis(0)),
-        &saliency::ModelRequest::new(
-            &[OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients],
-            &[0],
-        ),
+        &[OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients],
     )?;
     if let (Some(values), Some(grads)) = (
         outputs.get(OutputKey::ConvolutionLayerValues),

@@ -63,10 +63,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         // One random mask per image, shared by both maps (a fair comparison).
         let random_mask = generate_random_mask(SIZE, SIZE, 0.01, &mut rng)?;
-        let view = img.view().into_dyn();
-        let on_blob = metric.compute(view.clone(), saliency_at(cy, cx).view(), random_mask.view(), predict)?;
+        let on_blob = metric.compute(&img, saliency_at(cy, cx).view(), random_mask.view(), predict)?;
         let far = (SIZE as f64 - 1.0 - cy, SIZE as f64 - 1.0 - cx);
-        let off_blob = metric.compute(view, saliency_at(far.0, far.1).view(), random_mask.view(), predict)?;
+        let off_blob = metric.compute(&img, saliency_at(far.0, far.1).view(), random_mask.view(), predict)?;
         println!("{k:>5}  {:>25.3}  {:>31.3}", on_blob.auc, off_blob.auc);
         good.push(on_blob);
         bad.push(off_blob);

@@ -12,7 +12,8 @@
 
 use ndarray::{Array3, ArrayD, ArrayViewD};
 use saliency::{
-    BoxError, CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, SmoothGradParams, VanillaGradients, visualize,
+    BoxError, CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, Saliency, SmoothGradParams, VanillaGradients,
+    visualize,
 };
 
 const H: usize = 32;
@@ -30,7 +31,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let d2 = (i as f64 - 10.0).powi(2) + (j as f64 - 10.0).powi(2);
         1.0 / (1.0 + (0.25 * (d2.sqrt() - 7.0)).exp())
     });
-    let weight = weight.into_dyn();
 
     // The model function every method calls: gradient of sum(w * tanh(x)^2),
     // which is 2 w tanh(x) (1 - tanh(x)^2), for a batch [B, H, W, 3].
@@ -58,9 +58,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (label, method, smoothed) in &methods {
         let before = calls.get();
         let mask = if *smoothed {
-            method.get_smoothed_mask(image.view().into_dyn(), &mut model, &smooth)?
+            method.get_smoothed_mask(&image, &mut model, &smooth)?
         } else {
-            method.get_mask(image.view().into_dyn(), &mut model)?
+            method.get_mask(&image, &mut model)?
         };
         let picture = visualize::grayscale(mask.view(), 99.0)?;
         let inside: f64 = picture

@@ -13,66 +13,78 @@ use std::time::Instant;
 mod common;
 
 use common::{cam_layer, grads, occlusion_weights, weighted_sums, workload_image};
-use ndarray::ArrayD;
 use saliency::{
-    BlurIg, CoreSaliency, GradCam, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, SmoothGradParams,
+    BlurIg, GradCam, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, Saliency, SmoothGradParams,
     VanillaGradients, Xrai, XraiAlgorithm, XraiParameters,
 };
 
-/// A workload: runs once per call; `None` when its method is not built yet.
-type Workload = Box<dyn FnMut() -> saliency::Result<ArrayD<f32>>>;
+/// A workload: runs once per call and returns the size of what it computed;
+/// `None` when its method is not built yet.
+type Workload = Box<dyn FnMut() -> saliency::Result<usize>>;
+
+/// The size of a computed mask, so every workload has one result type.
+fn len<D: ndarray::Dimension>(mask: saliency::Result<ndarray::Array<f32, D>>) -> saliency::Result<usize> {
+    mask.map(|m| m.len())
+}
 
 fn workload(name: &str) -> Option<Workload> {
     let x = workload_image(224, 224);
     match name {
-        "vanilla" => Some(Box::new(move || {
-            VanillaGradients::new().get_mask(x.view().into_dyn(), &mut grads)
-        })),
+        "vanilla" => Some(Box::new(move || len(VanillaGradients::new().get_mask(&x, &mut grads)))),
         "ig" => Some(Box::new(move || {
-            IntegratedGradients::new()
-                .steps(25)
-                .batch_size(25)
-                .get_mask(x.view().into_dyn(), &mut grads)
+            len({
+                IntegratedGradients::new()
+                    .steps(25)
+                    .batch_size(25)
+                    .get_mask(&x, &mut grads)
+            })
         })),
         "smoothgrad_ig" => Some(Box::new(move || {
-            let params = SmoothGradParams::new()
-                .stdev_spread(0.15)
-                .nsamples(25)
-                .magnitude(true)
-                .seed(0);
-            IntegratedGradients::new().steps(25).batch_size(25).get_smoothed_mask(
-                x.view().into_dyn(),
-                &mut grads,
-                &params,
-            )
+            len({
+                let params = SmoothGradParams::new()
+                    .stdev_spread(0.15)
+                    .nsamples(25)
+                    .magnitude(true)
+                    .seed(0);
+                IntegratedGradients::new()
+                    .steps(25)
+                    .batch_size(25)
+                    .get_smoothed_mask(&x, &mut grads, &params)
+            })
         })),
         "blur_ig" => Some(Box::new(move || {
-            BlurIg::new()
-                .max_sigma(50.0)
-                .steps(100)
-                .grad_step(0.01)
-                .batch_size(25)
-                .get_mask(x.view().into_dyn(), &mut grads)
+            len({
+                BlurIg::new()
+                    .max_sigma(50.0)
+                    .steps(100)
+                    .grad_step(0.01)
+                    .batch_size(25)
+                    .get_mask(&x, &mut grads)
+            })
         })),
         "grad_cam" => {
             let (values, gradients) = cam_layer();
             Some(Box::new(move || {
-                GradCam::new().should_resize(true).three_dims(true).get_mask(
-                    x.view().into_dyn(),
-                    &mut |_batch, _keys| {
-                        Ok(ModelOutputs::new()
-                            .with(OutputKey::ConvolutionLayerValues, values.clone())
-                            .with(OutputKey::ConvolutionOutputGradients, gradients.clone()))
-                    },
-                )
+                len({
+                    GradCam::new()
+                        .should_resize(true)
+                        .three_dims(true)
+                        .get_mask(&x, &mut |_batch, _keys| {
+                            Ok(ModelOutputs::new()
+                                .with(OutputKey::ConvolutionLayerValues, values.clone())
+                                .with(OutputKey::ConvolutionOutputGradients, gradients.clone()))
+                        })
+                })
             }))
         }
         "guided_ig" => Some(Box::new(move || {
-            GuidedIg::new()
-                .steps(200)
-                .fraction(0.25)
-                .max_dist(0.02)
-                .get_mask(x.view().into_dyn(), &mut grads)
+            len({
+                GuidedIg::new()
+                    .steps(200)
+                    .fraction(0.25)
+                    .max_dist(0.02)
+                    .get_mask(&x, &mut grads)
+            })
         })),
         "occlusion64" => {
             // X64 is the top-left 64 x 64 crop; windows go to the model 16 at a time.
@@ -81,26 +93,29 @@ fn workload(name: &str) -> Option<Workload> {
                 .to_owned();
             let w = occlusion_weights();
             Some(Box::new(move || {
-                Occlusion::new()
-                    .size(15)
-                    .value(0.0)
-                    .batch_size(16)
-                    .get_mask(x64.view().into_dyn(), &mut |b, _| weighted_sums(b, &w))
+                len({
+                    Occlusion::new()
+                        .size(15)
+                        .value(0.0)
+                        .batch_size(16)
+                        .get_mask(&x64, &mut |b, _| weighted_sums(b, &w))
+                })
             }))
         }
         "segments" => Some(Box::new(move || {
             // The masks are the output; the mask count stands in for them.
-            let masks = saliency::get_segments_felzenszwalb(x.view().into_dyn())?;
-            Ok(ArrayD::from_elem(ndarray::IxDyn(&[1]), masks.len() as f32))
+            Ok(saliency::get_segments_felzenszwalb(&x)?.len())
         })),
         "xrai_full" => Some(Box::new(move || {
-            Xrai::new().batch_size(25).get_mask(x.view().into_dyn(), &mut grads)
+            len(Xrai::new().batch_size(25).get_mask(&x, &mut grads))
         })),
         "xrai_fast" => Some(Box::new(move || {
-            Xrai::new()
-                .parameters(XraiParameters::new().algorithm(XraiAlgorithm::Fast))
-                .batch_size(25)
-                .get_mask(x.view().into_dyn(), &mut grads)
+            len({
+                Xrai::new()
+                    .parameters(XraiParameters::new().algorithm(XraiAlgorithm::Fast))
+                    .batch_size(25)
+                    .get_mask(&x, &mut grads)
+            })
         })),
         _ => None,
     }

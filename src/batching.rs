@@ -427,7 +427,9 @@ pub(crate) fn masks_of_images<F: Float, M: CoreSaliency<F> + ?Sized>(
         });
     }
     let mut masks: Option<(Vec<usize>, Vec<F>)> = None;
-    let task = |i: usize, model: &mut dyn CallModelFunction<F>| method.get_mask(images.index_axis(Axis(0), i), model);
+    let task = |i: usize, model: &mut dyn CallModelFunction<F>| {
+        method.get_mask_dyn(images.index_axis(Axis(0), i), model, &mut |_| {})
+    };
     let mut collect = |i: usize, mask: ArrayD<F>| -> Result<()> {
         let (shape, values) = match &mut masks {
             Some(m) => m,

@@ -1,8 +1,8 @@
 //! The trait every saliency method implements, and its progress reports.
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{Array, ArrayD, ArrayViewD, AsArray, Dimension, IxDyn};
 
-use crate::error::Result;
+use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::methods::smoothgrad::{self, SmoothGradParams};
 use crate::model::CallModelFunction;
@@ -33,7 +33,7 @@ pub enum Stage {
     /// for the full algorithm, masks ranked for the fast one).
     XraiMasks,
     /// Images finished in a multi-image call
-    /// ([`CoreSaliency::get_masks`]): "images".
+    /// ([`Saliency::get_masks`]): "images".
     Images,
 }
 
@@ -72,21 +72,24 @@ impl Progress {
     }
 }
 
-/// A saliency method: turns one input (without a batch axis) and the user's
-/// model into a mask.
+/// A saliency method, object-safe: turns one input (without a batch axis)
+/// and the user's model into a mask, on arrays of dynamic dimension.
 ///
-/// The trait is object-safe, so different methods can be kept side by side:
+/// Every method implements it, so different methods can be kept side by
+/// side as `Box<dyn CoreSaliency<F>>`. Call them through [`Saliency`] (also
+/// implemented for the boxes), which takes arrays of any dimension and
+/// returns the mask in the method's dimension:
 ///
 /// ```
 /// use ndarray::Array3;
-/// use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, VanillaGradients};
+/// use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, Saliency, VanillaGradients};
 ///
 /// let x = Array3::<f32>::from_elem((4, 4, 3), 0.5);
 /// let methods: Vec<Box<dyn CoreSaliency<f32>>> =
 ///     vec![Box::new(VanillaGradients::new()), Box::new(IntegratedGradients::new())];
 /// for method in &methods {
 ///     // f(x) = sum(x^2): the gradient is 2x.
-///     let mask = method.get_mask(x.view().into_dyn(), &mut |batch, _keys| {
+///     let mask = method.get_mask(&x, &mut |batch, _keys| {
 ///         Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
 ///     })?;
 ///     assert_eq!(mask.shape(), x.shape());
@@ -97,76 +100,27 @@ pub trait CoreSaliency<F: Float>: Sync {
     /// A short human-readable name, such as `"Integrated Gradients"`.
     fn name(&self) -> &'static str;
 
-    /// Computes the mask, reporting progress to `progress` as it goes.
-    fn get_mask_with_progress(
+    /// Computes the mask of one input `x` (no batch axis), reporting
+    /// progress to `progress` as it goes. [`Saliency::get_mask`] is the
+    /// same for arrays of any dimension.
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>>;
 
-    /// Computes the mask for one input `x` (no batch axis).
-    fn get_mask(&self, x: ArrayViewD<'_, F>, model: &mut dyn CallModelFunction<F>) -> Result<ArrayD<F>> {
-        self.get_mask_with_progress(x, model, &mut |_| {})
-    }
-
-    /// Computes the SmoothGrad average of this method's masks over noisy
-    /// copies of `x` (see [`SmoothGrad`](crate::SmoothGrad)).
-    fn get_smoothed_mask(
-        &self,
-        x: ArrayViewD<'_, F>,
-        model: &mut dyn CallModelFunction<F>,
-        params: &SmoothGradParams,
-    ) -> Result<ArrayD<F>> {
-        smoothgrad::smooth(self, x, model, params, &mut |_| {})
-    }
-
     /// The most rows this method sends the model in one call (its
     /// `batch_size` setting; 1 for methods without one). A multi-image call
-    /// ([`get_masks`](Self::get_masks)) fills every model call to this size
-    /// with rows of several images.
+    /// ([`Saliency::get_masks`]) fills every model call to this size with
+    /// rows of several images.
     fn batch_size(&self) -> usize {
         1
     }
 
-    /// Computes the masks of several images at once: `images` is `[N, ...]`
-    /// (each image as [`get_mask`](Self::get_mask) takes it) and the result
-    /// is `[N, ...]`, mask `i` bit-identical to `get_mask` on image `i`.
-    ///
-    /// The model calls carry rows of several images (path points, noise
-    /// samples, occluded copies), filled to [`batch_size`](Self::batch_size)
-    /// rows; [`ModelRequest::image_of_row`](crate::ModelRequest::image_of_row)
-    /// tells the model which image each row belongs to, so every image can
-    /// have its own target. Progress counts finished images.
-    ///
-    /// ```
-    /// use ndarray::Array4;
-    /// use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey};
-    ///
-    /// // Three 4 x 4 x 1 images; image i is explained for f_i(x) = (i + 1) * sum(x).
-    /// let images = Array4::<f64>::from_elem((3, 4, 4, 1), 0.5);
-    /// let ig = IntegratedGradients::new().steps(10).batch_size(15);
-    /// let mut calls = 0;
-    /// let masks = ig.get_masks(images.view().into_dyn(), &mut |batch, request| {
-    ///     calls += 1;
-    ///     let mut grads = batch.to_owned();
-    ///     for (row, mut g) in grads.outer_iter_mut().enumerate() {
-    ///         g.fill((request.image_of_row(row) + 1) as f64);
-    ///     }
-    ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
-    /// })?;
-    /// assert_eq!(masks.shape(), [3, 4, 4, 1]);
-    /// assert_eq!(calls, 2); // 30 path points in calls of 15 rows
-    /// assert!((masks[[2, 0, 0, 0]] - 1.5).abs() < 1e-12); // 3 * 0.5
-    /// # Ok::<(), saliency::SaliencyError>(())
-    /// ```
-    fn get_masks(&self, images: ArrayViewD<'_, F>, model: &mut dyn CallModelFunction<F>) -> Result<ArrayD<F>> {
-        self.get_masks_with_progress(images, model, &mut |_| {})
-    }
-
-    /// [`get_masks`](Self::get_masks), reporting finished images to
-    /// `progress`.
-    fn get_masks_with_progress(
+    /// The masks of several images `[N, ...]` at once, as `[N, ...]`;
+    /// [`Saliency::get_masks`] is the same for arrays of any dimension.
+    fn get_masks_dyn(
         &self,
         images: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,
@@ -174,6 +128,244 @@ pub trait CoreSaliency<F: Float>: Sync {
     ) -> Result<ArrayD<F>> {
         crate::batching::masks_of_images(self, images, model, progress)
     }
+
+    /// The SmoothGrad average of this method's masks over noisy copies of
+    /// `x`; [`Saliency::get_smoothed_mask`] is the same for arrays of any
+    /// dimension.
+    fn get_smoothed_mask_dyn(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        params: &SmoothGradParams,
+    ) -> Result<ArrayD<F>> {
+        smoothgrad::smooth(self, x, model, params, &mut |_| {})
+    }
+}
+
+/// The dimension of the masks [`Saliency::get_masks`] returns for images
+/// `[N, ...]` of dimension `D`: one axis more than a mask of one image.
+pub type MasksDim<M, F, D> = <<M as Saliency<F>>::MaskDim<<D as Dimension>::Smaller> as Dimension>::Larger;
+
+/// The methods' calls on arrays of any dimension: a view or a reference to
+/// an array goes in (`image.view()` or `&image`), the mask comes out in the
+/// method's dimension ([`MaskDim`](Self::MaskDim)): the input's for the
+/// gradient methods and Occlusion (`Array3` in, `Array3` out), `Array2` for
+/// XRAI, dynamic for Grad-CAM (its channel axis is a setting).
+///
+/// Each call forwards to the object-safe [`CoreSaliency`], so the two give
+/// the same masks; `Box<dyn CoreSaliency<F>>` implements this trait too, with
+/// masks of dynamic dimension.
+///
+/// ```
+/// use ndarray::{Array2, Array3};
+/// use saliency::{ModelOutputs, OutputKey, Saliency, VanillaGradients, Xrai, XraiParameters};
+///
+/// let image = Array3::<f64>::from_shape_fn((16, 16, 3), |(i, j, c)| ((i * j + c) % 5) as f64 / 5.0);
+/// let gradient = |batch: ndarray::ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
+///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 1.0 - v)))
+/// };
+/// let mask: Array3<f64> = VanillaGradients::new().get_mask(&image, &mut gradient.clone())?;
+/// let map: Array2<f64> = Xrai::new()
+///     .parameters(XraiParameters::new().steps(4))
+///     .get_mask(&image, &mut gradient.clone())?;
+/// assert_eq!((mask.dim(), map.dim()), ((16, 16, 3), (16, 16)));
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub trait Saliency<F: Float>: CoreSaliency<F> {
+    /// The dimension of the mask of an input of dimension `D`.
+    type MaskDim<D: Dimension>: Dimension;
+
+    /// Computes the mask for one input `x` (no batch axis).
+    fn get_mask<'a, D: Dimension>(
+        &self,
+        x: impl AsArray<'a, F, D>,
+        model: &mut dyn CallModelFunction<F>,
+    ) -> Result<Array<F, Self::MaskDim<D>>>
+    where
+        F: 'a,
+    {
+        self.get_mask_with_progress(x, model, &mut |_| {})
+    }
+
+    /// [`get_mask`](Self::get_mask), reporting progress to `progress` as it
+    /// goes.
+    fn get_mask_with_progress<'a, D: Dimension>(
+        &self,
+        x: impl AsArray<'a, F, D>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Array<F, Self::MaskDim<D>>>
+    where
+        F: 'a,
+    {
+        in_dimension(self.get_mask_dyn(x.into().into_dyn(), model, progress)?)
+    }
+
+    /// Computes the SmoothGrad average of this method's masks over noisy
+    /// copies of `x` (see [`SmoothGrad`](crate::SmoothGrad)).
+    fn get_smoothed_mask<'a, D: Dimension>(
+        &self,
+        x: impl AsArray<'a, F, D>,
+        model: &mut dyn CallModelFunction<F>,
+        params: &SmoothGradParams,
+    ) -> Result<Array<F, Self::MaskDim<D>>>
+    where
+        F: 'a,
+    {
+        in_dimension(self.get_smoothed_mask_dyn(x.into().into_dyn(), model, params)?)
+    }
+
+    /// Computes the masks of several images at once: `images` is `[N, ...]`
+    /// (each image as [`get_mask`](Self::get_mask) takes it) and the result
+    /// is `[N, ...]`, mask `i` bit-identical to `get_mask` on image `i`.
+    ///
+    /// The model calls carry rows of several images (path points, noise
+    /// samples, occluded copies), filled to
+    /// [`batch_size`](CoreSaliency::batch_size) rows;
+    /// [`ModelRequest::image_of_row`](crate::ModelRequest::image_of_row)
+    /// tells the model which image each row belongs to, so every image can
+    /// have its own target. Progress counts finished images.
+    ///
+    /// ```
+    /// use ndarray::Array4;
+    /// use saliency::{IntegratedGradients, ModelOutputs, OutputKey, Saliency};
+    ///
+    /// // Three 4 x 4 x 1 images; image i is explained for f_i(x) = (i + 1) * sum(x).
+    /// let images = Array4::<f64>::from_elem((3, 4, 4, 1), 0.5);
+    /// let ig = IntegratedGradients::new().steps(10).batch_size(15);
+    /// let mut calls = 0;
+    /// let masks = ig.get_masks(&images, &mut |batch, request| {
+    ///     calls += 1;
+    ///     let mut grads = batch.to_owned();
+    ///     for (row, mut g) in grads.outer_iter_mut().enumerate() {
+    ///         g.fill((request.image_of_row(row) + 1) as f64);
+    ///     }
+    ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
+    /// })?;
+    /// assert_eq!(masks.dim(), (3, 4, 4, 1));
+    /// assert_eq!(calls, 2); // 30 path points in calls of 15 rows
+    /// assert!((masks[[2, 0, 0, 0]] - 1.5).abs() < 1e-12); // 3 * 0.5
+    /// # Ok::<(), saliency::SaliencyError>(())
+    /// ```
+    fn get_masks<'a, D: Dimension>(
+        &self,
+        images: impl AsArray<'a, F, D>,
+        model: &mut dyn CallModelFunction<F>,
+    ) -> Result<Array<F, MasksDim<Self, F, D>>>
+    where
+        F: 'a,
+    {
+        self.get_masks_with_progress(images, model, &mut |_| {})
+    }
+
+    /// [`get_masks`](Self::get_masks), reporting finished images to
+    /// `progress`.
+    fn get_masks_with_progress<'a, D: Dimension>(
+        &self,
+        images: impl AsArray<'a, F, D>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Array<F, MasksDim<Self, F, D>>>
+    where
+        F: 'a,
+    {
+        in_dimension(self.get_masks_dyn(images.into().into_dyn(), model, progress)?)
+    }
+}
+
+/// A mask of dynamic dimension in the dimension its method promises.
+fn in_dimension<F: Float, E: Dimension>(mask: ArrayD<F>) -> Result<Array<F, E>> {
+    mask.into_dimensionality::<E>().map_err(|_| SaliencyError::Internal {
+        what: "a mask does not have the rank its method promises",
+    })
+}
+
+/// Forwards to the boxed method, so a `Box<dyn CoreSaliency<F>>` is a method
+/// too.
+impl<F: Float, M: CoreSaliency<F> + ?Sized> CoreSaliency<F> for Box<M> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn get_mask_dyn(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        (**self).get_mask_dyn(x, model, progress)
+    }
+
+    fn batch_size(&self) -> usize {
+        (**self).batch_size()
+    }
+
+    fn get_masks_dyn(
+        &self,
+        images: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        (**self).get_masks_dyn(images, model, progress)
+    }
+
+    fn get_smoothed_mask_dyn(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        params: &SmoothGradParams,
+    ) -> Result<ArrayD<F>> {
+        (**self).get_smoothed_mask_dyn(x, model, params)
+    }
+}
+
+/// A boxed method of unknown kind gives masks of dynamic dimension.
+impl<F: Float, M: CoreSaliency<F> + ?Sized> Saliency<F> for Box<M> {
+    type MaskDim<D: Dimension> = IxDyn;
+}
+
+/// Forwards to the borrowed method, so a `&dyn CoreSaliency<F>` is a method
+/// too.
+impl<F: Float, M: CoreSaliency<F> + ?Sized> CoreSaliency<F> for &M {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn get_mask_dyn(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        (**self).get_mask_dyn(x, model, progress)
+    }
+
+    fn batch_size(&self) -> usize {
+        (**self).batch_size()
+    }
+
+    fn get_masks_dyn(
+        &self,
+        images: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        (**self).get_masks_dyn(images, model, progress)
+    }
+
+    fn get_smoothed_mask_dyn(
+        &self,
+        x: ArrayViewD<'_, F>,
+        model: &mut dyn CallModelFunction<F>,
+        params: &SmoothGradParams,
+    ) -> Result<ArrayD<F>> {
+        (**self).get_smoothed_mask_dyn(x, model, params)
+    }
+}
+
+/// A borrowed method of unknown kind gives masks of dynamic dimension.
+impl<F: Float, M: CoreSaliency<F> + ?Sized> Saliency<F> for &M {
+    type MaskDim<D: Dimension> = IxDyn;
 }
 
 #[cfg(test)]

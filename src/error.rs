@@ -89,6 +89,23 @@ pub enum SaliencyError {
         stated: ActivationLayout,
     },
 
+    /// A convolution layer whose layout neither the method nor the model
+    /// states has a shape that looks channels-first (`[B, C, H, W]` with a
+    /// square map, such as `[1, 512, 7, 7]`); read channels-last, the
+    /// default, it would give a plausible but wrong map.
+    #[error(
+        "{method}: the convolution layer's shape {shape:?} looks channels-first ([B, C, H, W]) but no \
+         layout was stated, and channels-last ([B, H, W, C]) would be assumed; state it on the \
+         method (`.layout(ActivationLayout::ChannelsFirst)`, or `ChannelsLast` if the layer really \
+         is [B, H, W, C]) or in the model (`ModelOutputs::with_layout`; the candle adapter does)"
+    )]
+    LayerLayoutUnstated {
+        /// The method.
+        method: &'static str,
+        /// The layer's shape.
+        shape: Vec<usize>,
+    },
+
     /// An input array has no elements.
     #[error("{what} is empty (shape {shape:?})")]
     EmptyInput {

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use ndarray::Array3;
-//! use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, visualize};
+//! use saliency::{IntegratedGradients, ModelOutputs, OutputKey, Saliency, visualize};
 //!
 //! // An image, height x width x channels.
 //! let image = Array3::<f32>::from_shape_fn((32, 32, 3), |(i, j, c)| ((i + 2 * j + c) % 7) as f32 / 7.0);
@@ -19,7 +19,7 @@
 //! // The batch arrives as [B, 32, 32, 3]; the weight broadcasts over B.
 //! let weight = image.mapv(|v| 1.0 - v);
 //! let ig = IntegratedGradients::new().steps(32).batch_size(8);
-//! let mask = ig.get_mask(image.view().into_dyn(), &mut |batch, keys| {
+//! let mask = ig.get_mask(&image, &mut |batch, keys| {
 //!     assert_eq!(keys, [OutputKey::InputOutputGradients]);
 //!     let grads = &batch * &weight * 2.0;
 //!     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
@@ -62,10 +62,10 @@ pub struct ReadmeDoctests;
 ///
 /// ```
 /// use saliency::ndarray::Array3;
-/// use saliency::{CoreSaliency, ModelOutputs, OutputKey, VanillaGradients};
+/// use saliency::{ModelOutputs, OutputKey, Saliency, VanillaGradients};
 ///
 /// let image = Array3::<f32>::ones((4, 4, 3));
-/// let mask = VanillaGradients::new().get_mask(image.view().into_dyn(), &mut |batch, _keys| {
+/// let mask = VanillaGradients::new().get_mask(&image, &mut |batch, _keys| {
 ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
 /// })?;
 /// assert_eq!(mask.shape(), [4, 4, 3]);
@@ -74,7 +74,7 @@ pub struct ReadmeDoctests;
 pub use ndarray;
 
 pub use crate::checks::MAX_STEPS;
-pub use crate::core::{CoreSaliency, Progress, Stage};
+pub use crate::core::{CoreSaliency, MasksDim, Progress, Saliency, Stage};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
 pub use methods::blur_ig::BlurIg;

@@ -224,7 +224,7 @@ impl<F> ModelOutputs<F> {
 /// let model = |batch: ndarray::ArrayViewD<'_, f64>, request: &ModelRequest<'_>| {
 ///     let mut grads = batch.to_owned();
 ///     for (row, mut g) in grads.outer_iter_mut().enumerate() {
-///         g.assign(&weights.row(request.image_of_row(row)).into_dyn());
+///         g.assign(&weights.row(request.image_of_row(row)));
 ///     }
 ///     Ok::<_, saliency::BoxError>(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
 /// };
@@ -316,7 +316,7 @@ impl<F, T> CallModelFunction<F> for T where
 /// closure's argument types when the closure is stored before use.
 ///
 /// ```
-/// use saliency::{model_fn, ModelOutputs, OutputKey};
+/// use saliency::{ModelOutputs, OutputKey, model_fn};
 ///
 /// // f(x) = sum(x^2): the gradient is 2x.
 /// let mut model = model_fn(|batch, _request| {

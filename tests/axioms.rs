@@ -14,7 +14,7 @@ mod common;
 use common::TanhNet;
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis};
 use saliency::imageops::{BoundaryMode, gaussian_filter};
-use saliency::{BlurIg, CoreSaliency, GuidedIg, IntegratedGradients, ModelOutputs, OutputKey};
+use saliency::{BlurIg, GuidedIg, IntegratedGradients, ModelOutputs, OutputKey, Saliency};
 
 const EPS: f64 = f64::EPSILON;
 

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn, array};
 use saliency::{
-    BoxError, CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, SaliencyError, SmoothGradParams,
+    BoxError, CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, Saliency, SaliencyError, SmoothGradParams,
     VanillaGradients, visualize,
 };
 

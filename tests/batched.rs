@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use saliency::{
     BlurIg, BoxError, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, ModelOutputs, ModelRequest,
-    Occlusion, OutputKey, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
+    Occlusion, OutputKey, Saliency, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
 };
 
 const IMAGES: usize = 16;

@@ -5,7 +5,9 @@
 use std::error::Error;
 
 use ndarray::{Array3, Array4, ArrayD, ArrayViewD};
-use saliency::{ActivationLayout, CoreSaliency, GradCam, ModelOutputs, OutputKey, SaliencyError, VanillaGradients};
+use saliency::{
+    ActivationLayout, CoreSaliency, GradCam, ModelOutputs, OutputKey, Saliency, SaliencyError, VanillaGradients,
+};
 
 /// The messages of `err` and of every source under it, outermost first.
 fn chain(err: &(dyn Error + 'static)) -> Vec<String> {
@@ -194,6 +196,55 @@ fn grad_cam_refuses_a_layout_that_contradicts_the_model() {
     }
 }
 
+/// A plain closure returning a channels-first layer, `[1, 8, 3, 3]`, with no
+/// layout stated anywhere: read channels-last it would be an 8 x 3 map of 3
+/// channels, a plausible picture of nothing. It is refused, naming the fix;
+/// stated, it gives the map of the same layer given channels-last.
+#[test]
+fn grad_cam_refuses_an_unstated_layer_that_looks_channels_first() {
+    let image = Array3::<f64>::zeros((6, 6, 3));
+    let first = Array4::from_shape_fn((1, 8, 3, 3), |(_, c, i, j)| ((c * 7 + i * 3 + j) % 5) as f64 - 1.0);
+    let first_grads = Array4::from_shape_fn((1, 8, 3, 3), |(_, c, i, j)| {
+        (c as f64 - 3.5) * 0.1 + (i * j) as f64 * 0.05
+    });
+    let err = GradCam::new()
+        .get_mask(
+            &image,
+            &mut fixed_layer(first.clone().into_dyn(), first_grads.clone().into_dyn(), None),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, SaliencyError::LayerLayoutUnstated { shape, .. } if shape == &[1, 8, 3, 3]),
+        "{err}"
+    );
+    let message = err.to_string();
+    for needle in [
+        "[1, 8, 3, 3]",
+        "looks channels-first",
+        ".layout(ActivationLayout::ChannelsFirst)",
+        "with_layout",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+
+    let stated = GradCam::new()
+        .layout(ActivationLayout::ChannelsFirst)
+        .get_mask(
+            &image,
+            &mut fixed_layer(first.clone().into_dyn(), first_grads.clone().into_dyn(), None),
+        )
+        .unwrap();
+    // The same layer channels-last, [1, 3, 3, 8], is not square in its last
+    // two axes: read as the reference reads it, without a layout.
+    let last = first.view().permuted_axes([0, 2, 3, 1]).to_owned().into_dyn();
+    let last_grads = first_grads.view().permuted_axes([0, 2, 3, 1]).to_owned().into_dyn();
+    let reference = GradCam::new()
+        .get_mask(&image, &mut fixed_layer(last, last_grads, None))
+        .unwrap();
+    assert!(reference.iter().any(|&v| v > 0.0));
+    assert_eq!(stated, reference);
+}
+
 #[test]
 fn the_ndarray_of_the_crate_is_re_exported() {
     // The same type as the `ndarray` the tests use, so arrays pass straight through.
@@ -218,8 +269,8 @@ mod candle {
     use ndarray::{Array2, Array3, Axis};
     use saliency::adapters::candle::{CandleAdapterError, CandleModel, ForwardContext, Target};
     use saliency::{
-        ActivationLayout, CoreSaliency, GradCam, GuidedBackprop, OutputKey, SaliencyError, SmoothGrad,
-        SmoothGradParams, VanillaGradients,
+        ActivationLayout, GradCam, GuidedBackprop, OutputKey, Saliency, SaliencyError, SmoothGrad, SmoothGradParams,
+        VanillaGradients,
     };
 
     use super::{assert_each_cause_once, chain};

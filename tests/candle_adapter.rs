@@ -11,8 +11,8 @@ use ndarray::{Array1, Array2, Array4, ArrayD, ArrayViewD, Axis, Ix4, array};
 use saliency::adapters::candle::{CandleAdapterError, CandleModel, ForwardContext, ReluMode, Target, guided_relu};
 use saliency::methods::guided_backprop::guided_relu_backward;
 use saliency::{
-    ActivationLayout, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, OutputKey,
-    SaliencyError, VanillaGradients,
+    ActivationLayout, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, OutputKey, Saliency, SaliencyError,
+    VanillaGradients,
 };
 
 /// The tolerance of most f64 comparisons, which measure 0 to 4.6e-16 (the

@@ -133,7 +133,7 @@ fn every_setting_reads_back_through_its_getter() {
 
 #[test]
 fn occlusion_value_is_f64_for_every_float_type() {
-    use saliency::{CoreSaliency, Float, ModelOutputs, ModelRequest, OutputKey};
+    use saliency::{Float, ModelOutputs, ModelRequest, OutputKey, Saliency};
     // Multiples of 1/4 and sums of a few of them are exact in f32 and f64,
     // so the two masks can only differ if the value were converted differently.
     fn mask<F: Float>() -> ArrayD<F> {
@@ -158,7 +158,7 @@ fn occlusion_value_is_f64_for_every_float_type() {
 
 #[test]
 fn occlusion_value_that_overflows_the_float_type_is_refused() {
-    use saliency::{CoreSaliency, SaliencyError};
+    use saliency::{Saliency, SaliencyError};
     let image = Array3::<f32>::zeros((4, 4, 1));
     let err = Occlusion::<f32>::new()
         .size(2)
@@ -211,7 +211,7 @@ fn xrai_from_an_attribution_needs_no_model_also_with_its_own_segments() {
 
 #[test]
 fn every_method_refuses_an_invalid_setting_before_calling_the_model() {
-    use saliency::{CoreSaliency, ModelOutputs, ModelRequest, SaliencyError, SmoothGrad};
+    use saliency::{CoreSaliency, ModelOutputs, ModelRequest, Saliency, SaliencyError, SmoothGrad};
     let methods: Vec<(&str, Box<dyn CoreSaliency<f64>>)> = vec![
         ("vanilla batch_size", Box::new(VanillaGradients::new().batch_size(0))),
         (

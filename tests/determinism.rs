@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use ndarray::{Array2, Array3, Array4, ArrayD, ArrayViewD};
 use saliency::imageops::{BoundaryMode, ResizeOptions, felzenszwalb, gaussian_filter, resize};
 use saliency::{
-    BlurIg, CoreSaliency, GradCam, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, SmoothGrad,
+    BlurIg, GradCam, GuidedIg, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, Saliency, SmoothGrad,
     SmoothGradParams, VanillaGradients, Xrai, XraiAlgorithm, XraiParameters, XraiSegments,
 };
 

@@ -4,7 +4,7 @@
 
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, Ix2, array};
 use saliency::methods::guided_backprop::guided_relu_backward;
-use saliency::{BoxError, CoreSaliency, GuidedBackprop, ModelOutputs, OutputKey, SaliencyError, SmoothGradParams};
+use saliency::{BoxError, GuidedBackprop, ModelOutputs, OutputKey, Saliency, SaliencyError, SmoothGradParams};
 
 #[test]
 fn guided_rule_keeps_only_positive_gradients_at_active_units() {

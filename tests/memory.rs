@@ -12,7 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::{Array2, Array3, ArrayD, ArrayViewD};
-use saliency::{BlurIg, CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, Xrai, XraiParameters};
+use saliency::{BlurIg, IntegratedGradients, ModelOutputs, OutputKey, Saliency, Xrai, XraiParameters};
 
 /// Wraps the system allocator, counting the bytes currently allocated and
 /// the most ever allocated at once.

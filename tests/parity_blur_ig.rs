@@ -6,7 +6,7 @@ mod common;
 use common::{TanhNet, assert_close, fixture, rel_err, rel_err_f32};
 use ndarray::{Array3, ArrayD, ArrayViewD, Axis, IxDyn};
 use saliency::imageops::{BoundaryMode, gaussian_filter};
-use saliency::{BlurIg, CoreSaliency, ModelOutputs, OutputKey, Progress, SaliencyError};
+use saliency::{BlurIg, ModelOutputs, OutputKey, Progress, Saliency, SaliencyError};
 
 const TOPIC: &str = "blur_ig";
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::{TanhNet, assert_close, fixture, rel_err_f32};
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix2, Slice};
-use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, VanillaGradients, visualize};
+use saliency::{IntegratedGradients, ModelOutputs, OutputKey, Saliency, VanillaGradients, visualize};
 
 const TOPIC: &str = "core";
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, fixture, rel_err_f32};
 use ndarray::{Array2, Array3, Array4, ArrayD, Axis, IxDyn};
-use saliency::{ActivationLayout, CoreSaliency, GradCam, ModelOutputs, OutputKey, SaliencyError};
+use saliency::{ActivationLayout, GradCam, ModelOutputs, OutputKey, Saliency, SaliencyError};
 
 const TOPIC: &str = "grad_cam";
 

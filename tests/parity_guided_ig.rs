@@ -6,7 +6,7 @@ mod common;
 
 use common::{TanhNet, assert_close, fixture, rel_err_f32};
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, array};
-use saliency::{BoxError, CoreSaliency, GuidedIg, ModelOutputs, OutputKey, SaliencyError};
+use saliency::{BoxError, GuidedIg, ModelOutputs, OutputKey, Saliency, SaliencyError};
 
 const TOPIC: &str = "guided_ig";
 

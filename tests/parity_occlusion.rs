@@ -6,7 +6,7 @@ mod common;
 
 use common::{TanhNet, assert_close, fixture, rel_err_f32};
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis};
-use saliency::{BoxError, CoreSaliency, ModelOutputs, Occlusion, OutputKey, SaliencyError};
+use saliency::{BoxError, ModelOutputs, Occlusion, OutputKey, Saliency, SaliencyError};
 
 const TOPIC: &str = "occlusion";
 

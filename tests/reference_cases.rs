@@ -4,7 +4,7 @@
 
 use ndarray::{Array1, ArrayD, ArrayViewD, array};
 use saliency::{
-    CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, Progress, SaliencyError, SmoothGradParams,
+    CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, Progress, Saliency, SaliencyError, SmoothGradParams,
     VanillaGradients,
 };
 
@@ -133,7 +133,7 @@ impl CoreSaliency<f64> for Counting {
     fn name(&self) -> &'static str {
         "counting"
     }
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, f64>,
         _model: &mut dyn saliency::CallModelFunction<f64>,
@@ -142,6 +142,12 @@ impl CoreSaliency<f64> for Counting {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(ArrayD::from_elem(x.raw_dim(), 0.5))
     }
+}
+
+/// A method of one's own gets the calls on arrays of any dimension by
+/// naming its mask's dimension.
+impl Saliency<f64> for Counting {
+    type MaskDim<D: ndarray::Dimension> = D;
 }
 
 #[test]

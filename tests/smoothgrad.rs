@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, array};
 use saliency::{
-    CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, SaliencyError, SmoothGrad, SmoothGradParams,
+    IntegratedGradients, ModelOutputs, OutputKey, Saliency, SaliencyError, SmoothGrad, SmoothGradParams,
     VanillaGradients,
 };
 

@@ -9,7 +9,7 @@ use ndarray::{Array2, Array3, ArrayD, ArrayViewD, Axis};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use saliency::{
-    CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey, SaliencyError, Xrai, XraiAlgorithm, XraiOutput,
+    IntegratedGradients, ModelOutputs, OutputKey, Saliency, SaliencyError, Xrai, XraiAlgorithm, XraiOutput,
     XraiParameters, XraiSegments,
 };
 
@@ -125,7 +125,7 @@ fn run_and_check(algorithm: XraiAlgorithm, flatten: bool) {
     assert_eq!(returned, &igs, "returned IG values differ from IG's");
     assert_eq!(out.baselines.as_ref().unwrap(), &baselines);
     let heat = xrai.get_mask(s.image.view().into_dyn(), &mut s.model()).unwrap();
-    assert_eq!(heat, out.attribution_mask.into_dyn());
+    assert_eq!(heat, out.attribution_mask);
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn base_attribution_replaces_integrated_gradients() {
         )
         .unwrap();
     let merged = channel_max(&base.into_dyn());
-    assert_ne!(merged.clone().into_dyn(), heat);
+    assert_ne!(merged.clone().into_dyn(), heat.clone().into_dyn());
     assert!(close(merged.sum(), heat.sum()));
 }
 
@@ -307,7 +307,7 @@ fn bad_arguments_are_errors() {
         "{err}"
     );
     let err = Xrai::new()
-        .baselines(vec![])
+        .baselines(Vec::<ArrayD<f64>>::new())
         .segments(vec![segment.clone()])
         .get_mask(x.view(), model)
         .unwrap_err();

@@ -41,8 +41,8 @@ use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
 use saliency::imageops::resize::{AntiAliasing, ResizeOptions, resize};
 use saliency::visualize::{self, ColorMap};
 use saliency::{
-    BlurIg, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion, Progress, SmoothGrad,
-    SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
+    BlurIg, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion, Progress, Saliency,
+    SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
 };
 
 use phantom::{Embryo, Grade};
@@ -278,7 +278,7 @@ fn methods(field: &Array3<f32>) -> Vec<(&'static str, Box<dyn CoreSaliency<f32>>
                 Xrai::new()
                     .parameters(XraiParameters::new().steps(50))
                     .batch_size(25)
-                    .baselines(vec![field.clone().into_dyn()]),
+                    .baselines([field.clone()]),
             ),
         ),
     ]
@@ -358,7 +358,7 @@ fn pointing_ratios(
     methods(&empty_field(&embryo.image))
         .into_iter()
         .map(|(_, method)| {
-            let mask = method.get_mask(embryo.image.view().into_dyn(), &mut model.as_fn())?;
+            let mask = method.get_mask(&embryo.image, &mut model.as_fn())?;
             Ok(icm_mass_share(&energy(&mask)?, &embryo.icm) / image_share)
         })
         .collect()
@@ -392,7 +392,7 @@ fn explain(
     model: &mut CandleModel<f32, impl Fn(&Tensor, &ForwardContext) -> candle_core::Result<Tensor>>,
     out: &Path,
 ) -> BoxResult<Vec<Explained>> {
-    let rgb = visualize::to_rgb8(image.view().into_dyn(), -0.6, 0.8)?;
+    let rgb = visualize::to_rgb8(image, -0.6, 0.8)?;
     let with_outline = |picture: &Array3<u8>| {
         let mut big = enlarge(picture, ZOOM);
         if let Some(icm) = icm {
@@ -412,12 +412,12 @@ fn explain(
             pb.set_length(p.total as u64);
             pb.set_position(p.done as u64);
         };
-        let mask = method.get_mask_with_progress(image.view().into_dyn(), &mut model.as_fn(), &mut report)?;
+        let mask = method.get_mask_with_progress(image, &mut model.as_fn(), &mut report)?;
         let seconds = started.elapsed().as_secs_f64();
         pb.finish_with_message(format!("{name} ({seconds:.1} s)"));
         let heat = energy(&mask)?;
         let share = icm.map(|icm| icm_mass_share(&heat, icm));
-        let gray = visualize::grayscale(heat.view().into_dyn(), 99.0)?;
+        let gray = visualize::grayscale(&heat, 99.0)?;
         let colored = visualize::apply_colormap(gray.view(), ColorMap::Inferno)?;
         cells.push((
             name.into(),
@@ -449,7 +449,7 @@ fn explain(
 /// generated images' brightness statistics.
 fn load_micrograph(path: &Path) -> BoxResult<Array3<f32>> {
     let rgb = visualize::read_image(path)?;
-    let float = rgb.mapv(|v| f64::from(v) / 255.0).into_dyn();
+    let float = rgb.mapv(|v| f64::from(v) / 255.0);
     let options = ResizeOptions::default().anti_aliasing(AntiAliasing::On);
     let small = resize(float.view(), &[SIZE, SIZE, 3], &options)?;
     let n = small.len() as f64;
@@ -501,7 +501,7 @@ fn sic_aucs(
         .iter()
         .map(|r| {
             metric
-                .compute(pixels.view().into_dyn(), r.heat.view(), random_mask.view(), predict)
+                .compute(&pixels, r.heat.view(), random_mask.view(), predict)
                 .map(|result| result.auc)
                 .map_err(|e| e.to_string())
         })

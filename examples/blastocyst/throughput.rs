@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use ndarray::{Array4, Axis};
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
 use saliency::{
-    CoreSaliency, IntegratedGradients, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
+    CoreSaliency, IntegratedGradients, Saliency, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
 };
 
 use super::{BoxResult, Embryo};
@@ -72,7 +72,7 @@ pub fn run(
             for (i, &target) in targets.iter().enumerate() {
                 let mut model = CandleModel::<f32, _>::new(forward, Target::class(target)).channels_first(true);
                 let mut model = model.as_fn();
-                method.get_mask(images.index_axis(Axis(0), i).into_dyn(), &mut |b, r| {
+                method.get_mask(images.index_axis(Axis(0), i), &mut |b, r| {
                     calls += 1;
                     model(b, r)
                 })?;
@@ -86,7 +86,7 @@ pub fn run(
             let mut model = model.as_fn();
             let mut calls = 0;
             let start = Instant::now();
-            method.get_masks(images.view().into_dyn(), &mut |b, r| {
+            method.get_masks(&images, &mut |b, r| {
                 calls += 1;
                 model(b, r)
             })?;

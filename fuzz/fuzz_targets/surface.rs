@@ -11,7 +11,7 @@ use saliency::metrics::{self, Interpolation, PicMetric};
 use saliency::visualize::{self, ColorMap};
 use saliency::{
     ActivationLayout, BlurIg, BoxError, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients,
-    ModelOutputs, Occlusion, OutputKey, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiAlgorithm,
+    ModelOutputs, Occlusion, OutputKey, Saliency, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiAlgorithm,
     XraiParameters,
 };
 

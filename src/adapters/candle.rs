@@ -12,7 +12,7 @@
 //! use candle_core::{Device, Tensor};
 //! use ndarray::Array3;
 //! use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
-//! use saliency::{CoreSaliency, GuidedBackprop, IntegratedGradients};
+//! use saliency::{GuidedBackprop, IntegratedGradients, Saliency};
 //!
 //! // A tiny model on 4 x 4 x 3 images: logits = relu(x W1) W2 over the
 //! // flattened image, 8 hidden units and 2 classes.
@@ -26,8 +26,8 @@
 //! let mut model = CandleModel::new(forward, Target::class(1));
 //!
 //! let image = Array3::<f32>::from_shape_fn((4, 4, 3), |(i, j, c)| (i + j + c) as f32 / 10.0);
-//! let ig = IntegratedGradients::new().steps(16).batch_size(8).get_mask(image.view().into_dyn(), &mut model.as_fn())?;
-//! let guided = GuidedBackprop::new().get_mask(image.view().into_dyn(), &mut model.as_fn())?;
+//! let ig = IntegratedGradients::new().steps(16).batch_size(8).get_mask(&image, &mut model.as_fn())?;
+//! let guided = GuidedBackprop::new().get_mask(&image, &mut model.as_fn())?;
 //! assert_eq!(ig.shape(), [4, 4, 3]);
 //! assert_eq!(guided.shape(), [4, 4, 3]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -603,18 +603,22 @@ where
     ///     let forward = |x: &Tensor, _: &ForwardContext| x.sum_keepdim(1);
     ///     let mut model = CandleModel::<f32, _>::new(forward, Target::class(0));
     ///     let batch = Array2::<f32>::from_shape_vec((2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
-    ///     let outputs = model.call(batch.view().into_dyn(), &[OutputKey::OutputLayerValues])?;
+    ///     let outputs = model.call(&batch, &[OutputKey::OutputLayerValues])?;
     ///     let values = outputs.get(OutputKey::OutputLayerValues).ok_or("no values")?;
     ///     Ok(values.iter().copied().collect())
     /// }
     /// assert_eq!(logits()?, [6.0, 15.0]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn call(
+    pub fn call<'b, D: ndarray::Dimension>(
         &mut self,
-        batch: ArrayViewD<'_, F>,
+        batch: impl ndarray::AsArray<'b, F, D>,
         keys: &[OutputKey],
-    ) -> Result<ModelOutputs<F>, CandleAdapterError> {
+    ) -> Result<ModelOutputs<F>, CandleAdapterError>
+    where
+        F: 'b,
+    {
+        let batch = batch.into().into_dyn();
         let images = vec![0; batch.shape().first().copied().unwrap_or(0)];
         self.call_request(batch, &ModelRequest::new(keys, &images))
     }

@@ -31,18 +31,19 @@ use crate::imageops::gaussian::{BoundaryMode, DEFAULT_TRUNCATE, gaussian_filter}
 /// use ndarray::Array3;
 /// use saliency::imageops::felzenszwalb;
 /// let image = Array3::from_shape_fn((20, 30, 3), |(_, j, c)| if j < 15 { 0.0 } else { 1.0 + c as f64 });
-/// let labels = felzenszwalb(image.view().into_dyn(), 100.0, 0.8, 20)?;
+/// let labels = felzenszwalb(&image, 100.0, 0.8, 20)?;
 /// // The halves fall into different segments.
 /// assert_eq!(labels[[0, 0]], labels[[19, 0]]);
 /// assert_ne!(labels[[0, 0]], labels[[19, 29]]);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn felzenszwalb<F: Float>(
-    image: ArrayViewD<'_, F>,
+pub fn felzenszwalb<'a, F: Float, D: ndarray::Dimension>(
+    image: impl ndarray::AsArray<'a, F, D>,
     scale: f64,
     sigma: f64,
     min_size: usize,
 ) -> Result<Array2<usize>> {
+    let image = image.into().into_dyn();
     crate::checks::check_image("image", &image)?;
     // Before the smoothing, whose own objections would hide this one.
     check_scale(scale)?;

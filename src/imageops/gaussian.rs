@@ -109,13 +109,25 @@ pub(crate) fn check_kernel_radius(name: &'static str, sigma: f64, truncate: f64)
 /// use saliency::imageops::{gaussian_filter, BoundaryMode};
 ///
 /// // scipy.ndimage.gaussian_filter1d([1.0, 2.0, 3.0, 4.0, 5.0], 1)
-/// let x = array![1.0_f64, 2.0, 3.0, 4.0, 5.0].into_dyn();
-/// let y = gaussian_filter(x.view(), &[1.0], BoundaryMode::Reflect, 4.0)?;
+/// let x = array![1.0_f64, 2.0, 3.0, 4.0, 5.0];
+/// let y = gaussian_filter(&x, &[1.0], BoundaryMode::Reflect, 4.0)?;
 /// assert!((y[[0]] - 1.42704095).abs() < 1e-8);
 /// assert!((y[[2]] - 3.0).abs() < 1e-12);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn gaussian_filter<F: Float>(
+pub fn gaussian_filter<'a, F: Float, D: ndarray::Dimension>(
+    input: impl ndarray::AsArray<'a, F, D>,
+    sigma: &[f64],
+    mode: BoundaryMode,
+    truncate: f64,
+) -> Result<ndarray::Array<F, D>> {
+    gaussian_filter_dyn(input.into().into_dyn(), sigma, mode, truncate)?
+        .into_dimensionality::<D>()
+        .map_err(|_| SaliencyError::internal("the filtered array does not have the input's rank"))
+}
+
+/// [`gaussian_filter`] on a dynamic-dimension view.
+fn gaussian_filter_dyn<F: Float>(
     input: ArrayViewD<'_, F>,
     sigma: &[f64],
     mode: BoundaryMode,

@@ -1,6 +1,6 @@
 //! `skimage.transform.resize` for float images.
 
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 
 use crate::checks::try_filled;
 use crate::error::{Result, SaliencyError};
@@ -43,36 +43,22 @@ pub enum AntiAliasing {
 /// scikit-image's defaults (order 1, mode reflect, cval 0, clip, automatic
 /// anti-aliasing).
 ///
-/// The fields are public, and there is a setter for each:
+/// A setter and a getter for each setting:
 ///
 /// ```
 /// use saliency::imageops::{AntiAliasing, ResizeMode, ResizeOptions};
 /// let bicubic = ResizeOptions::default().order(3).mode(ResizeMode::Constant).anti_aliasing(AntiAliasing::On);
-/// assert_eq!(bicubic.order, 3);
+/// assert_eq!(bicubic.get_order(), 3);
 /// ```
-#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResizeOptions {
-    /// Spline order: 0 nearest, 1 bilinear, 3 bicubic (2, 4 and 5 work
-    /// too). scikit-image's default for float images is 1.
-    pub order: usize,
-    /// Boundary mode, also used by the anti-aliasing filter.
-    pub mode: ResizeMode,
-    /// The constant of [`ResizeMode::Constant`].
-    pub cval: f64,
-    /// Clip the output to the input's value range (widened to `cval` when
-    /// the constant mode brings it in), as scikit-image does.
-    pub clip: bool,
-    /// scikit-image's `preserve_range`; float images keep their range
-    /// either way, so it changes nothing here and exists for completeness.
-    pub preserve_range: bool,
-    /// Gaussian smoothing before sampling; [`AntiAliasing::Auto`] (the
-    /// default) is scikit-image's rule: on when any axis shrinks.
-    pub anti_aliasing: AntiAliasing,
-    /// The smoothing's sigma, one value for all axes or one per axis of the
-    /// output. `None`: `max(0, (factor - 1) / 2)` per axis, `factor` being
-    /// input size / output size.
-    pub anti_aliasing_sigma: Option<Vec<f64>>,
+    order: usize,
+    mode: ResizeMode,
+    cval: f64,
+    clip: bool,
+    preserve_range: bool,
+    anti_aliasing: AntiAliasing,
+    anti_aliasing_sigma: Option<Vec<f64>>,
 }
 
 impl Default for ResizeOptions {
@@ -90,47 +76,96 @@ impl Default for ResizeOptions {
 }
 
 impl ResizeOptions {
-    /// Sets [`order`](Self::order).
+    /// Spline order: 0 nearest, 1 bilinear, 3 bicubic (2, 4 and 5 work
+    /// too). scikit-image's default for float images is 1.
     #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn order(mut self, order: usize) -> Self {
         self.order = order;
         self
     }
-    /// Sets [`mode`](Self::mode).
+
+    /// Boundary mode, also used by the anti-aliasing filter (default
+    /// [`ResizeMode::Reflect`]).
     #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn mode(mut self, mode: ResizeMode) -> Self {
         self.mode = mode;
         self
     }
-    /// Sets [`cval`](Self::cval).
+
+    /// The constant of [`ResizeMode::Constant`] (default 0).
     #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn cval(mut self, cval: f64) -> Self {
         self.cval = cval;
         self
     }
-    /// Sets [`clip`](Self::clip).
+
+    /// Clip the output to the input's value range (widened to `cval` when
+    /// the constant mode brings it in), as scikit-image does (default on).
     #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn clip(mut self, clip: bool) -> Self {
         self.clip = clip;
         self
     }
-    /// Sets [`preserve_range`](Self::preserve_range).
+
+    /// scikit-image's `preserve_range` (default off); float images keep
+    /// their range either way, so it changes nothing here and exists for
+    /// completeness.
     #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn preserve_range(mut self, preserve_range: bool) -> Self {
         self.preserve_range = preserve_range;
         self
     }
-    /// Sets [`anti_aliasing`](Self::anti_aliasing).
+
+    /// Gaussian smoothing before sampling; [`AntiAliasing::Auto`] (the
+    /// default) is scikit-image's rule: on when any axis shrinks.
     #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn anti_aliasing(mut self, anti_aliasing: AntiAliasing) -> Self {
         self.anti_aliasing = anti_aliasing;
         self
     }
-    /// Sets [`anti_aliasing_sigma`](Self::anti_aliasing_sigma).
+
+    /// The smoothing's sigma, one value for all axes or one per axis of the
+    /// output. `None` (the default): `max(0, (factor - 1) / 2)` per axis,
+    /// `factor` being input size / output size.
     #[must_use = "a setter returns the changed options; assign or chain it"]
     pub fn anti_aliasing_sigma(mut self, sigma: Option<Vec<f64>>) -> Self {
         self.anti_aliasing_sigma = sigma;
         self
+    }
+
+    /// The spline order.
+    pub fn get_order(&self) -> usize {
+        self.order
+    }
+
+    /// The boundary mode.
+    pub fn get_mode(&self) -> ResizeMode {
+        self.mode
+    }
+
+    /// The constant of the constant mode.
+    pub fn get_cval(&self) -> f64 {
+        self.cval
+    }
+
+    /// Whether the output is clipped to the input's range.
+    pub fn get_clip(&self) -> bool {
+        self.clip
+    }
+
+    /// scikit-image's `preserve_range`.
+    pub fn get_preserve_range(&self) -> bool {
+        self.preserve_range
+    }
+
+    /// The anti-aliasing setting.
+    pub fn get_anti_aliasing(&self) -> AntiAliasing {
+        self.anti_aliasing
+    }
+
+    /// The anti-aliasing sigma; `None`: derived from the scale factors.
+    pub fn get_anti_aliasing_sigma(&self) -> Option<&[f64]> {
+        self.anti_aliasing_sigma.as_deref()
     }
 }
 
@@ -189,18 +224,19 @@ impl NdMode {
 /// use ndarray::array;
 /// use saliency::imageops::{resize, ResizeOptions};
 ///
-/// let x = array![[0.0_f64, 1.0], [2.0, 3.0]].into_dyn();
-/// let y = resize(x.view(), &[4, 4], &ResizeOptions::default())?;
+/// let x = array![[0.0_f64, 1.0], [2.0, 3.0]];
+/// let y = resize(&x, &[4, 4], &ResizeOptions::default())?;
 /// // skimage.transform.resize(x, (4, 4))[0] == [0.75, 0.75, 1.25, 1.25]
 /// assert_eq!(y.shape(), &[4, 4]);
 /// assert!((y[[0, 0]] - 0.75).abs() < 1e-12 && (y[[0, 3]] - 1.25).abs() < 1e-12);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn resize<F: Float>(
-    image: ArrayViewD<'_, F>,
+pub fn resize<'a, F: Float, D: ndarray::Dimension>(
+    image: impl ndarray::AsArray<'a, F, D>,
     output_shape: &[usize],
     options: &ResizeOptions,
 ) -> Result<ArrayD<F>> {
+    let image = image.into().into_dyn();
     if image.ndim() == 0 {
         return Err(SaliencyError::InvalidRank {
             what: "image",

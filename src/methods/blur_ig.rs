@@ -38,13 +38,13 @@ use crate::parallel::{for_each_chunk_mut, for_each_grouped};
 ///
 /// ```
 /// use ndarray::Array3;
-/// use saliency::{BlurIg, CoreSaliency, ModelOutputs, OutputKey};
+/// use saliency::{BlurIg, ModelOutputs, OutputKey, Saliency};
 ///
 /// let mut x = Array3::<f64>::zeros((5, 5, 1));
 /// x[[2, 2, 0]] = 1.0;
 /// // f(x) = sum(sin(x)); the gradient is cos(x).
 /// let mask = BlurIg::new().max_sigma(10.0).steps(200).batch_size(50).get_mask(
-///     x.view().into_dyn(),
+///     &x,
 ///     &mut |batch, _keys| Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(f64::cos))),
 /// )?;
 /// // Completeness: the mask sums to f(x) - f(fully blurred x), here about
@@ -211,6 +211,11 @@ fn overflow_error<F: Float>(points: &[F], slopes: &[F], len: usize) -> SaliencyE
         .unwrap_or_else(|| SaliencyError::internal("a Blur IG batch overflowed without a non-finite value"))
 }
 
+/// The mask: the input's shape.
+impl<F: Float> crate::core::Saliency<F> for BlurIg {
+    type MaskDim<D: ndarray::Dimension> = D;
+}
+
 impl<F: Float> CoreSaliency<F> for BlurIg {
     fn name(&self) -> &'static str {
         "Blur IG"
@@ -220,7 +225,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         self.batch_size
     }
 
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,
@@ -339,6 +344,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Saliency;
     use crate::model::ModelOutputs;
 
     #[test]

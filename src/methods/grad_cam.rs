@@ -42,14 +42,14 @@ pub use crate::model::ActivationLayout;
 ///
 /// ```
 /// use ndarray::{Array3, Array4};
-/// use saliency::{ActivationLayout, CoreSaliency, GradCam, ModelOutputs, OutputKey};
+/// use saliency::{ActivationLayout, GradCam, ModelOutputs, OutputKey, Saliency};
 ///
 /// let image = Array3::<f32>::zeros((8, 8, 3));
 /// // A 2 x 2 layer with one channel (channels first: [1, 1, 2, 2]).
 /// let values = Array4::from_shape_vec((1, 1, 2, 2), vec![1.0_f32, 0.0, 0.0, 2.0]).unwrap();
 /// let grads = Array4::from_elem((1, 1, 2, 2), 0.5_f32);
 /// let cam = GradCam::new().three_dims(false);
-/// let mask = cam.get_mask(image.view().into_dyn(), &mut |_batch, _keys| {
+/// let mask = cam.get_mask(&image, &mut |_batch, _keys| {
 ///     Ok(ModelOutputs::new()
 ///         .with(OutputKey::ConvolutionLayerValues, values.clone())
 ///         .with(OutputKey::ConvolutionOutputGradients, grads.clone())
@@ -124,7 +124,14 @@ impl GradCam {
     }
 
     /// The layout to use given the one the model stated.
-    fn resolve_layout(&self, stated: Option<ActivationLayout>) -> Result<ActivationLayout> {
+    ///
+    /// With neither stated, the layer is read channels-last (the
+    /// reference's layout), unless its shape `[B, a, b, c]` looks
+    /// channels-first: square in its last two axes (`b == c`) but not in the
+    /// first two (`a != b`), as `[1, 512, 7, 7]`. Read channels-last, that
+    /// would be a 512 x 7 map of 7 channels, a plausible but wrong picture;
+    /// it is an error asking for the layout instead.
+    fn resolve_layout(&self, stated: Option<ActivationLayout>, shape: &[usize]) -> Result<ActivationLayout> {
         match (self.layout, stated) {
             (Some(set), Some(stated)) if set != stated => Err(SaliencyError::LayoutConflict {
                 method: "Grad-CAM",
@@ -132,7 +139,13 @@ impl GradCam {
                 stated,
             }),
             (Some(layout), _) | (None, Some(layout)) => Ok(layout),
-            (None, None) => Ok(ActivationLayout::ChannelsLast),
+            (None, None) => match shape {
+                [_, a, b, c] if b == c && a != b => Err(SaliencyError::LayerLayoutUnstated {
+                    method: "Grad-CAM",
+                    shape: shape.to_vec(),
+                }),
+                _ => Ok(ActivationLayout::ChannelsLast),
+            },
         }
     }
 
@@ -157,6 +170,11 @@ impl GradCam {
     }
 }
 
+/// The mask: height x width, or height x width x 3 with `three_dims`: dynamic.
+impl<F: Float> crate::core::Saliency<F> for GradCam {
+    type MaskDim<D: ndarray::Dimension> = ndarray::IxDyn;
+}
+
 impl<F: Float> CoreSaliency<F> for GradCam {
     fn name(&self) -> &'static str {
         "Grad-CAM"
@@ -166,7 +184,7 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         self.batch_size
     }
 
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,
@@ -180,9 +198,10 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
         let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), &keys)?;
         progress(Progress::new(Stage::ModelCalls, 1, 1));
-        let layout = self.resolve_layout(outputs.layout())?;
+        let stated = outputs.layout();
         let values = layer_output(outputs.take(keys[0])?, keys[0])?;
         let grads = layer_output(outputs.take(keys[1])?, keys[1])?;
+        let layout = self.resolve_layout(stated, values.shape())?;
         let (_, a, b, c) = values.dim();
         let (channels, h, w) = match layout {
             ActivationLayout::ChannelsLast => (c, a, b),

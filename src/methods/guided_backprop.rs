@@ -41,13 +41,13 @@ use crate::model::{CallModelFunction, OutputKey};
 /// ```
 /// use ndarray::{Array1, Array2, Axis, array};
 /// use saliency::methods::guided_backprop::guided_relu_backward;
-/// use saliency::{CoreSaliency, GuidedBackprop, ModelOutputs, OutputKey};
+/// use saliency::{GuidedBackprop, ModelOutputs, OutputKey, Saliency};
 ///
 /// // f(x) = v . relu(W x) for one example x of 2 features and 3 hidden units.
 /// let w = array![[1.0, -1.0], [2.0, 1.0], [-1.0, 0.5]];
 /// let v = array![1.0, -3.0, 2.0];
 /// let x = array![0.5, 0.25];
-/// let mask = GuidedBackprop::new().get_mask(x.view().into_dyn(), &mut |batch, keys| {
+/// let mask = GuidedBackprop::new().get_mask(&x, &mut |batch, keys| {
 ///     assert_eq!(keys, [OutputKey::GuidedInputOutputGradients]);
 ///     let batch = batch.into_dimensionality::<ndarray::Ix2>()?;
 ///     let mut grads = Array2::<f64>::zeros(batch.raw_dim());
@@ -61,7 +61,7 @@ use crate::model::{CallModelFunction, OutputKey};
 /// })?;
 /// // Hidden inputs are (0.25, 1.25, -0.375): only unit 0 is active with a
 /// // positive incoming gradient (1), so the mask is W's row 0 times 1.
-/// assert_eq!(mask, array![1.0, -1.0].into_dyn());
+/// assert_eq!(mask, array![1.0, -1.0]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +97,11 @@ impl GuidedBackprop {
     }
 }
 
+/// The mask: the input's shape.
+impl<F: Float> crate::core::Saliency<F> for GuidedBackprop {
+    type MaskDim<D: ndarray::Dimension> = D;
+}
+
 impl<F: Float> CoreSaliency<F> for GuidedBackprop {
     fn name(&self) -> &'static str {
         "Guided Backpropagation"
@@ -106,7 +111,7 @@ impl<F: Float> CoreSaliency<F> for GuidedBackprop {
         self.batch_size
     }
 
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,

@@ -24,12 +24,12 @@ use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_che
 ///
 /// ```
 /// use ndarray::array;
-/// use saliency::{CoreSaliency, IntegratedGradients, ModelOutputs, OutputKey};
+/// use saliency::{IntegratedGradients, ModelOutputs, OutputKey, Saliency};
 ///
 /// // f(x) = sum(x^2) from the zero baseline: IG gives x^2 up to the Riemann error.
 /// let x = array![1.0_f64, -2.0];
 /// let ig = IntegratedGradients::new().steps(100).batch_size(10);
-/// let mask = ig.get_mask(x.view().into_dyn(), &mut |batch, _keys| {
+/// let mask = ig.get_mask(&x, &mut |batch, _keys| {
 ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
 /// })?;
 /// assert!((mask[[1]] - 4.0).abs() < 1e-12);
@@ -97,6 +97,11 @@ impl<F: Float> IntegratedGradients<F> {
     }
 }
 
+/// The mask: the input's shape.
+impl<F: Float> crate::core::Saliency<F> for IntegratedGradients<F> {
+    type MaskDim<D: ndarray::Dimension> = D;
+}
+
 impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {
     fn name(&self) -> &'static str {
         "Integrated Gradients"
@@ -106,7 +111,7 @@ impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {
         self.batch_size
     }
 
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,

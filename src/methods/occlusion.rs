@@ -34,13 +34,13 @@ use crate::model::{CallModelFunction, OutputKey, call_model};
 ///
 /// ```
 /// use ndarray::Array2;
-/// use saliency::{CoreSaliency, ModelOutputs, Occlusion, OutputKey};
+/// use saliency::{ModelOutputs, Occlusion, OutputKey, Saliency};
 ///
 /// // The score is 3 * sum(x); two bright pixels on a dark 5 x 5 image.
 /// let mut img = Array2::<f64>::zeros((5, 5));
 /// img[[1, 1]] = 1.0;
 /// img[[3, 3]] = 1.0;
-/// let mask = Occlusion::new().size(3).get_mask(img.view().into_dyn(), &mut |batch, _keys| {
+/// let mask = Occlusion::new().size(3).get_mask(&img, &mut |batch, _keys| {
 ///     let scores = batch.outer_iter().map(|x| 3.0 * x.sum()).collect::<ndarray::Array1<f64>>();
 ///     Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, scores))
 /// })?;
@@ -130,6 +130,11 @@ impl<F: Float> Occlusion<F> {
     }
 }
 
+/// The mask: the input's shape.
+impl<F: Float> crate::core::Saliency<F> for Occlusion<F> {
+    type MaskDim<D: ndarray::Dimension> = D;
+}
+
 impl<F: Float> CoreSaliency<F> for Occlusion<F> {
     fn name(&self) -> &'static str {
         "Occlusion"
@@ -139,7 +144,7 @@ impl<F: Float> CoreSaliency<F> for Occlusion<F> {
         self.batch_size
     }
 
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,

@@ -138,13 +138,13 @@ impl SmoothGradParams {
 ///
 /// ```
 /// use ndarray::array;
-/// use saliency::{CoreSaliency, ModelOutputs, OutputKey, SmoothGrad, SmoothGradParams, VanillaGradients};
+/// use saliency::{ModelOutputs, OutputKey, Saliency, SmoothGrad, SmoothGradParams, VanillaGradients};
 ///
 /// let x = array![1.0_f64, 2.0, 3.0];
 /// let params = SmoothGradParams::new().magnitude(false).seed(7);
 /// let smooth = SmoothGrad::new(VanillaGradients::new(), params);
 /// // A linear model: every noisy gradient is the same, so is their mean.
-/// let mask = smooth.get_mask(x.view().into_dyn(), &mut |batch, _keys| {
+/// let mask = smooth.get_mask(&x, &mut |batch, _keys| {
 ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|_| 0.5)))
 /// })?;
 /// assert!(mask.iter().all(|&g| g == 0.5));
@@ -173,12 +173,17 @@ impl<M> SmoothGrad<M> {
     }
 }
 
+/// The mask: the wrapped method's.
+impl<F: Float, M: crate::core::Saliency<F>> crate::core::Saliency<F> for SmoothGrad<M> {
+    type MaskDim<D: ndarray::Dimension> = M::MaskDim<D>;
+}
+
 impl<F: Float, M: CoreSaliency<F>> CoreSaliency<F> for SmoothGrad<M> {
     fn name(&self) -> &'static str {
         "SmoothGrad"
     }
 
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,
@@ -227,7 +232,7 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
         });
         let view = ArrayViewD::from_shape(x.raw_dim(), &noisy)
             .map_err(|_| SaliencyError::internal("the noisy input does not have the input's size"))?;
-        method.get_mask(view, model)
+        method.get_mask_dyn(view, model, &mut |_| {})
     };
     let mut total: Option<(Vec<usize>, Vec<F>)> = None;
     let magnitude = params.magnitude;

@@ -16,11 +16,11 @@ use crate::model::{CallModelFunction, OutputKey, call_model};
 ///
 /// ```
 /// use ndarray::array;
-/// use saliency::{CoreSaliency, ModelOutputs, OutputKey, VanillaGradients};
+/// use saliency::{ModelOutputs, OutputKey, Saliency, VanillaGradients};
 ///
 /// let x = array![3.0, 2.0, 1.0];
 /// // f(x) = 5 x0 + x1^2 + sin(x2)
-/// let mask = VanillaGradients::new().get_mask(x.view().into_dyn(), &mut |batch, _keys| {
+/// let mask = VanillaGradients::new().get_mask(&x, &mut |batch, _keys| {
 ///     let mut g = batch.to_owned();
 ///     for mut row in g.outer_iter_mut() {
 ///         let (x1, x2) = (row[1], row[2]);
@@ -66,6 +66,11 @@ impl VanillaGradients {
     }
 }
 
+/// The mask: the input's shape.
+impl<F: Float> crate::core::Saliency<F> for VanillaGradients {
+    type MaskDim<D: ndarray::Dimension> = D;
+}
+
 impl<F: Float> CoreSaliency<F> for VanillaGradients {
     fn name(&self) -> &'static str {
         "Vanilla Gradients"
@@ -75,7 +80,7 @@ impl<F: Float> CoreSaliency<F> for VanillaGradients {
         self.batch_size
     }
 
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, IxDyn};
+use ndarray::{Array, Array2, ArrayD, ArrayView2, ArrayViewD, AsArray, Dimension, IxDyn};
 use rand::Rng;
 
 use super::griddata::{Interpolation, griddata};
@@ -119,11 +119,22 @@ fn check_mask_shape(what: &'static str, mask: &ArrayView2<'_, bool>, (h, w): (us
 /// // Only the corners are kept; they are all 1, so everything becomes 1.
 /// let image = array![[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0]];
 /// let mask = Array2::from_elem((3, 3), false);
-/// let blurred = create_blurred_image(image.view().into_dyn(), mask.view(), Interpolation::Linear)?;
+/// let blurred = create_blurred_image(&image, mask.view(), Interpolation::Linear)?;
 /// assert!(blurred.iter().all(|&v| v == 1.0));
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn create_blurred_image<P: Pixel>(
+pub fn create_blurred_image<'a, P: Pixel, D: Dimension>(
+    image: impl AsArray<'a, P, D>,
+    pixel_mask: ArrayView2<'_, bool>,
+    method: Interpolation,
+) -> Result<Array<P, D>> {
+    blurred_image(image.into().into_dyn(), pixel_mask, method)?
+        .into_dimensionality::<D>()
+        .map_err(|_| SaliencyError::internal("the blurred image does not have the image's rank"))
+}
+
+/// [`create_blurred_image`] on a dynamic-dimension view.
+fn blurred_image<P: Pixel>(
     image: ArrayViewD<'_, P>,
     pixel_mask: ArrayView2<'_, bool>,
     method: Interpolation,
@@ -230,12 +241,13 @@ pub fn generate_random_mask<R: Rng + ?Sized>(
 /// use ndarray::Array2;
 /// let flat = Array2::<u8>::from_elem((32, 32), 128);
 /// let noisy = Array2::<u8>::from_shape_fn((32, 32), |(i, j)| ((i * 7919 + j * 104_729) % 251) as u8);
-/// let e_flat = saliency::metrics::estimate_image_entropy(flat.view().into_dyn())?;
-/// let e_noisy = saliency::metrics::estimate_image_entropy(noisy.view().into_dyn())?;
+/// let e_flat = saliency::metrics::estimate_image_entropy(&flat)?;
+/// let e_noisy = saliency::metrics::estimate_image_entropy(&noisy)?;
 /// assert!(e_flat < e_noisy);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn estimate_image_entropy(image: ArrayViewD<'_, u8>) -> Result<usize> {
+pub fn estimate_image_entropy<'a, D: Dimension>(image: impl AsArray<'a, u8, D>) -> Result<usize> {
+    let image = image.into().into_dyn();
     let (h, w, c) = image_dims("image", &image)?;
     let data = image.as_standard_layout();
     let bytes = data
@@ -305,14 +317,14 @@ pub const DEFAULT_THRESHOLDS: [f64; 13] = [
 /// let random_mask = generate_random_mask(48, 48, 0.01, &mut rng)?;
 ///
 /// // A stand-in model: the score grows with the image's information.
-/// let original = estimate_image_entropy(image.view().into_dyn())? as f64;
+/// let original = estimate_image_entropy(&image)? as f64;
 /// let predict = |batch: ArrayViewD<'_, u8>| -> Result<Vec<f64>, saliency::BoxError> {
 ///     batch
 ///         .outer_iter()
 ///         .map(|img| Ok(estimate_image_entropy(img)? as f64 / original))
 ///         .collect()
 /// };
-/// let result = PicMetric::new().compute(image.view().into_dyn(), saliency.view(), random_mask.view(), predict)?;
+/// let result = PicMetric::new().compute(&image, saliency.view(), random_mask.view(), predict)?;
 /// assert_eq!(result.curve_x.len(), 1001);
 /// assert!(result.auc > 0.0 && result.auc < 1.0);
 /// # Ok::<(), saliency::SaliencyError>(())
@@ -487,9 +499,9 @@ impl PicMetric {
     /// the wrong number of scores ([`SaliencyError::OutputBatchMismatch`]) or
     /// non-finite ones ([`SaliencyError::NonFiniteOutput`]), both reported
     /// under [`OutputKey::OutputLayerValues`].
-    pub fn compute<F, P>(
+    pub fn compute<'a, F, P, D>(
         &self,
-        image: ArrayViewD<'_, u8>,
+        image: impl AsArray<'a, u8, D>,
         saliency_map: ArrayView2<'_, F>,
         random_mask: ArrayView2<'_, bool>,
         predict: P,
@@ -497,8 +509,15 @@ impl PicMetric {
     where
         F: Float,
         P: FnMut(ArrayViewD<'_, u8>) -> std::result::Result<Vec<f64>, BoxError>,
+        D: Dimension,
     {
-        self.compute_impl(image, saliency_map, random_mask, predict, &estimate_image_entropy)
+        self.compute_impl(
+            image.into().into_dyn(),
+            saliency_map,
+            random_mask,
+            predict,
+            &|img: ArrayViewD<'_, u8>| estimate_image_entropy(img),
+        )
     }
 
     /// [`PicMetric::compute`] with another estimate of an image's
@@ -507,9 +526,9 @@ impl PicMetric {
     /// threads at once.
     ///
     /// Its errors are returned as [`SaliencyError::ImageEncoding`].
-    pub fn compute_with_entropy<F, P, E>(
+    pub fn compute_with_entropy<'a, F, P, E, D>(
         &self,
-        image: ArrayViewD<'_, u8>,
+        image: impl AsArray<'a, u8, D>,
         saliency_map: ArrayView2<'_, F>,
         random_mask: ArrayView2<'_, bool>,
         predict: P,
@@ -519,6 +538,7 @@ impl PicMetric {
         F: Float,
         P: FnMut(ArrayViewD<'_, u8>) -> std::result::Result<Vec<f64>, BoxError>,
         E: Fn(ArrayViewD<'_, u8>) -> std::result::Result<usize, BoxError> + Sync,
+        D: Dimension,
     {
         let entropy = |img: ArrayViewD<'_, u8>| {
             entropy(img).map_err(|source| SaliencyError::ImageEncoding {
@@ -526,7 +546,7 @@ impl PicMetric {
                 source,
             })
         };
-        self.compute_impl(image, saliency_map, random_mask, predict, &entropy)
+        self.compute_impl(image.into().into_dyn(), saliency_map, random_mask, predict, &entropy)
     }
 
     fn compute_impl<F, P>(
@@ -727,8 +747,8 @@ where
 /// [`PicMetric::compute`] with the given thresholds and the other settings
 /// at the reference's defaults (`min_pred_value` 0.8, `keep_monotonous` on,
 /// 1000 data points).
-pub fn compute_pic_metric<F, P>(
-    image: ArrayViewD<'_, u8>,
+pub fn compute_pic_metric<'a, F, P, D>(
+    image: impl AsArray<'a, u8, D>,
     saliency_map: ArrayView2<'_, F>,
     random_mask: ArrayView2<'_, bool>,
     predict: P,
@@ -737,6 +757,7 @@ pub fn compute_pic_metric<F, P>(
 where
     F: Float,
     P: FnMut(ArrayViewD<'_, u8>) -> std::result::Result<Vec<f64>, BoxError>,
+    D: Dimension,
 {
     PicMetric::new()
         .thresholds(saliency_thresholds)

@@ -1,7 +1,7 @@
 //! Colour maps, conversion of float images to 8-bit RGB, overlays and the
 //! "most salient region" mask of the XRAI notebooks.
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, Axis, Zip};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, AsArray, Axis, Dimension, Zip};
 
 use crate::checks::{check_finite, image_view3};
 use crate::error::{Result, SaliencyError};
@@ -105,7 +105,8 @@ pub fn apply_colormap<F: Float>(map: ArrayView2<'_, F>, colormap: ColorMap) -> R
 
 /// Converts a float image (`H x W` or `H x W x C` with C = 1 or 3) to 8-bit
 /// RGB, mapping `low` to 0 and `high` to 255 (values outside are clipped).
-pub fn to_rgb8<F: Float>(image: ArrayViewD<'_, F>, low: f64, high: f64) -> Result<Array3<u8>> {
+pub fn to_rgb8<'a, F: Float, D: Dimension>(image: impl AsArray<'a, F, D>, low: f64, high: f64) -> Result<Array3<u8>> {
+    let image = image.into().into_dyn();
     if !(low.is_finite() && high.is_finite() && high > low) {
         return Err(SaliencyError::param(
             "high",

@@ -17,7 +17,7 @@ pub use panel::{draw_text, panel};
 #[cfg(feature = "image")]
 pub use png::{read_image, save_png};
 
-use ndarray::{Array2, ArrayViewD, Axis, Ix2};
+use ndarray::{Array2, ArrayViewD, AsArray, Axis, Dimension, Ix2};
 
 use crate::checks::{check_finite, finite_result, image_view3};
 use crate::error::{Result, SaliencyError};
@@ -71,13 +71,13 @@ fn percentile_of<F: Float>(map: &Array2<F>, pct: f64) -> Result<F> {
 /// use saliency::visualize::grayscale;
 ///
 /// let mask = Array3::from_shape_fn((2, 2, 3), |(i, j, c)| (i * 2 + j) as f64 * if c == 0 { 1.0 } else { -1.0 });
-/// let img = grayscale(mask.view().into_dyn(), 100.0)?;
+/// let img = grayscale(&mask, 100.0)?;
 /// assert_eq!(img[[0, 0]], 0.0);
 /// assert_eq!(img[[1, 1]], 1.0);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn grayscale<F: Float>(mask: ArrayViewD<'_, F>, percentile: f64) -> Result<Array2<F>> {
-    let map = channel_sum(&mask, true, percentile)?;
+pub fn grayscale<'a, F: Float, D: Dimension>(mask: impl AsArray<'a, F, D>, percentile: f64) -> Result<Array2<F>> {
+    let map = channel_sum(&mask.into().into_dyn(), true, percentile)?;
     let vmax = percentile_of(&map, percentile)?;
     let (vmin, _) = min_max(map.iter().copied());
     let span = vmax - vmin;
@@ -107,12 +107,12 @@ pub fn grayscale<F: Float>(mask: ArrayViewD<'_, F>, percentile: f64) -> Result<A
 /// use saliency::visualize::diverging;
 ///
 /// let mask = array![[-2.0, 0.0], [1.0, 4.0]];
-/// let img = diverging(mask.view().into_dyn(), 50.0)?; // span = |0.5|
+/// let img = diverging(&mask, 50.0)?; // span = |0.5|
 /// assert_eq!(img, array![[-1.0, 0.0], [1.0, 1.0]]);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn diverging<F: Float>(mask: ArrayViewD<'_, F>, percentile: f64) -> Result<Array2<F>> {
-    let map = channel_sum(&mask, false, percentile)?;
+pub fn diverging<'a, F: Float, D: Dimension>(mask: impl AsArray<'a, F, D>, percentile: f64) -> Result<Array2<F>> {
+    let map = channel_sum(&mask.into().into_dyn(), false, percentile)?;
     let (lo, hi) = min_max(map.iter().copied());
     if lo == hi {
         return Ok(Array2::zeros(map.raw_dim()));

@@ -35,6 +35,8 @@ pub enum Want {
     Param(&'static str),
     NonFiniteResult,
     ChannelsFirst(&'static str),
+    /// Grad-CAM's layer looks channels-first and no layout was stated.
+    LayoutUnstated,
     ImageEncoding,
     /// One of the PIC metric's three reasons to skip an image.
     PicSkip,
@@ -62,6 +64,7 @@ impl Want {
             (Want::Param(n), E::InvalidParameter { name, .. }) => n == name,
             (Want::NonFiniteResult, E::NonFiniteResult { .. }) => true,
             (Want::ChannelsFirst(w), E::ChannelsFirstImage { what, .. }) => w == what,
+            (Want::LayoutUnstated, E::LayerLayoutUnstated { method, .. }) => *method == "Grad-CAM",
             (Want::ImageEncoding, E::ImageEncoding { .. }) => true,
             (Want::PicSkip, e) => e.is_pic_skip(),
             (Want::Io, E::Io { .. }) => true,
@@ -87,9 +90,10 @@ pub struct Expected {
     /// values that overflow the method's arithmetic (products or squares of
     /// outputs).
     pub huge: Vec<Want>,
-    /// Grad-CAM: the layer the model returned must also have rank 4 and no
-    /// empty axis, in this layout.
-    pub layer: Option<ActivationLayout>,
+    /// Grad-CAM: the layer the model returned must also have rank 4, a
+    /// layout (set, or else read channels-last unless the layer looks
+    /// channels-first) and no empty axis in it. `Some(None)`: no layout set.
+    pub layer: Option<Option<ActivationLayout>>,
 }
 
 /// The values are ordinary (what `arb::moderate_value` draws, zeros and
@@ -228,12 +232,18 @@ fn call_error(call: &Call, single: bool) -> Option<Want> {
 }
 
 /// Grad-CAM's error for a layer that passed the output checks.
-fn layer_error(call: &Call, layout: ActivationLayout) -> Option<Want> {
+fn layer_error(call: &Call, layout: Option<ActivationLayout>) -> Option<Want> {
     const WHAT: &str = "convolution layer values";
     let shape = call.returned(OutputKey::ConvolutionLayerValues)?;
     if shape.len() != 4 {
         return Some(Want::Rank(WHAT));
     }
+    // Unstated: channels-last, unless square in the last two axes only.
+    let layout = match layout {
+        Some(layout) => layout,
+        None if shape[2] == shape[3] && shape[1] != shape[2] => return Some(Want::LayoutUnstated),
+        None => ActivationLayout::ChannelsLast,
+    };
     let (channels, h, w) = match layout {
         ActivationLayout::ChannelsLast => (shape[3], shape[1], shape[2]),
         ActivationLayout::ChannelsFirst => (shape[1], shape[2], shape[3]),

@@ -7,8 +7,8 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use proptest::prelude::*;
 use saliency::{
     ActivationLayout, BlurIg, CallModelFunction, CoreSaliency, Float, GradCam, GuidedBackprop, GuidedIg,
-    IntegratedGradients, Occlusion, OutputKey, SaliencyError, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai,
-    XraiAlgorithm, XraiOutput, XraiParameters, XraiSegments,
+    IntegratedGradients, Occlusion, OutputKey, Saliency, SaliencyError, SmoothGrad, SmoothGradParams, VanillaGradients,
+    Xrai, XraiAlgorithm, XraiOutput, XraiParameters, XraiSegments,
 };
 
 use crate::arb::{self, Call, ModelSpec};
@@ -49,27 +49,32 @@ fn asked_for(trace: &[Call], keys: &[OutputKey]) -> Result<(), TestCaseError> {
 struct GradCamSpec {
     should_resize: bool,
     three_dims: bool,
-    layout: ActivationLayout,
+    /// `None`: no layout set (the model states none either).
+    layout: Option<ActivationLayout>,
 }
 
 impl GradCamSpec {
     fn method(&self) -> GradCam {
-        GradCam::new()
+        let cam = GradCam::new()
             .should_resize(self.should_resize)
-            .three_dims(self.three_dims)
-            .layout(self.layout)
+            .three_dims(self.three_dims);
+        match self.layout {
+            Some(layout) => cam.layout(layout),
+            None => cam,
+        }
     }
 }
 
 fn grad_cam_spec() -> impl Strategy<Value = GradCamSpec> {
-    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(should_resize, three_dims, channels_first)| GradCamSpec {
+    let layout = prop_oneof![
+        Just(None),
+        Just(Some(ActivationLayout::ChannelsLast)),
+        Just(Some(ActivationLayout::ChannelsFirst)),
+    ];
+    (any::<bool>(), any::<bool>(), layout).prop_map(|(should_resize, three_dims, layout)| GradCamSpec {
         should_resize,
         three_dims,
-        layout: if channels_first {
-            ActivationLayout::ChannelsFirst
-        } else {
-            ActivationLayout::ChannelsLast
-        },
+        layout,
     })
 }
 
@@ -309,8 +314,8 @@ mod expected {
             .unwrap_or_default();
         let mut shape = match (method.should_resize, method.layout, layer) {
             (true, _, _) => x.shape().get(..2).unwrap_or_default().to_vec(),
-            (false, ActivationLayout::ChannelsLast, [_, h, w, _]) => vec![*h, *w],
-            (false, ActivationLayout::ChannelsFirst, [_, _, h, w]) => vec![*h, *w],
+            (false, Some(ActivationLayout::ChannelsLast) | None, [_, h, w, _]) => vec![*h, *w],
+            (false, Some(ActivationLayout::ChannelsFirst), [_, _, h, w]) => vec![*h, *w],
             _ => vec![],
         };
         if method.three_dims {
@@ -566,7 +571,7 @@ proptest! {
             base_attribution: None,
             baselines: None,
         };
-        let cam = GradCamSpec { should_resize: true, three_dims: true, layout: ActivationLayout::ChannelsLast };
+        let cam = GradCamSpec { should_resize: true, three_dims: true, layout: Some(ActivationLayout::ChannelsLast) };
         let methods: [Box<dyn CoreSaliency<f64>>; 6] = [
             Box::new(IntegratedGradients::new().steps(3).batch_size(2)),
             Box::new(Occlusion::new().size(1).batch_size(3)),
@@ -829,7 +834,7 @@ proptest! {
             base_attribution: None,
             baselines: None,
         };
-        let cam = GradCamSpec { should_resize: true, three_dims: true, layout: ActivationLayout::ChannelsLast };
+        let cam = GradCamSpec { should_resize: true, three_dims: true, layout: Some(ActivationLayout::ChannelsLast) };
         let smooth = SmoothSpec { nsamples: 2, stdev_spread: 0.15, magnitude: true, seed: 3 };
         let methods: [Box<dyn CoreSaliency<f32>>; 8] = [
             Box::new(VanillaGradients::new()),

@@ -240,14 +240,14 @@ proptest! {
         if full.iter().any(|&n| n >= 1 << 40) {
             invalid.push(Want::Param("output_shape"));
         }
-        if options.order > 5 {
+        if options.get_order() > 5 {
             invalid.push(Want::Param("order"));
         }
-        if !options.cval.is_finite() {
+        if !options.get_cval().is_finite() {
             invalid.push(Want::Param("cval"));
         }
         let smaller = full.iter().zip(x.shape()).any(|(o, i)| o < i);
-        let anti_aliasing = match options.anti_aliasing {
+        let anti_aliasing = match options.get_anti_aliasing() {
             AntiAliasing::Auto => smaller,
             AntiAliasing::On => true,
             AntiAliasing::Off => false,
@@ -255,7 +255,7 @@ proptest! {
         };
         if full.len() == x.ndim() && anti_aliasing {
             // One sigma, or one per axis, each accepted by the filter.
-            let sigma_valid = match &options.anti_aliasing_sigma {
+            let sigma_valid = match options.get_anti_aliasing_sigma() {
                 Some(s) => (s.len() == 1 || s.len() == x.ndim()) && s.iter().all(|&s| sigma_ok(s, 4.0)),
                 None => true,
             };
@@ -265,7 +265,7 @@ proptest! {
         }
         if let Some(out) = outcome(imageops::resize(x.view(), &out_shape, &options), &invalid, &[])? {
             prop_assert_eq!(out.shape(), &full[..]);
-            if moderate(&x) && options.cval.abs() <= 4.0 {
+            if moderate(&x) && options.get_cval().abs() <= 4.0 {
                 prop_assert!(arb::all_finite(&out), "{:?}", out);
             }
         }

@@ -4,8 +4,8 @@
 use ndarray::{Array2, Array3, ArrayD, ArrayViewD, IxDyn, array};
 use saliency::imageops::{self, BoundaryMode, ResizeOptions};
 use saliency::{
-    BlurIg, BoxError, CoreSaliency, GradCam, GuidedIg, IntegratedGradients, MAX_STEPS, ModelOutputs, ModelRequest,
-    OutputKey, SaliencyError, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters, visualize,
+    BlurIg, BoxError, GradCam, GuidedIg, IntegratedGradients, MAX_STEPS, ModelOutputs, ModelRequest, OutputKey,
+    Saliency, SaliencyError, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters, visualize,
 };
 
 use crate::arb::{self, Fault, ModelSpec};
@@ -67,7 +67,11 @@ fn xrai_with_usize_max_steps_fails_fast() {
     let xrai = Xrai::new()
         .parameters(XraiParameters::new().steps(usize::MAX))
         .segments(vec![Array2::from_elem((2, 2), true)]);
-    assert_param(xrai.get_mask(image2x2().view(), &mut arb::model(sound())), "steps");
+    assert_param(
+        xrai.get_mask(image2x2().view(), &mut arb::model(sound()))
+            .map(|m| m.into_dyn()),
+        "steps",
+    );
 }
 
 #[test]

@@ -52,13 +52,13 @@ use path::Path;
 ///
 /// ```
 /// use ndarray::array;
-/// use saliency::{CoreSaliency, GuidedIg, ModelOutputs, OutputKey};
+/// use saliency::{GuidedIg, ModelOutputs, OutputKey, Saliency};
 ///
 /// // f(x) = 2 x0 + x1 is linear, so Guided IG equals Integrated Gradients:
 /// // (x - baseline) * gradient (the reference's own test).
 /// let x = array![10.0_f64, 5.0];
 /// let gig = GuidedIg::new().steps(10).fraction(0.1).max_dist(0.5).baseline(array![-1.0, -3.0]);
-/// let mask = gig.get_mask(x.view().into_dyn(), &mut |batch, _keys| {
+/// let mask = gig.get_mask(&x, &mut |batch, _keys| {
 ///     let grads = batch.mapv(|_| 0.0) + &array![2.0, 1.0];
 ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
 /// })?;
@@ -162,6 +162,11 @@ impl<F: Float> GuidedIg<F> {
     }
 }
 
+/// The mask: the input's shape.
+impl<F: Float> crate::core::Saliency<F> for GuidedIg<F> {
+    type MaskDim<D: ndarray::Dimension> = D;
+}
+
 impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
     fn name(&self) -> &'static str {
         "Guided Integrated Gradients"
@@ -171,7 +176,7 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
         self.batch_size
     }
 
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,

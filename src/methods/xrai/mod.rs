@@ -201,7 +201,7 @@ pub struct XraiOutput<F> {
 ///
 /// ```
 /// use ndarray::{Array2, Array3};
-/// use saliency::{CoreSaliency, ModelOutputs, OutputKey, Xrai, XraiParameters};
+/// use saliency::{ModelOutputs, OutputKey, Saliency, Xrai, XraiParameters};
 ///
 /// let image = Array3::<f64>::from_shape_fn((16, 16, 3), |(i, j, c)| ((i * j + c) % 5) as f64 / 5.0);
 /// // Two regions: the left and the right half.
@@ -212,7 +212,7 @@ pub struct XraiOutput<F> {
 ///     .segments(vec![left, right])
 ///     .batch_size(10);
 /// // f(x) = sum(j * x) over column j: the right half matters more.
-/// let mask = xrai.get_mask(image.view().into_dyn(), &mut |batch, _keys| {
+/// let mask = xrai.get_mask(&image, &mut |batch, _keys| {
 ///     let grads = ndarray::ArrayD::from_shape_fn(batch.raw_dim(), |ix| ix[2] as f64);
 ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
 /// })?;
@@ -264,8 +264,11 @@ impl<F: Float> Xrai<F> {
     /// Baselines for integrated gradients, each of the input's shape; the
     /// attribution is the mean over them.
     #[must_use = "a setter returns the changed method; assign or chain it"]
-    pub fn baselines(mut self, baselines: Vec<ArrayD<F>>) -> Self {
-        self.baselines = Some(baselines);
+    pub fn baselines<D: ndarray::Dimension>(
+        mut self,
+        baselines: impl IntoIterator<Item = ndarray::Array<F, D>>,
+    ) -> Self {
+        self.baselines = Some(baselines.into_iter().map(|b| b.into_dyn()).collect());
         self
     }
 
@@ -287,13 +290,16 @@ impl<F: Float> Xrai<F> {
 
     /// Runs XRAI and returns the map with the details the parameters ask
     /// for, reporting progress (integrated-gradients steps, then the ranking).
-    pub fn get_mask_with_details(
+    pub fn get_mask_with_details<'a, D: ndarray::Dimension>(
         &self,
-        x: ArrayViewD<'_, F>,
+        x: impl ndarray::AsArray<'a, F, D>,
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<XraiOutput<F>> {
-        self.run(x, None, Some(model), progress)
+    ) -> Result<XraiOutput<F>>
+    where
+        F: 'a,
+    {
+        self.run(x.into().into_dyn(), None, Some(model), progress)
     }
 
     /// Runs XRAI on a given attribution of `x`'s shape, without a model:
@@ -314,16 +320,24 @@ impl<F: Float> Xrai<F> {
     /// let xrai = Xrai::new()
     ///     .parameters(XraiParameters::new().min_pixel_diff(1))
     ///     .segments(vec![left, right]);
-    /// let out = xrai.get_mask_from_attribution(image.view().into_dyn(), attribution.view().into_dyn())?;
+    /// let out = xrai.get_mask_from_attribution(&image, &attribution)?;
     /// assert_eq!((out.attribution_mask[[0, 7]], out.attribution_mask[[0, 0]]), (1.0, 0.0));
     /// # Ok::<(), saliency::SaliencyError>(())
     /// ```
-    pub fn get_mask_from_attribution(
+    pub fn get_mask_from_attribution<'a, 'b, D: ndarray::Dimension, E: ndarray::Dimension>(
         &self,
-        x: ArrayViewD<'_, F>,
-        attribution: ArrayViewD<'_, F>,
-    ) -> Result<XraiOutput<F>> {
-        self.run(x, Some(attribution), None, &mut |_| {})
+        x: impl ndarray::AsArray<'a, F, D>,
+        attribution: impl ndarray::AsArray<'b, F, E>,
+    ) -> Result<XraiOutput<F>>
+    where
+        F: 'a + 'b,
+    {
+        self.run(
+            x.into().into_dyn(),
+            Some(attribution.into().into_dyn()),
+            None,
+            &mut |_| {},
+        )
     }
 
     /// XRAI with the attribution given (`attribution`, else the base
@@ -500,6 +514,11 @@ impl<F: Float> Xrai<F> {
     }
 }
 
+/// The mask: height x width.
+impl<F: Float> crate::core::Saliency<F> for Xrai<F> {
+    type MaskDim<D: ndarray::Dimension> = ndarray::Ix2;
+}
+
 impl<F: Float> CoreSaliency<F> for Xrai<F> {
     fn name(&self) -> &'static str {
         "XRAI"
@@ -509,7 +528,7 @@ impl<F: Float> CoreSaliency<F> for Xrai<F> {
         self.batch_size
     }
 
-    fn get_mask_with_progress(
+    fn get_mask_dyn(
         &self,
         x: ArrayViewD<'_, F>,
         model: &mut dyn CallModelFunction<F>,

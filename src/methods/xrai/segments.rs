@@ -1,7 +1,7 @@
 //! XRAI's default segmentation: Felzenszwalb segments at six scales, each
 //! segment dilated by a disk (the reference's `_get_segments_felzenszwalb`).
 
-use ndarray::{Array2, ArrayViewD, Axis, Ix2, Ix3};
+use ndarray::{Array2, ArrayViewD, AsArray, Axis, Dimension, Ix2, Ix3};
 
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -37,12 +37,14 @@ pub(crate) const DILATION_RADIUS: usize = 5;
 /// ```
 /// use ndarray::Array3;
 /// let image = Array3::<f32>::from_shape_fn((32, 32, 3), |(i, j, c)| ((i / 8 + j / 8 + c) % 3) as f32);
-/// let masks = saliency::get_segments_felzenszwalb(image.view().into_dyn())?;
+/// let masks = saliency::get_segments_felzenszwalb(&image)?;
 /// assert!(masks.iter().all(|m| m.dim() == (32, 32)));
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn get_segments_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Result<Vec<Array2<bool>>> {
-    let set = felzenszwalb_masks(image)?;
+pub fn get_segments_felzenszwalb<'a, F: Float, D: Dimension>(
+    image: impl AsArray<'a, F, D>,
+) -> Result<Vec<Array2<bool>>> {
+    let set = felzenszwalb_masks(image.into().into_dyn())?;
     Ok((0..set.len()).map(|m| set.to_dense(m)).collect())
 }
 
@@ -60,11 +62,14 @@ pub(crate) fn felzenszwalb_masks<F: Float>(image: ArrayViewD<'_, F>) -> Result<M
 /// ```
 /// use ndarray::Array2;
 /// let image = Array2::<f64>::from_shape_fn((40, 40), |(i, j)| if i < 20 && j < 20 { 1.0 } else { 0.0 });
-/// let labels = saliency::get_segment_labels_felzenszwalb(image.view().into_dyn())?;
+/// let labels = saliency::get_segment_labels_felzenszwalb(&image)?;
 /// assert_eq!(labels.len(), 6);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn get_segment_labels_felzenszwalb<F: Float>(image: ArrayViewD<'_, F>) -> Result<Vec<Array2<usize>>> {
+pub fn get_segment_labels_felzenszwalb<'a, F: Float, D: Dimension>(
+    image: impl AsArray<'a, F, D>,
+) -> Result<Vec<Array2<usize>>> {
+    let image = image.into().into_dyn();
     crate::checks::check_image("image", &image)?;
     let (height, width) = (image.shape()[0], image.shape()[1]);
     // Rescale to [-1, 1] in the image's own float type, as NumPy does.
