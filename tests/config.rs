@@ -286,3 +286,62 @@ fn pic_metric_settings_read_back() {
         (0.3, false, 20, Some(4))
     );
 }
+
+/// The calls take a reference or a view of any dimension and return the
+/// method's dimension; each equals the object-safe call on dynamic arrays.
+#[test]
+fn calls_take_any_dimension_and_return_the_methods_dimension() {
+    use ndarray::{Array2, Array4, ArrayD, ArrayViewD, Axis};
+    use saliency::{CoreSaliency, ModelOutputs, ModelRequest, OutputKey, Saliency, SmoothGrad, XraiParameters};
+
+    let image = Array3::<f64>::from_shape_fn((12, 10, 3), |(i, j, c)| ((i * 3 + j * 5 + c) % 7) as f64 / 7.0);
+    let mut grads = |b: ArrayViewD<'_, f64>, _: &ModelRequest<'_>| {
+        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, b.mapv(|v| (3.0 * v).sin())))
+    };
+    let ig = IntegratedGradients::new().steps(5);
+    let typed: Array3<f64> = ig.get_mask(&image, &mut grads).unwrap();
+    let viewed: Array3<f64> = ig.get_mask(image.view(), &mut grads).unwrap();
+    let dynamic: ArrayD<f64> = ig
+        .get_mask_dyn(image.view().into_dyn(), &mut grads, &mut |_| {})
+        .unwrap();
+    assert_eq!(typed, viewed);
+    assert_eq!(typed.clone().into_dyn(), dynamic);
+
+    let xrai = Xrai::new().parameters(XraiParameters::new().steps(3));
+    let map: Array2<f64> = xrai.get_mask(&image, &mut grads).unwrap();
+    assert_eq!(map.dim(), (12, 10));
+
+    let images = ndarray::stack(Axis(0), &[image.view(), image.view()]).unwrap();
+    let masks: Array4<f64> = ig.get_masks(&images, &mut grads).unwrap();
+    assert_eq!(masks.index_axis(Axis(0), 1), typed);
+    let maps: Array3<f64> = xrai.get_masks(&images, &mut grads).unwrap();
+    assert_eq!(maps.index_axis(Axis(0), 0), map);
+
+    let params = SmoothGradParams::new().nsamples(3).seed(1);
+    let smoothed: Array3<f64> = VanillaGradients::new()
+        .get_smoothed_mask(&image, &mut grads, &params)
+        .unwrap();
+    let wrapped: Array3<f64> = SmoothGrad::new(VanillaGradients::new(), params)
+        .get_mask(&image, &mut grads)
+        .unwrap();
+    assert_eq!(smoothed, wrapped);
+
+    // A method of unknown kind gives a dynamic mask, the same numbers.
+    let boxed: Box<dyn CoreSaliency<f64>> = Box::new(ig.clone());
+    let from_box: ArrayD<f64> = boxed.get_mask(&image, &mut grads).unwrap();
+    assert_eq!(from_box, dynamic);
+    let borrowed: &dyn CoreSaliency<f64> = &ig;
+    assert_eq!(borrowed.get_mask(&image, &mut grads).unwrap(), dynamic);
+
+    // Grad-CAM's mask has two or three axes (`three_dims`): dynamic.
+    let mut layer = |_: ArrayViewD<'_, f64>, _: &ModelRequest<'_>| {
+        let values = Array4::from_shape_fn((1, 3, 3, 4), |(_, i, j, c)| ((i + j + c) % 3) as f64);
+        Ok(ModelOutputs::new()
+            .with(OutputKey::ConvolutionLayerValues, values.clone())
+            .with(OutputKey::ConvolutionOutputGradients, values))
+    };
+    let cam: ArrayD<f64> = GradCam::new().get_mask(&image, &mut layer).unwrap();
+    assert_eq!(cam.shape(), [12, 10, 3]);
+    let flat: ArrayD<f64> = GradCam::new().three_dims(false).get_mask(&image, &mut layer).unwrap();
+    assert_eq!(flat.shape(), [12, 10]);
+}

@@ -13,6 +13,22 @@
 //! let ig = IntegratedGradients::<f32>::new().steps(50).batch_size(10);
 //! assert_eq!((ig.get_steps(), ig.get_batch_size()), (50, 10));
 //! ```
+//!
+//! A setter whose result is dropped changes nothing (the methods are
+//! `Copy`), so it is a warning, here made an error:
+//!
+//! ```compile_fail
+//! #![deny(unused_must_use)]
+//! let blur = saliency::BlurIg::new();
+//! blur.steps(10); // the changed method is dropped; `blur` keeps 100 steps
+//! ```
+//!
+//! ```
+//! #![deny(unused_must_use)]
+//! let blur = saliency::BlurIg::new();
+//! let blur = blur.steps(10);
+//! assert_eq!(blur.get_steps(), 10);
+//! ```
 
 pub mod blur_ig;
 pub mod grad_cam;
