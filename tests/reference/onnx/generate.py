@@ -345,6 +345,28 @@ def kink_sensitivity(name, x, classes, nudge_alpha0):
     return at_x, at_ig
 
 
+def maxpool_ties(model, x):
+    """Max-pool windows (over all MaxPool2d modules) whose nonzero maximum
+    is attained more than once when the model runs on x. (Ties at zero come
+    after a ReLU whose inputs are negative: no gradient flows either way.)"""
+    count = [0]
+
+    def hook(m, inp, out):
+        t = torch.nn.functional.pad(inp[0], [m.padding] * 4, value=float("-inf"))
+        w = t.unfold(2, m.kernel_size, m.stride).unfold(3, m.kernel_size, m.stride)
+        w = w.reshape(*w.shape[:4], -1)
+        top = w.max(-1, keepdim=True).values
+        count[0] += int((((w == top).sum(-1) > 1) & (top[..., 0] != 0)).sum())
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules()
+             if isinstance(m, torch.nn.MaxPool2d)]
+    with torch.no_grad():
+        model(torch.from_numpy(x))
+    for h in hooks:
+        h.remove()
+    return count[0]
+
+
 def has_maxpool(model):
     return any(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())
 
@@ -490,7 +512,8 @@ def generate_net(name):
         "kink_sensitivity": {"grad_at_x": sens[0], "ig": sens[1],
                              "note": "largest relative change of grad_input and ig_pair_rule "
                                      "under nudges of 3e-7 max|x| (float64)"},
-        "ig_alpha0_maxpool_ties": ties,
+        "maxpool_tied_windows": {"at_x": maxpool_ties(model, x),
+                                 "ig_alpha0": maxpool_ties(model, np.zeros_like(x))},
         "maxpool_tie_rule": "PyTorch's max-pool backward sends the gradient to the first maximal "
                             "element of each window in row-major order; at alpha = 0 the image "
                             "is constant and interior windows tie, so ig_pair_rule.npy follows "
