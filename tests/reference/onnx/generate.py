@@ -12,6 +12,7 @@ import collections
 import json
 import os
 import sys
+import warnings
 
 import numpy as np
 import onnx
@@ -50,6 +51,10 @@ REQUIRED_OPS = [
     "Squeeze", "Unsqueeze", "Shape", "Gather", "Slice", "Constant", "ConstantOfShape",
     "Softmax", "ReduceMean", "Pad", "Dropout", "Identity",
 ]
+
+
+# The TorchScript exporter is chosen on purpose (see README.md).
+warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
 
 
 def attrs(node):

@@ -27,10 +27,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
 import torchvision
+
+
+# The TorchScript exporter is chosen on purpose (see README.md).
+warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
 
 
 def parse():
