@@ -280,93 +280,55 @@ fn in_dimension<F: Float, E: Dimension>(mask: ArrayD<F>) -> Result<Array<F, E>> 
     })
 }
 
-/// Forwards to the boxed method, so a `Box<dyn CoreSaliency<F>>` is a method
-/// too.
-impl<F: Float, M: CoreSaliency<F> + ?Sized> CoreSaliency<F> for Box<M> {
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
+/// Implements both traits for a pointer to a method (`Box<M>`, `&M`) by
+/// forwarding to the method, so a `Box<dyn CoreSaliency<F>>` or a
+/// `&dyn CoreSaliency<F>` is a method too, with masks of dynamic dimension.
+macro_rules! forward_to_pointee {
+    ($($pointer:ty),*) => {$(
+        impl<F: Float, M: CoreSaliency<F> + ?Sized> CoreSaliency<F> for $pointer {
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
 
-    fn get_mask_dyn(
-        &self,
-        x: ArrayViewD<'_, F>,
-        model: &mut dyn CallModelFunction<F>,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<ArrayD<F>> {
-        (**self).get_mask_dyn(x, model, progress)
-    }
+            fn get_mask_dyn(
+                &self,
+                x: ArrayViewD<'_, F>,
+                model: &mut dyn CallModelFunction<F>,
+                progress: &mut dyn FnMut(Progress),
+            ) -> Result<ArrayD<F>> {
+                (**self).get_mask_dyn(x, model, progress)
+            }
 
-    fn batch_size(&self) -> usize {
-        (**self).batch_size()
-    }
+            fn batch_size(&self) -> usize {
+                (**self).batch_size()
+            }
 
-    fn get_masks_dyn(
-        &self,
-        images: ArrayViewD<'_, F>,
-        model: &mut dyn CallModelFunction<F>,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<ArrayD<F>> {
-        (**self).get_masks_dyn(images, model, progress)
-    }
+            fn get_masks_dyn(
+                &self,
+                images: ArrayViewD<'_, F>,
+                model: &mut dyn CallModelFunction<F>,
+                progress: &mut dyn FnMut(Progress),
+            ) -> Result<ArrayD<F>> {
+                (**self).get_masks_dyn(images, model, progress)
+            }
 
-    fn get_smoothed_mask_dyn(
-        &self,
-        x: ArrayViewD<'_, F>,
-        model: &mut dyn CallModelFunction<F>,
-        params: &SmoothGradParams,
-    ) -> Result<ArrayD<F>> {
-        (**self).get_smoothed_mask_dyn(x, model, params)
-    }
+            fn get_smoothed_mask_dyn(
+                &self,
+                x: ArrayViewD<'_, F>,
+                model: &mut dyn CallModelFunction<F>,
+                params: &SmoothGradParams,
+            ) -> Result<ArrayD<F>> {
+                (**self).get_smoothed_mask_dyn(x, model, params)
+            }
+        }
+
+        impl<F: Float, M: CoreSaliency<F> + ?Sized> Saliency<F> for $pointer {
+            type MaskDim<D: Dimension> = IxDyn;
+        }
+    )*};
 }
 
-/// A boxed method of unknown kind gives masks of dynamic dimension.
-impl<F: Float, M: CoreSaliency<F> + ?Sized> Saliency<F> for Box<M> {
-    type MaskDim<D: Dimension> = IxDyn;
-}
-
-/// Forwards to the borrowed method, so a `&dyn CoreSaliency<F>` is a method
-/// too.
-impl<F: Float, M: CoreSaliency<F> + ?Sized> CoreSaliency<F> for &M {
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-
-    fn get_mask_dyn(
-        &self,
-        x: ArrayViewD<'_, F>,
-        model: &mut dyn CallModelFunction<F>,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<ArrayD<F>> {
-        (**self).get_mask_dyn(x, model, progress)
-    }
-
-    fn batch_size(&self) -> usize {
-        (**self).batch_size()
-    }
-
-    fn get_masks_dyn(
-        &self,
-        images: ArrayViewD<'_, F>,
-        model: &mut dyn CallModelFunction<F>,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<ArrayD<F>> {
-        (**self).get_masks_dyn(images, model, progress)
-    }
-
-    fn get_smoothed_mask_dyn(
-        &self,
-        x: ArrayViewD<'_, F>,
-        model: &mut dyn CallModelFunction<F>,
-        params: &SmoothGradParams,
-    ) -> Result<ArrayD<F>> {
-        (**self).get_smoothed_mask_dyn(x, model, params)
-    }
-}
-
-/// A borrowed method of unknown kind gives masks of dynamic dimension.
-impl<F: Float, M: CoreSaliency<F> + ?Sized> Saliency<F> for &M {
-    type MaskDim<D: Dimension> = IxDyn;
-}
+forward_to_pointee!(Box<M>, &M);
 
 #[cfg(test)]
 mod tests {
