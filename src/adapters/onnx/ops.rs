@@ -14,7 +14,7 @@ use super::proto::{AttributeProto, AttributeType, NodeProto, TensorProto, data_t
 /// The largest tensor an operator may create from sizes it reads from the
 /// graph (ConstantOfShape, broadcasting, padding): a garbled file asking for
 /// more is an error rather than an allocation failure.
-const MAX_ELEMENTS: usize = 1 << 30;
+const MAX_ELEMENTS: usize = 1 << 28;
 
 /// A value flowing through the graph: floats as candle tensors (the
 /// differentiated part) or integers as arrays (shapes, indices, booleans).
