@@ -7,7 +7,7 @@
 //! saliency method needs. [`OnnxModel`] wraps it into a
 //! [`CallModelFunction`](crate::CallModelFunction) the way
 //! [`CandleModel`](super::candle::CandleModel) wraps a hand-written forward
-//! pass, and serves every [`OutputKey`](crate::OutputKey):
+//! pass, and serves every [`OutputKey`]:
 //!
 //! - the target (a class, a class per image or any selector) through
 //!   [`Target`](super::candle::Target);
@@ -30,7 +30,7 @@
 //! use saliency::adapters::onnx::{OnnxGraph, OnnxModel};
 //! use saliency::{GuidedBackprop, Saliency};
 //!
-//! // A tiny classifier on 1 x 3 x 4 x 4 images (NCHW): a 1 x 1 convolution
+//! // A tiny classifier on 1 x 3 x 5 x 5 images (NCHW): a 1 x 1 convolution
 //! // to 2 channels, a ReLU, a global average pool and a flatten.
 //! let dims = |d: &[i64]| Dimension { dim_value: Some(d[0]), ..Default::default() };
 //! let input = ValueInfoProto {
@@ -38,7 +38,7 @@
 //!     r#type: Some(TypeProto {
 //!         tensor_type: Some(TypeProtoTensor {
 //!             elem_type: Some(data_type::FLOAT),
-//!             shape: Some(TensorShapeProto { dim: [1, 3, 4, 4].iter().map(|&d| dims(&[d])).collect() }),
+//!             shape: Some(TensorShapeProto { dim: [1, 3, 5, 5].iter().map(|&d| dims(&[d])).collect() }),
 //!         }),
 //!         ..Default::default()
 //!     }),
@@ -84,11 +84,11 @@
 //! let mut model = OnnxModel::<f32>::new(graph, Target::class(1))?.layer("relu")?;
 //! let layers = model.layers()?;
 //! assert_eq!(layers[0].tensor, "conv");
-//! assert_eq!(layers[0].shape, [1, 2, 4, 4]);
+//! assert_eq!(layers[0].shape, [1, 2, 5, 5]);
 //!
-//! let image = ndarray::Array3::<f32>::from_shape_fn((4, 4, 3), |(i, j, c)| (i + 2 * j + c) as f32 / 10.0);
+//! let image = ndarray::Array3::<f32>::from_shape_fn((5, 5, 3), |(i, j, c)| (i + 2 * j + c) as f32 / 10.0);
 //! let guided = GuidedBackprop::new().get_mask(&image, &mut model.as_fn())?;
-//! assert_eq!(guided.shape(), [4, 4, 3]);
+//! assert_eq!(guided.shape(), [5, 5, 3]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
