@@ -4,6 +4,11 @@
 //! - `candle` (feature `candle`): `candle::CandleModel` runs a candle model's
 //!   forward and backward passes and serves every [`OutputKey`](crate::OutputKey),
 //!   guided gradients included.
+//! - `onnx` (feature `onnx`): `onnx::OnnxModel` loads an ONNX file and serves
+//!   every key the same way, on candle.
 
 #[cfg(feature = "candle")]
 pub mod candle;
+
+#[cfg(feature = "onnx")]
+pub mod onnx;
