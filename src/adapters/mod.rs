@@ -7,3 +7,5 @@
 
 #[cfg(feature = "candle")]
 pub mod candle;
+#[cfg(feature = "candle")]
+pub mod candle_ops;
