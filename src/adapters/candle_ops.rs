@@ -195,6 +195,7 @@ pub fn conv2d(
     // and keep every stride-th row and column.
     let conv_stride = if stride.0 == stride.1 { stride.0 } else { 1 };
     let geometry = ConvGeometry {
+        channels: c,
         groups,
         rows: Axis {
             stride: conv_stride,
@@ -209,7 +210,12 @@ pub fn conv2d(
     };
     let fast = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
     let mut y = if fast {
-        let y = conv_forward(&x.detach(), &kernel.detach(), &geometry)?;
+        let mut y = conv_forward(&x.detach(), &kernel.detach(), &geometry)?;
+        // Added before the gradient operation, so that the backward pass
+        // does not go through the addition.
+        if let Some(bias) = bias {
+            y = y.broadcast_add(&bias.detach().reshape((1, o, 1, 1))?)?;
+        }
         x.apply_op2(
             &y,
             ConvInputGradient {
@@ -228,7 +234,11 @@ pub fn conv2d(
         if pl > 0 || pr > 0 {
             input = input.pad_with_zeros(3, pl, pr)?;
         }
-        input.conv2d(kernel, common, conv_stride, dilation.0, groups)?
+        let y = input.conv2d(kernel, common, conv_stride, dilation.0, groups)?;
+        match bias {
+            Some(bias) => y.broadcast_add(&bias.reshape((1, o, 1, 1))?)?,
+            None => y,
+        }
     };
     if stride.0 != stride.1 {
         let keep = |step: usize, len: usize| {
@@ -238,15 +248,14 @@ pub fn conv2d(
         y = y.index_select(&keep(stride.0, geometry.rows.output)?, 2)?;
         y = y.index_select(&keep(stride.1, geometry.cols.output)?, 3)?;
     }
-    match bias {
-        Some(bias) => y.broadcast_add(&bias.reshape((1, o, 1, 1))?),
-        None => Ok(y),
-    }
+    Ok(y)
 }
 
 /// The shape of one convolution, as the input gradient needs it.
 #[derive(Clone, Copy, Debug)]
 struct ConvGeometry {
+    /// Input channels.
+    channels: usize,
     groups: usize,
     rows: Axis,
     cols: Axis,
@@ -307,13 +316,16 @@ impl CustomOp2 for ConvInputGradient {
 fn conv_forward(x: &Tensor, kernel: &Tensor, geo: &ConvGeometry) -> candle_core::Result<Tensor> {
     let (b, _, _, _) = x.dims4()?;
     let (o, _, _, _) = kernel.dims4()?;
-    let cols = if geo.is_pointwise() {
-        x.contiguous()?.flatten_from(2)?
-    } else {
-        im2col(&x.contiguous()?, geo)?
-    };
-    let y = grouped_matmul(kernel, &cols, geo.groups, false)?;
-    y.reshape((b, o, geo.rows.output, geo.cols.output))
+    let x = x.contiguous()?;
+    if geo.is_pointwise() {
+        let y = grouped_matmul(kernel, &x.flatten_from(2)?, geo.groups, false)?;
+        return y.reshape((b, o, geo.rows.output, geo.cols.output));
+    }
+    let chunks = by_chunks(b, geo, |start, n| {
+        let cols = im2col(&x.narrow(0, start, n)?, geo)?;
+        grouped_matmul(kernel, &cols, geo.groups, false)
+    })?;
+    Tensor::cat(&chunks, 0)?.reshape((b, o, geo.rows.output, geo.cols.output))
 }
 
 /// The gradient of a convolution with respect to its input, from the
@@ -324,11 +336,29 @@ fn conv_forward(x: &Tensor, kernel: &Tensor, geo: &ConvGeometry) -> candle_core:
 fn conv_input_gradient(g: &Tensor, kernel: &Tensor, geo: &ConvGeometry) -> candle_core::Result<Tensor> {
     let (b, o, ho, wo) = g.dims4()?;
     let g = g.contiguous()?.reshape((b, o, ho * wo))?;
-    let cols = grouped_matmul(kernel, &g, geo.groups, true)?;
     if geo.is_pointwise() {
+        let cols = grouped_matmul(kernel, &g, geo.groups, true)?;
         return cols.reshape((b, cols.dim(1)?, geo.rows.input, geo.cols.input));
     }
-    col2im(&cols.contiguous()?, geo)
+    let chunks = by_chunks(b, geo, |start, n| {
+        let cols = grouped_matmul(kernel, &g.narrow(0, start, n)?, geo.groups, true)?;
+        col2im(&cols.contiguous()?, geo)
+    })?;
+    Tensor::cat(&chunks, 0)
+}
+
+/// Runs `f(first image, images)` on consecutive chunks of the batch whose
+/// unfolded input takes about 8 MiB: a whole batch's would take hundreds,
+/// and memory that large comes fresh from the system (page faults and
+/// zeroing) on every call.
+fn by_chunks(
+    batch: usize,
+    geo: &ConvGeometry,
+    mut f: impl FnMut(usize, usize) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Vec<Tensor>> {
+    let per_image = geo.channels * geo.rows.kernel * geo.cols.kernel * geo.rows.output * geo.cols.output * 4;
+    let n = ((8 << 20) / per_image.max(1)).clamp(1, batch.max(1));
+    (0..batch).step_by(n).map(|start| f(start, n.min(batch - start))).collect()
 }
 
 /// Per group `j`: kernel block `j` (`[O / groups, C / groups * KH * KW]`,
