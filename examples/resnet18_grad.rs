@@ -9,8 +9,8 @@
 //! ```
 //!
 //! `--stock` keeps `candle_ops::max_pool2d` (candle cannot differentiate a
-//! 3 x 3, stride-2 pool) and uses candle's `conv2d` and its backward pass for
-//! every convolution. `--profile` adds up the forward time of each kind of
+//! 3 x 3, stride-2 pool) and uses candle's `conv2d` and `relu` and their
+//! backward passes. `--profile` adds up the forward time of each kind of
 //! operation and times the backward pass as a whole. `--images N` and
 //! `--runs N` change the batch and the number of runs.
 
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use saliency::adapters::candle_ops::{conv2d, max_pool2d};
+use saliency::adapters::candle_ops::{self, conv2d, max_pool2d};
 
 type Result<T> = candle_core::Result<T>;
 
@@ -127,7 +127,10 @@ impl Ops {
     }
 
     fn relu(&self, x: &Tensor) -> Result<Tensor> {
-        self.timed(|| "relu".into(), || x.relu())
+        self.timed(
+            || "relu".into(),
+            || if self.stock { x.relu() } else { candle_ops::relu(x) },
+        )
     }
 
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -234,7 +237,12 @@ fn main() -> Result<()> {
         let mut rows: Vec<_> = times.iter().collect();
         rows.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
         for (name, (t, n)) in rows {
-            println!("  {name:<28} {:>8.3} s  {:>5.1}%  ({} calls per run)", t / runs as f64, 100.0 * t / sum, n / runs);
+            println!(
+                "  {name:<28} {:>8.3} s  {:>5.1}%  ({} calls per run)",
+                t / runs as f64,
+                100.0 * t / sum,
+                n / runs
+            );
         }
         println!("  {:<28} {:>8.3} s", "total", sum / runs as f64);
     }

@@ -4,7 +4,7 @@
 #![cfg(feature = "candle")]
 
 use candle_core::{D, DType, Device, Tensor, Var};
-use saliency::adapters::candle_ops::{avg_pool2d, conv2d, max_pool2d};
+use saliency::adapters::candle_ops::{avg_pool2d, conv2d, max_pool2d, relu};
 
 /// f64 comparisons against candle's convolution: the two sum the same
 /// products in another order (measured up to 8.0e-15, the 7 x 7 case).
@@ -365,4 +365,24 @@ fn pools_refuse_bad_windows_with_an_error() {
     assert!(max_pool2d(&tensor(&[4, 4], 1), 2, 2, [0; 4], false).is_err());
     let ints = Tensor::zeros((1, 1, 4, 4), DType::U32, &Device::Cpu).unwrap();
     assert!(max_pool2d(&ints, 2, 2, [0; 4], false).is_err());
+}
+
+#[test]
+fn relu_is_candles_except_for_no_gradient_at_zero() {
+    let x = Tensor::new(&[[-1.5f64, 0.0, 2.0], [3.0, -0.0, 0.25]], &Device::Cpu).unwrap();
+    let (y, g) = value_and_gradient(&x, &relu);
+    let (y_ref, g_ref) = value_and_gradient(&x, &|x| x.relu());
+    assert_eq!(flat(&y), flat(&y_ref));
+    let weights = flat(&tensor(&[2, 3], 99));
+    // PyTorch's rule: the gradient passes where x > 0 only.
+    let expected: Vec<f64> = [0.0, 0.0, 1.0, 1.0, 0.0, 1.0]
+        .iter()
+        .zip(&weights)
+        .map(|(m, w)| m * w)
+        .collect();
+    assert_eq!(flat(&g), expected);
+    // candle's passes it at 0 as well.
+    assert_eq!(flat(&g_ref)[1], weights[1]);
+    let f32s = relu(&x.to_dtype(DType::F32).unwrap()).unwrap();
+    assert_eq!(f32s.dtype(), DType::F32);
 }

@@ -10,6 +10,7 @@
 //!   the first maximal element of each window, as PyTorch's does.
 //! - [`avg_pool2d`]: any kernel, stride and padding, with or without the
 //!   padding in the divisor.
+//! - [`relu`]: PyTorch's gradient (none at 0), in one pass.
 //!
 //! Only the gradients with respect to the input are computed: kernels and
 //! biases are treated as constants (no gradient flows to them), which is
@@ -358,7 +359,10 @@ fn by_chunks(
 ) -> candle_core::Result<Vec<Tensor>> {
     let per_image = geo.channels * geo.rows.kernel * geo.cols.kernel * geo.rows.output * geo.cols.output * 4;
     let n = ((8 << 20) / per_image.max(1)).clamp(1, batch.max(1));
-    (0..batch).step_by(n).map(|start| f(start, n.min(batch - start))).collect()
+    (0..batch)
+        .step_by(n)
+        .map(|start| f(start, n.min(batch - start)))
+        .collect()
 }
 
 /// Per group `j`: kernel block `j` (`[O / groups, C / groups * KH * KW]`,
@@ -899,5 +903,64 @@ impl CustomOp1 for AvgPool2d {
             |_, g, dx| self.backward::<f64>(g, dx),
         )
         .map(Some)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ReLU
+// ---------------------------------------------------------------------------
+
+/// `max(x, 0)` with PyTorch's gradient: zero where `x <= 0` (candle's own
+/// `relu` passes the gradient at exactly 0, where a zero image meets a
+/// convolution without bias), in one pass over the tensor instead of
+/// candle's five.
+///
+/// The forward and backward passes run on the CPU, in f32 and f64.
+pub fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.apply_op1(Relu)
+}
+
+/// The candle operation behind [`relu`].
+#[derive(Clone, Copy, Debug)]
+struct Relu;
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "relu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        use candle_core::cpu_backend::unary_map;
+        fn relu<T: WithDType>(v: T) -> T {
+            if v > T::zero() { v } else { T::zero() }
+        }
+        let out = match storage {
+            CpuStorage::F32(s) => CpuStorage::F32(unary_map(s, layout, relu)),
+            CpuStorage::F64(s) => CpuStorage::F64(unary_map(s, layout, relu)),
+            other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), self.name())),
+        };
+        Ok((out, layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        fn run<T: WithDType>(x: &[T], g: &[T]) -> Vec<T> {
+            x.iter()
+                .zip(g)
+                .map(|(x, g)| if *x > T::zero() { *g } else { T::zero() })
+                .collect()
+        }
+        let (x, g) = (arg.contiguous()?, grad.contiguous()?);
+        let out = match x.dtype() {
+            DType::F32 => {
+                let v = with_cpu_slice::<f32, _>(&x, |x| with_cpu_slice::<f32, _>(&g, |g| Ok(run(x, g))))?;
+                Tensor::from_vec(v, x.shape(), x.device())?
+            }
+            DType::F64 => {
+                let v = with_cpu_slice::<f64, _>(&x, |x| with_cpu_slice::<f64, _>(&g, |g| Ok(run(x, g))))?;
+                Tensor::from_vec(v, x.shape(), x.device())?
+            }
+            other => return Err(candle_core::Error::UnsupportedDTypeForOp(other, self.name())),
+        };
+        Ok(Some(out))
     }
 }

@@ -4,6 +4,8 @@
 //! - `candle` (feature `candle`): `candle::CandleModel` runs a candle model's
 //!   forward and backward passes and serves every [`OutputKey`](crate::OutputKey),
 //!   guided gradients included.
+//! - `candle_ops` (feature `candle`): convolution, pooling and ReLU for
+//!   candle models with fast and complete input gradients.
 
 #[cfg(feature = "candle")]
 pub mod candle;
