@@ -384,9 +384,8 @@ fn grouped_matmul(kernel: &Tensor, rhs: &Tensor, groups: usize, transpose: bool)
         };
         // A stride-0 batch of the kernel: broadcast_matmul would copy it
         // once per image.
-        let (b, _, n) = r.dims3()?;
+        let b = r.dim(0)?;
         let rows = k.dim(0)?;
-        let _ = n;
         blocks.push(k.broadcast_as((b, rows, k.dim(1)?))?.matmul(&r)?);
     }
     if groups == 1 {
