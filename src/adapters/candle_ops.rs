@@ -912,7 +912,7 @@ impl CustomOp1 for AvgPool2d {
 /// `max(x, 0)` with PyTorch's gradient: zero where `x <= 0` (candle's own
 /// `relu` passes the gradient at exactly 0, where a zero image meets a
 /// convolution without bias), in one pass over the tensor instead of
-/// candle's five.
+/// candle's four (zeros, comparison, conversion, product).
 ///
 /// The forward and backward passes run on the CPU, in f32 and f64.
 pub fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
