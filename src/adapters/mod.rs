@@ -4,11 +4,15 @@
 //! - `candle` (feature `candle`): `candle::CandleModel` runs a candle model's
 //!   forward and backward passes and serves every [`OutputKey`](crate::OutputKey),
 //!   guided gradients included.
+//! - `candle_ops` (feature `candle`): convolution, pooling and ReLU for
+//!   candle models with fast and complete input gradients.
 //! - `onnx` (feature `onnx`): `onnx::OnnxModel` loads an ONNX file and serves
 //!   every key the same way, on candle.
 
 #[cfg(feature = "candle")]
 pub mod candle;
+#[cfg(feature = "candle")]
+pub mod candle_ops;
 
 #[cfg(feature = "onnx")]
 pub mod onnx;
