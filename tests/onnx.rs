@@ -8,11 +8,12 @@ use candle_core::{Device, Tensor, Var};
 use ndarray::{Array3, Array4, ArrayD};
 use prost::Message;
 use saliency::adapters::candle::Target;
+use saliency::adapters::candle_ops::max_pool2d;
 use saliency::adapters::onnx::proto::{
     AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
     TypeProto, TypeProtoTensor, ValueInfoProto, data_type,
 };
-use saliency::adapters::onnx::{InputLayout, OnnxError, OnnxGraph, OnnxModel, max_pool2d};
+use saliency::adapters::onnx::{InputLayout, OnnxError, OnnxGraph, OnnxModel};
 use saliency::{ActivationLayout, ModelRequest, OutputKey};
 
 /// Builds graphs as protobuf messages, the way an exporter writes them.
@@ -285,7 +286,9 @@ fn conv_matches_candle_for_groups_dilations_strides_and_pads() {
         &[1, 4, 7, 7],
     );
     let expected = x.conv2d(&w, 1, 2, 2, 2).unwrap().broadcast_add(&b).unwrap();
-    assert_close(&values(&g.forward(&x).unwrap()), &values(&expected), 1e-6);
+    // The evaluator's convolution (candle_ops) sums in another order than
+    // candle's: measured 3.3e-6 on a value of 1.2 among outputs up to 27.
+    assert_close(&values(&g.forward(&x).unwrap()), &values(&expected), 1e-5);
     // The input gradient through a grouped, dilated, strided conv. Measured:
     // largest difference 3.7e-4 against gradients up to 1.3 (f32 sums of 35
     // outputs, differenced at step 1e-2).
@@ -301,7 +304,7 @@ fn conv_matches_candle_for_groups_dilations_strides_and_pads() {
     );
     let padded = x.pad_with_zeros(2, 0, 2).unwrap().pad_with_zeros(3, 1, 0).unwrap();
     let expected = padded.conv2d(&w, 0, 1, 1, 2).unwrap().broadcast_add(&b).unwrap();
-    assert_close(&values(&g.forward(&x).unwrap()), &values(&expected), 1e-6);
+    assert_close(&values(&g.forward(&x).unwrap()), &values(&expected), 1e-5);
 
     // SAME_UPPER, kernel 3 stride 2 on 7: 4 outputs, (4 - 1) * 2 + 3 - 7 = 2
     // pad values, one each side: candle's padding 1.
@@ -319,7 +322,7 @@ fn conv_matches_candle_for_groups_dilations_strides_and_pads() {
     let expected = x.conv2d(&w, 1, 2, 1, 2).unwrap().broadcast_add(&b).unwrap();
     let y = g.forward(&x).unwrap();
     assert_eq!(y.dims(), [1, 6, 4, 4]);
-    assert_close(&values(&y), &values(&expected), 1e-6);
+    assert_close(&values(&y), &values(&expected), 1e-5);
 
     // A 2 x 2 kernel with SAME_UPPER / SAME_LOWER at stride 1: one pad value,
     // after (upper) or before (lower).
@@ -339,7 +342,7 @@ fn conv_matches_candle_for_groups_dilations_strides_and_pads() {
             .pad_with_zeros(3, before, after)
             .unwrap();
         let expected = padded.conv2d(&t2, 0, 1, 1, 1).unwrap();
-        assert_close(&values(&g.forward(&x).unwrap()), &values(&expected), 1e-6);
+        assert_close(&values(&g.forward(&x).unwrap()), &values(&expected), 1e-5);
     }
 
     // VALID, unequal strides (2 along height, 1 along width): 3 x 5 outputs.
@@ -354,7 +357,7 @@ fn conv_matches_candle_for_groups_dilations_strides_and_pads() {
     let y = g.forward(&x).unwrap();
     assert_eq!(y.dims(), [1, 2, 3, 6]);
     let rows = Tensor::new(&[0u32, 2, 4], &Device::Cpu).unwrap();
-    assert_close(&values(&y), &values(&full.index_select(&rows, 2).unwrap()), 1e-6);
+    assert_close(&values(&y), &values(&full.index_select(&rows, 2).unwrap()), 1e-5);
 }
 
 #[test]
@@ -542,7 +545,7 @@ fn max_pool_kernel_3_stride_2_pad_1_values_and_gradient() {
     // image (pad 1, stride 2): rows/columns {-1,0,1} and {1,2,3}; their first
     // valid elements are (0,0), (0,1), (1,0), (1,1).
     let var = Var::from_tensor(&Tensor::ones((1, 1, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap()).unwrap();
-    let y = max_pool2d(var.as_tensor(), [3, 3], [2, 2], [1, 1, 1, 1]).unwrap();
+    let y = max_pool2d(var.as_tensor(), 3, 2, [1, 1, 1, 1], false).unwrap();
     assert_eq!(y.dims(), [1, 1, 2, 2]);
     let grads = y.sum_all().unwrap().backward().unwrap();
     let gv = values(grads.get(var.as_tensor()).unwrap());

@@ -105,10 +105,12 @@
 //! only is computed once at load. Anything else is an error at load naming
 //! the node ([`OnnxError::UnsupportedOperator`]).
 //!
-//! Max-pooling is [`MaxPool2d`], a candle operation whose backward pass
-//! sends each window's gradient to its first maximal element (PyTorch's
-//! rule) for any kernel, stride and padding; candle users can call it in
-//! their own models too ([`max_pool2d`]).
+//! Convolutions, max-pooling and ReLU run on
+//! [`candle_ops`](crate::adapters::candle_ops): input gradients computed
+//! fast and completely (max-pooling sends each window's gradient to its
+//! first maximal element, PyTorch's rule, for any kernel, stride and
+//! padding; ReLU has PyTorch's zero gradient at 0). Candle users can call
+//! them in their own models too.
 
 mod graph;
 mod model;
@@ -117,7 +119,6 @@ pub mod proto;
 
 pub use graph::{GraphInput, LayerInfo, OnnxGraph};
 pub use model::{InputLayout, OnnxModel};
-pub use ops::{MaxPool2d, max_pool2d};
 
 use super::candle::CandleAdapterError;
 use crate::model::OutputKey;

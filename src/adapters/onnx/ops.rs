@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use candle_core::{DType, Device, Tensor};
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::OnnxError;
@@ -623,11 +622,7 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Value>], relu: ReluFn<'_>) -> R<Ve
             let gate = clip(&x.affine(1.0 / 6.0, 0.5)?, Some(0.0), Some(1.0))?;
             one(x.mul(&gate)?)
         }
-        Op::MaxPool { window } => {
-            let x = float(0)?;
-            let geometry = pool_geometry(&x, window, "MaxPool")?;
-            one(x.contiguous()?.apply_op1(geometry)?)
-        }
+        Op::MaxPool { window } => one(max_pool(&float(0)?, window)?),
         Op::AveragePool {
             window,
             count_include_pad,
@@ -1297,54 +1292,29 @@ fn out_size(size: usize, pads: [usize; 2], kernel: usize, stride: usize, dilatio
     Some(out)
 }
 
-fn pad_spatial(x: &Tensor, pads: [usize; 4]) -> R<Tensor> {
-    let [t, l, b, r] = pads;
-    check_size(&[x.dim(0)?, x.dim(1)?, x.dim(2)? + t + b, x.dim(3)? + l + r])?;
-    let mut y = x.clone();
-    if t > 0 || b > 0 {
-        y = y.pad_with_zeros(2, t, b)?;
-    }
-    if l > 0 || r > 0 {
-        y = y.pad_with_zeros(3, l, r)?;
-    }
-    Ok(y)
-}
-
-/// Keeps every `step`-th element along `dim`.
-fn subsample(x: &Tensor, dim: usize, step: usize) -> R<Tensor> {
-    if step == 1 {
-        return Ok(x.clone());
-    }
-    let indices: Vec<usize> = (0..x.dim(dim)?).step_by(step).collect();
-    select(x, dim, &indices)
-}
-
-/// A 2-D convolution with any pads and strides, on candle's conv2d
-/// (symmetric padding and one stride): uneven pads are added first,
-/// unequal strides taken as stride 1 and then subsampled.
-fn conv_nd(x: &Tensor, w: &Tensor, pads: [usize; 4], strides: [usize; 2], dilation: usize, group: usize) -> R<Tensor> {
-    let [t, l, b, r] = pads;
-    let (x, padding) = if t == b && l == r && t == l {
-        (x.clone(), t)
-    } else {
-        (pad_spatial(x, pads)?, 0)
-    };
-    let (kh, kw) = (w.dim(2)?, w.dim(3)?);
-    let (h, wd) = (x.dim(2)?, x.dim(3)?);
-    let fits = |size: usize, k: usize| out_size(size, [padding, padding], k, 1, dilation, false).is_some();
-    if !fits(h, kh) || !fits(wd, kw) {
-        return invalid(format!(
-            "the kernel {kh}x{kw} (dilation {dilation}) is larger than the padded input {:?}",
+/// Checks the size of a pooling or convolution output of `x` before it is
+/// allocated (pads come from the file: a garbled one is an error, not an
+/// allocation failure).
+fn check_window_output(
+    x: &Tensor,
+    channels: usize,
+    window: &Window,
+    kernel: [usize; 2],
+    pads: [usize; 4],
+    dilation: usize,
+) -> R<()> {
+    let (n, h, w) = (x.dim(0)?, x.dim(2)?, x.dim(3)?);
+    let size = |len: usize, pad: [usize; 2], k: usize, s: usize| out_size(len, pad, k, s, dilation, window.ceil_mode);
+    match (
+        size(h, [pads[0], pads[2]], kernel[0], window.strides[0]),
+        size(w, [pads[1], pads[3]], kernel[1], window.strides[1]),
+    ) {
+        (Some(oh), Some(ow)) => check_size(&[n, channels, oh, ow]),
+        _ => invalid(format!(
+            "the window {kernel:?} (dilation {dilation}) does not fit the padded input {:?}",
             x.dims()
-        ));
+        )),
     }
-    let y = if strides[0] == strides[1] {
-        x.conv2d(w, padding, strides[0], dilation, group)?
-    } else {
-        let y = x.conv2d(w, padding, 1, dilation, group)?;
-        subsample(&subsample(&y, 2, strides[0])?, 3, strides[1])?
-    };
-    Ok(y)
 }
 
 fn conv(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, window: &Window, group: usize) -> R<Tensor> {
@@ -1369,19 +1339,30 @@ fn conv(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, window: &Window, group: u
         return invalid(format!("kernel_shape {k:?} differs from the weight's {kernel:?}"));
     }
     let pads = window_pads(window, kernel, x.dim(2)?, x.dim(3)?);
-    let mut y = conv_nd(x, w, pads, window.strides, window.dilations[0], group)?;
-    if let Some(b) = bias {
-        if b.elem_count() != m {
+    let dilation = window.dilations[0];
+    check_window_output(x, m, window, kernel, pads, dilation)?;
+    let bias = match bias {
+        Some(b) if b.elem_count() != m => {
             return invalid(format!("bias of shape {:?} for {m} output channels", b.dims()));
         }
-        y = y.broadcast_add(&b.reshape((1, m, 1, 1))?)?;
-    }
-    Ok(y)
+        Some(b) => Some(b.flatten_all()?),
+        None => None,
+    };
+    // Fast, complete input gradients; the weights are constants.
+    Ok(crate::adapters::candle_ops::conv2d(
+        x,
+        w,
+        bias.as_ref(),
+        (window.strides[0], window.strides[1]),
+        pads,
+        dilation,
+        group,
+    )?)
 }
 
 fn average_pool(x: &Tensor, window: &Window, count_include_pad: bool) -> R<Tensor> {
-    let (n, c, h, w) = match x.dims() {
-        &[n, c, h, w] => (n, c, h, w),
+    let (h, w) = match x.dims() {
+        &[_, _, h, w] => (h, w),
         other => {
             return invalid(format!(
                 "AveragePool supports 2-D pooling of [N, C, H, W], got {other:?}"
@@ -1390,21 +1371,15 @@ fn average_pool(x: &Tensor, window: &Window, count_include_pad: bool) -> R<Tenso
     };
     let kernel = window.kernel.unwrap_or([1, 1]);
     let pads = window_pads(window, kernel, h, w);
-    // Every channel pooled alike: one single-channel convolution over N * C maps.
-    let flat = x.reshape((n * c, 1, h, w))?;
-    let ones = Tensor::ones((1, 1, kernel[0], kernel[1]), x.dtype(), x.device())?;
-    let sums = conv_nd(&flat, &ones, pads, window.strides, 1, 1)?;
-    let has_pads = pads.iter().any(|&p| p > 0);
-    let y = if count_include_pad || !has_pads {
-        (sums / (kernel[0] * kernel[1]) as f64)?
-    } else {
-        // Divide each window by the number of input elements it covers.
-        let inside = Tensor::ones((1, 1, h, w), x.dtype(), x.device())?;
-        let counts = conv_nd(&inside, &ones, pads, window.strides, 1, 1)?;
-        sums.broadcast_div(&counts)?
-    };
-    let (oh, ow) = (y.dim(2)?, y.dim(3)?);
-    Ok(y.reshape((n, c, oh, ow))?)
+    check_window_output(x, x.dim(1)?, window, kernel, pads, 1)?;
+    Ok(crate::adapters::candle_ops::avg_pool2d(
+        x,
+        (kernel[0], kernel[1]),
+        (window.strides[0], window.strides[1]),
+        pads,
+        false,
+        count_include_pad,
+    )?)
 }
 
 fn pad(x: &Tensor, pads: &[i64], axes: Option<Vec<i64>>, mode: PadMode, value: f64) -> R<Tensor> {
@@ -1478,176 +1453,28 @@ fn pad(x: &Tensor, pads: &[i64], axes: Option<Vec<i64>>, mode: PadMode, value: f
     Ok(y)
 }
 
-/// The max-pool operation for the window and this input, checked.
-fn pool_geometry(x: &Tensor, window: &Window, what: &str) -> R<MaxPool2d> {
+/// `MaxPool` on [`candle_ops::max_pool2d`](crate::adapters::candle_ops::max_pool2d):
+/// any kernel, stride and padding, each window's gradient to its first
+/// maximal element (PyTorch's rule).
+fn max_pool(x: &Tensor, window: &Window) -> R<Tensor> {
     let (h, w) = match x.dims() {
         &[_, _, h, w] => (h, w),
-        other => return invalid(format!("{what} supports 2-D pooling of [N, C, H, W], got {other:?}")),
+        other => return invalid(format!("MaxPool supports 2-D pooling of [N, C, H, W], got {other:?}")),
     };
+    if window.dilations != [1, 1] {
+        return invalid(format!(
+            "MaxPool with dilations {:?} is not supported",
+            window.dilations
+        ));
+    }
     let kernel = window.kernel.unwrap_or([1, 1]);
     let pads = window_pads(window, kernel, h, w);
-    let oh = out_size(
-        h,
-        [pads[0], pads[2]],
-        kernel[0],
-        window.strides[0],
-        window.dilations[0],
-        window.ceil_mode,
-    );
-    let ow = out_size(
-        w,
-        [pads[1], pads[3]],
-        kernel[1],
-        window.strides[1],
-        window.dilations[1],
-        window.ceil_mode,
-    );
-    let (Some(oh), Some(ow)) = (oh, ow) else {
-        return invalid(format!("the window {kernel:?} does not fit the input {:?}", x.dims()));
-    };
-    Ok(MaxPool2d {
-        kernel,
-        stride: window.strides,
-        dilation: window.dilations,
-        pad: [pads[0], pads[1]],
-        out: [oh, ow],
-    })
-}
-
-/// Max-pooling of `[N, C, H, W]` tensors with any kernel, stride, padding
-/// and dilation, as a candle operation with a backward pass: each window's
-/// gradient goes to its first maximal element in row-major order (PyTorch's
-/// rule; candle's own `max_pool2d` has no backward pass unless the kernel
-/// equals the stride). Padding never wins a window.
-///
-/// Build one with [`max_pool2d`]; the forward pass runs on the CPU (f32,
-/// f64).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MaxPool2d {
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    dilation: [usize; 2],
-    /// Leading pads (top, left); the trailing ones only shape `out`.
-    pad: [usize; 2],
-    out: [usize; 2],
-}
-
-/// Max-pools `x` (`[N, C, H, W]`) with windows of `kernel`, moved by
-/// `stride`, over the input padded by `pads` (`[top, left, bottom, right]`),
-/// differentiably (see [`MaxPool2d`]).
-///
-/// ```
-/// use candle_core::{Device, Tensor, Var};
-/// use saliency::adapters::onnx::max_pool2d;
-///
-/// // ResNet's stem pool: kernel 3, stride 2, padding 1.
-/// let x = Var::from_tensor(&Tensor::arange(0f32, 16.0, &Device::Cpu)?.reshape((1, 1, 4, 4))?)?;
-/// let y = max_pool2d(x.as_tensor(), [3, 3], [2, 2], [1, 1, 1, 1])?;
-/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [5.0, 7.0, 13.0, 15.0]);
-/// let grads = y.sum_all()?.backward()?;
-/// let g = grads.get(x.as_tensor()).expect("gradient").flatten_all()?.to_vec1::<f32>()?;
-/// assert_eq!(g.iter().sum::<f32>(), 4.0);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn max_pool2d(x: &Tensor, kernel: [usize; 2], stride: [usize; 2], pads: [usize; 4]) -> candle_core::Result<Tensor> {
-    let window = Window {
-        kernel: Some(kernel),
-        strides: stride,
-        dilations: [1, 1],
+    check_window_output(x, x.dim(1)?, window, kernel, pads, 1)?;
+    Ok(crate::adapters::candle_ops::max_pool2d(
+        x,
+        (kernel[0], kernel[1]),
+        (window.strides[0], window.strides[1]),
         pads,
-        auto_pad: AutoPad::NotSet,
-        ceil_mode: false,
-    };
-    if kernel.contains(&0) || stride.contains(&0) {
-        candle_core::bail!("max_pool2d: kernel {kernel:?} and stride {stride:?} must be positive");
-    }
-    let op = match pool_geometry(x, &window, "max_pool2d") {
-        Ok(op) => op,
-        Err(OpError::Candle(e)) => return Err(e),
-        Err(OpError::Invalid(msg)) => candle_core::bail!("{msg}"),
-    };
-    x.contiguous()?.apply_op1(op)
-}
-
-impl MaxPool2d {
-    /// Calls `f(output index, input index)` for each window's first maximal
-    /// element over `x` (`[N, C, H, W]`, contiguous).
-    fn for_each_argmax<T: PartialOrd + Copy>(&self, x: &[T], dims: &[usize], mut f: impl FnMut(usize, usize)) {
-        let (h, w) = (dims[2], dims[3]);
-        let [oh, ow] = self.out;
-        let planes = dims[0] * dims[1];
-        for p in 0..planes {
-            let plane = &x[p * h * w..(p + 1) * h * w];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut best: Option<(usize, T)> = None;
-                    for ky in 0..self.kernel[0] {
-                        let y = (oy * self.stride[0] + ky * self.dilation[0]).wrapping_sub(self.pad[0]);
-                        if y >= h {
-                            continue;
-                        }
-                        for kx in 0..self.kernel[1] {
-                            let xx = (ox * self.stride[1] + kx * self.dilation[1]).wrapping_sub(self.pad[1]);
-                            if xx >= w {
-                                continue;
-                            }
-                            let v = plane[y * w + xx];
-                            // Strictly greater keeps the first maximum; a NaN wins.
-                            let better = match best {
-                                None => true,
-                                Some((_, b)) => v > b || (v.partial_cmp(&v).is_none() && b.partial_cmp(&b).is_some()),
-                            };
-                            if better {
-                                best = Some((y * w + xx, v));
-                            }
-                        }
-                    }
-                    if let Some((i, _)) = best {
-                        f((p * oh + oy) * ow + ox, p * h * w + i);
-                    }
-                }
-            }
-        }
-    }
-
-    fn forward<T: PartialOrd + Copy + num_traits::Float>(&self, x: &[T], dims: &[usize]) -> Vec<T> {
-        let count = dims[0] * dims[1] * self.out[0] * self.out[1];
-        // A window entirely in the padding stays -inf.
-        let mut out = vec![T::neg_infinity(); count];
-        self.for_each_argmax(x, dims, |o, i| out[o] = x[i]);
-        out
-    }
-}
-
-impl CustomOp1 for MaxPool2d {
-    fn name(&self) -> &'static str {
-        "max-pool2d"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = layout.shape().dims().to_vec();
-        if dims.len() != 4 {
-            candle_core::bail!("max-pool2d needs [N, C, H, W], got {dims:?}");
-        }
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("max-pool2d needs a contiguous input");
-        };
-        let out = match storage {
-            CpuStorage::F32(s) => CpuStorage::F32(self.forward(&s[start..end], &dims)),
-            CpuStorage::F64(s) => CpuStorage::F64(self.forward(&s[start..end], &dims)),
-            other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), self.name())),
-        };
-        Ok((out, Shape::from((dims[0], dims[1], self.out[0], self.out[1]))))
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dims = arg.dims().to_vec();
-        let x = arg.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-        let g = grad_res.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-        let mut grad = vec![0f64; x.len()];
-        self.for_each_argmax(&x, &dims, |o, i| grad[i] += g[o]);
-        Tensor::from_vec(grad, dims, arg.device())?
-            .to_dtype(arg.dtype())
-            .map(Some)
-    }
+        window.ceil_mode,
+    )?)
 }
