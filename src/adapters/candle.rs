@@ -157,12 +157,9 @@ impl ForwardContext {
     pub fn relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.relus.set(self.relus.get().saturating_add(1));
         match self.relu {
-            // PyTorch's gradient (none at exactly 0, where a zero image meets
-            // a convolution without bias), on the CPU where that op runs.
-            ReluMode::Standard if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) => {
-                crate::adapters::candle_ops::relu(x)
-            }
-            ReluMode::Standard => x.relu(),
+            // PyTorch's gradient: none at exactly 0, where a zero image meets
+            // a convolution without bias.
+            ReluMode::Standard => crate::adapters::candle_ops::relu(x),
             ReluMode::Guided => guided_relu(x),
         }
     }

@@ -914,9 +914,14 @@ impl CustomOp1 for AvgPool2d {
 /// convolution without bias), in one pass over the tensor instead of
 /// candle's four (zeros, comparison, conversion, product).
 ///
-/// The forward and backward passes run on the CPU, in f32 and f64.
+/// The operation runs on the CPU, in f32 and f64; elsewhere this is
+/// candle's `relu`.
 pub fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.apply_op1(Relu)
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.apply_op1(Relu)
+    } else {
+        x.relu()
+    }
 }
 
 /// The candle operation behind [`relu`].

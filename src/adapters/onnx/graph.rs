@@ -276,7 +276,11 @@ impl OnnxGraph {
     /// A tensor whose rank or fixed sizes differ from the graph's input is
     /// [`OnnxError::InputShape`].
     pub fn forward(&self, input: &Tensor) -> Result<Tensor, OnnxError> {
-        self.run(input, &|t: &Tensor| t.relu(), &mut |_, _, t| Ok(t))
+        self.run(
+            input,
+            &|t: &Tensor| crate::adapters::candle_ops::relu(t),
+            &mut |_, _, t| Ok(t),
+        )
     }
 
     /// [`forward`](Self::forward) inside a
