@@ -215,7 +215,10 @@ fn predict(model: &OnnxModel<f32>, image: &Array3<f32>, opts: &Options) -> Resul
     }
     .map_err(one_line)?;
     let output = model.graph().forward(&tensor).map_err(one_line)?;
-    let values = output.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(one_line)?;
+    let values = output
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(one_line)?;
     if values.is_empty() {
         return Err("the model's output is empty".into());
     }
@@ -255,11 +258,7 @@ fn methods(side: usize) -> Vec<(&'static str, Box<dyn CoreSaliency<f32>>)> {
         ("Guided IG", Box::new(GuidedIg::new().steps(16))),
         (
             "XRAI",
-            Box::new(
-                Xrai::new()
-                    .parameters(XraiParameters::new().steps(16))
-                    .batch_size(16),
-            ),
+            Box::new(Xrai::new().parameters(XraiParameters::new().steps(16)).batch_size(16)),
         ),
     ]
 }
@@ -272,7 +271,11 @@ fn energy(mask: &ArrayD<f32>) -> Result<Array2<f32>, String> {
             .into_dimensionality::<Ix3>()
             .map_err(one_line)?
             .map_axis(Axis(2), |px| px.iter().map(|v| v.abs()).sum()),
-        _ => mask.view().into_dimensionality::<Ix2>().map_err(one_line)?.mapv(f32::abs),
+        _ => mask
+            .view()
+            .into_dimensionality::<Ix2>()
+            .map_err(one_line)?
+            .mapv(f32::abs),
     })
 }
 
@@ -309,7 +312,10 @@ pub fn list_layers(opts: &Options) -> Result<Vec<LayerInfo>, String> {
     let (h, w, c) = input_size(&model);
     let shape = match (h, w, c, &opts.image) {
         (Some(h), Some(w), Some(c), _) => [h, w, c],
-        (_, _, c, Some(path)) => load_image(path, h, w, c.unwrap_or(3))?.shape().try_into().map_err(one_line)?,
+        (_, _, c, Some(path)) => load_image(path, h, w, c.unwrap_or(3))?
+            .shape()
+            .try_into()
+            .map_err(one_line)?,
         _ => return Err("the model's input size is free: give --image so the layers' shapes are known".into()),
     };
     let layers = model.layers_for(&shape).map_err(one_line)?;
