@@ -5,6 +5,7 @@
 //! cargo run --release --features candle,image,metrics --example blastocyst -- --image micrograph.jpg
 //! cargo run --release --features candle,image,metrics --example blastocyst -- --seed 7
 //! cargo run --release --features candle,image,metrics --example blastocyst -- --throughput
+//! cargo run --release --features onnx,image,metrics --example blastocyst -- --model grader.onnx [--layer NAME]
 //! ```
 //!
 //! 1. Generates blastocyst micrographs with known anatomy (see `phantom.rs`):
@@ -20,6 +21,20 @@
 //!    With the `metrics` feature it also prints each map's SIC AUC.
 //! 4. With `--image PATH` (JPEG or PNG) it also explains a real micrograph
 //!    with the trained model.
+//!
+//! With `--model grader.onnx` (feature `onnx`) it trains nothing: the
+//! given ONNX grader grades and is explained instead, on the same held-out
+//! embryos (the random stream is drawn as if training), and the same
+//! pointing-game table comes out for it. The grader must take what the
+//! trained one takes: embryos of 48 x 48 x 3 (H x W x C) values as generated,
+//! within [-1, 1] (median about -0.12, 98% of values between -0.45 and
+//! 0.48; no further normalisation), which the model receives in the layout
+//! its graph declares (NCHW `[B, 3, 48, 48]` as PyTorch exports, or NHWC);
+//! and give two outputs, the logits (or probabilities) of good (0) and poor
+//! (1). Grad-CAM explains `--layer NAME`, else the last 4-D tensor with more
+//! than one position. `tests/fixtures/onnx/grader/model.onnx` is such a
+//! grader, trained briefly on a transcription of `phantom.rs` by
+//! `tests/reference/onnx/generate.py`.
 //!
 //! With `--throughput` it instead times explaining the 200 held-out embryos
 //! with IG, SmoothGrad and XRAI, all in one call against one at a time
@@ -38,11 +53,13 @@ use ndarray::{Array2, Array3, ArrayD, Axis, Ix2, Ix3};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
+#[cfg(feature = "onnx")]
+use saliency::adapters::onnx::{InputLayout, OnnxModel};
 use saliency::imageops::resize::{AntiAliasing, ResizeOptions, resize};
 use saliency::visualize::{self, ColorMap};
 use saliency::{
-    BlurIg, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion, Progress, Saliency,
-    SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
+    BlurIg, CallModelFunction, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion,
+    Progress, Saliency, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
 };
 
 use phantom::{Embryo, Grade};
@@ -116,6 +133,78 @@ impl Grader {
     }
 }
 
+/// The grader the embryos are explained with: the one trained here, or one
+/// loaded from an ONNX file (`--model`).
+enum Classifier {
+    Trained(Grader),
+    #[cfg(feature = "onnx")]
+    Onnx(Box<OnnxModel<f32>>),
+}
+
+impl Classifier {
+    /// The logits (good, poor) of a [B, 3, H, W] batch.
+    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Classifier::Trained(grader) => grader.forward(x, &ForwardContext::standard()),
+            #[cfg(feature = "onnx")]
+            Classifier::Onnx(model) => {
+                let x = match model.get_input_layout() {
+                    InputLayout::Nchw => x.clone(),
+                    InputLayout::Nhwc => x.permute((0, 2, 3, 1))?.contiguous()?,
+                };
+                model
+                    .graph()
+                    .forward(&x)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))
+            }
+        }
+    }
+
+    /// Runs `f` with this grader as a model explaining `grade`'s score.
+    fn with_model<R>(&mut self, grade: Grade, f: impl FnOnce(&mut dyn CallModelFunction<f32>) -> R) -> R {
+        match self {
+            Classifier::Trained(grader) => {
+                let forward = |x: &Tensor, ctx: &ForwardContext| grader.forward(x, ctx);
+                let mut model = CandleModel::new(forward, grade_score(grade)).channels_first(true);
+                f(&mut model.as_fn())
+            }
+            #[cfg(feature = "onnx")]
+            Classifier::Onnx(model) => {
+                model.set_target(grade_score(grade));
+                f(&mut model.as_fn())
+            }
+        }
+    }
+}
+
+/// Loads the ONNX grader in `path`, checks it takes the generated embryos
+/// and chooses its Grad-CAM layer (`layer`, else the last 4-D tensor with
+/// more than one position).
+#[cfg(feature = "onnx")]
+fn load_grader(path: &Path, layer: Option<&str>) -> BoxResult<(OnnxModel<f32>, String)> {
+    let model = OnnxModel::<f32>::from_file(path, grade_score(Grade::Good))
+        .map_err(|e| format!("cannot use {}: {e}", path.display()))?;
+    let layout = model.get_input_layout();
+    let layers = model
+        .layers_for(&[SIZE, SIZE, 3])
+        .map_err(|e| format!("{} does not take {SIZE} x {SIZE} x 3 embryos: {e}", path.display()))?;
+    let tensor = match layer {
+        Some(name) => name.to_string(),
+        None => layers
+            .iter()
+            .rev()
+            .find(|l| match (layout, l.shape.as_slice()) {
+                (InputLayout::Nchw, [_, _, h, w]) | (InputLayout::Nhwc, [_, h, w, _]) => h * w > 1,
+                _ => false,
+            })
+            .map(|l| l.tensor.clone())
+            .ok_or_else(|| format!("{}: no 4-D layer for Grad-CAM", path.display()))?,
+    };
+    let model = model.layer(&tensor).map_err(|e| format!("{}: {e}", path.display()))?;
+    let description = format!("{layout:?} input, Grad-CAM layer {tensor}");
+    Ok((model, description))
+}
+
 fn bar(len: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
     pb.set_style(
@@ -166,12 +255,19 @@ fn seed_weights(varmap: &VarMap, device: &Device, rng: &mut ChaCha8Rng) -> BoxRe
     Ok(())
 }
 
-fn train(device: &Device, rng: &mut ChaCha8Rng) -> BoxResult<(Grader, VarMap)> {
+/// The untrained grader and the training embryos: every random draw
+/// training makes.
+fn draw_training(device: &Device, rng: &mut ChaCha8Rng) -> BoxResult<(Grader, VarMap, Vec<Embryo>)> {
     let varmap = VarMap::new();
     let model = Grader::new(VarBuilder::from_varmap(&varmap, DType::F32, device))?;
     seed_weights(&varmap, device, rng)?;
     let grade = |k: usize| if k.is_multiple_of(2) { Grade::Good } else { Grade::Poor };
     let train: Vec<Embryo> = (0..TRAIN).map(|k| phantom::embryo(SIZE, grade(k), rng)).collect();
+    Ok((model, varmap, train))
+}
+
+fn train(device: &Device, rng: &mut ChaCha8Rng) -> BoxResult<(Grader, VarMap)> {
+    let (model, varmap, train) = draw_training(device, rng)?;
     let mut opt = candle_nn::AdamW::new(
         varmap.all_vars(),
         candle_nn::ParamsAdamW {
@@ -215,8 +311,15 @@ fn train(device: &Device, rng: &mut ChaCha8Rng) -> BoxResult<(Grader, VarMap)> {
 }
 
 /// The grader's probabilities (good, poor) for each embryo.
-fn predict(model: &Grader, embryos: &[Embryo], device: &Device) -> BoxResult<Vec<[f32; 2]>> {
-    let logits = model.forward(&to_tensor(embryos, device)?, &ForwardContext::standard())?;
+fn predict(model: &Classifier, embryos: &[Embryo], device: &Device) -> BoxResult<Vec<[f32; 2]>> {
+    let logits = model.logits(&to_tensor(embryos, device)?)?;
+    if logits.dims() != [embryos.len(), 2] {
+        return Err(format!(
+            "the grader gives outputs of shape {:?}; two per embryo are needed",
+            logits.dims()
+        )
+        .into());
+    }
     let probs = candle_nn::ops::softmax(&logits, 1)?.to_vec2::<f32>()?;
     Ok(probs.into_iter().map(|p| [p[0], p[1]]).collect())
 }
@@ -350,15 +453,12 @@ fn icm_image_share(embryo: &Embryo) -> f64 {
 
 /// Each method's pointing-game ratio on `embryo`: its ICM mass share over
 /// the ICM's share of the image.
-fn pointing_ratios(
-    embryo: &Embryo,
-    model: &mut CandleModel<f32, impl Fn(&Tensor, &ForwardContext) -> candle_core::Result<Tensor>>,
-) -> BoxResult<Vec<f64>> {
+fn pointing_ratios(embryo: &Embryo, model: &mut dyn CallModelFunction<f32>) -> BoxResult<Vec<f64>> {
     let image_share = icm_image_share(embryo);
     methods(&empty_field(&embryo.image))
         .into_iter()
         .map(|(_, method)| {
-            let mask = method.get_mask(&embryo.image, &mut model.as_fn())?;
+            let mask = method.get_mask(&embryo.image, &mut *model)?;
             Ok(icm_mass_share(&energy(&mask)?, &embryo.icm) / image_share)
         })
         .collect()
@@ -389,7 +489,7 @@ fn explain(
     label: &str,
     image: &Array3<f32>,
     icm: Option<&Array2<bool>>,
-    model: &mut CandleModel<f32, impl Fn(&Tensor, &ForwardContext) -> candle_core::Result<Tensor>>,
+    model: &mut dyn CallModelFunction<f32>,
     out: &Path,
 ) -> BoxResult<Vec<Explained>> {
     let rgb = visualize::to_rgb8(image, -0.6, 0.8)?;
@@ -412,7 +512,7 @@ fn explain(
             pb.set_length(p.total as u64);
             pb.set_position(p.done as u64);
         };
-        let mask = method.get_mask_with_progress(image, &mut model.as_fn(), &mut report)?;
+        let mask = method.get_mask_with_progress(image, &mut *model, &mut report)?;
         let seconds = started.elapsed().as_secs_f64();
         pb.finish_with_message(format!("{name} ({seconds:.1} s)"));
         let heat = energy(&mask)?;
@@ -469,7 +569,7 @@ fn load_micrograph(path: &Path) -> BoxResult<Array3<f32>> {
 /// reason instead.
 #[cfg(feature = "metrics")]
 fn sic_aucs(
-    grader: &Grader,
+    grader: &Classifier,
     device: &Device,
     image: &Array3<f32>,
     grade: Grade,
@@ -487,7 +587,7 @@ fn sic_aucs(
         let x = Tensor::from_vec(data, (n, SIZE, SIZE, 3), device)?
             .permute((0, 3, 1, 2))?
             .contiguous()?;
-        let logits = grader.forward(&x, &ForwardContext::standard())?;
+        let logits = grader.logits(&x)?;
         let probs = candle_nn::ops::softmax(&logits, 1)?.narrow(1, grade.label(), 1)?;
         Ok(probs
             .flatten_all()?
@@ -519,6 +619,19 @@ fn grade_score(grade: Grade) -> Target {
     Target::select(move |logits: &Tensor| logits.narrow(1, this, 1)?.sub(&logits.narrow(1, other, 1)?))
 }
 
+/// The grader in `path` (`--model`), with the onnx feature.
+#[cfg(feature = "onnx")]
+fn onnx_classifier(path: &Path, layer: Option<&str>) -> BoxResult<Classifier> {
+    let (model, description) = load_grader(path, layer)?;
+    println!("1. Grading with {} ({description}).", path.display());
+    Ok(Classifier::Onnx(Box::new(model)))
+}
+
+#[cfg(not(feature = "onnx"))]
+fn onnx_classifier(_path: &Path, _layer: Option<&str>) -> BoxResult<Classifier> {
+    Err("--model needs the onnx feature: cargo run --release --features onnx,image --example blastocyst -- --model PATH".into())
+}
+
 fn main() {
     if let Err(e) = run() {
         // Each cause once: an error's message does not repeat its source.
@@ -538,10 +651,14 @@ fn run() -> BoxResult<()> {
     // Everything random (embryos, initial weights, masks) comes from this seed.
     let mut seed = 2026;
     let mut throughput_only = false;
+    let mut onnx_grader: Option<PathBuf> = None;
+    let mut layer: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--throughput" => throughput_only = true,
             "--image" => user_image = Some(args.next().ok_or("--image needs a path")?.into()),
+            "--model" => onnx_grader = Some(args.next().ok_or("--model needs a path")?.into()),
+            "--layer" => layer = Some(args.next().ok_or("--layer needs a name")?),
             "--seed" => {
                 let value = args.next().ok_or("--seed needs a number")?;
                 seed = value
@@ -549,11 +666,18 @@ fn run() -> BoxResult<()> {
                     .map_err(|_| format!("--seed needs a number, not {value:?}"))?;
             }
             other => {
-                return Err(
-                    format!("unknown argument {other:?} (expected --image PATH, --seed N or --throughput)").into(),
-                );
+                return Err(format!(
+                    "unknown argument {other:?} (expected --image PATH, --seed N, --model PATH, --layer NAME or --throughput)"
+                )
+                .into());
             }
         }
+    }
+    if layer.is_some() && onnx_grader.is_none() {
+        return Err("--layer names a layer of the grader given with --model".into());
+    }
+    if throughput_only && onnx_grader.is_some() {
+        return Err("--throughput times the grader trained here; it does not take --model".into());
     }
     // Fail early on a missing file, before minutes of training.
     if let Some(path) = &user_image {
@@ -563,9 +687,21 @@ fn run() -> BoxResult<()> {
     let device = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
-    println!("1. Training a grader on {TRAIN} generated blastocysts ({SIZE} x {SIZE}).");
-    let (grader, _varmap) = train(&device, &mut rng)?;
-    println!("   trained in {:.0} s", started.elapsed().as_secs_f64());
+    let (mut grader, _varmap) = match &onnx_grader {
+        None => {
+            println!("1. Training a grader on {TRAIN} generated blastocysts ({SIZE} x {SIZE}).");
+            let (grader, varmap) = train(&device, &mut rng)?;
+            println!("   trained in {:.0} s", started.elapsed().as_secs_f64());
+            (Classifier::Trained(grader), Some(varmap))
+        }
+        Some(path) => {
+            // The held-out embryos come after training's draws in the
+            // random stream: draw them alike, so both graders meet the
+            // same embryos.
+            draw_training(&device, &mut rng)?;
+            (onnx_classifier(path, layer.as_deref())?, None)
+        }
+    };
     let test: Vec<Embryo> = (0..TEST)
         .map(|k| {
             phantom::embryo(
@@ -586,13 +722,12 @@ fn run() -> BoxResult<()> {
         100.0 * correct as f64 / TEST as f64
     );
 
-    let forward = |x: &Tensor, ctx: &ForwardContext| grader.forward(x, ctx);
-    if throughput_only {
+    if throughput_only && let Classifier::Trained(trained) = &grader {
+        let forward = |x: &Tensor, ctx: &ForwardContext| trained.forward(x, ctx);
         return throughput::run(&forward, &test);
     }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("blastocyst");
     std::fs::create_dir_all(&out)?;
-    let model_for = |grade: Grade| CandleModel::new(forward, grade_score(grade)).channels_first(true);
 
     println!("2. Explaining one good and one poor held-out embryo (graded right, probability >= 0.8); every method");
     println!("   explains the score of the grade it was given: its logit minus the other grade's.");
@@ -606,7 +741,13 @@ fn run() -> BoxResult<()> {
             .filter(|&k| test[k].grade == grade && predicted[k][grade.label()] >= 0.8)
             .take(POINTING_EMBRYOS)
             .collect();
-        let &k = chosen.first().ok_or("no embryo graded right with probability 0.8")?;
+        let &k = chosen.first().ok_or_else(|| {
+            format!(
+                "the grader grades no held-out {} embryo right with probability 0.8 or more \
+                 (for a grader given with --model: does it take the input the docs describe?)",
+                grade.name()
+            )
+        })?;
         let embryo = &test[k];
         let icm_share = icm_image_share(embryo);
         let kind = match (grade, embryo.degenerating) {
@@ -619,15 +760,17 @@ fn run() -> BoxResult<()> {
             grade.name(),
             100.0 * icm_share
         );
-        let mut model = model_for(grade);
-        let results = explain(grade.name(), &embryo.image, Some(&embryo.icm), &mut model, &out)?;
-        let mut ratios = vec![results.iter().map(|r| r.share.unwrap_or(0.0) / icm_share).collect()];
-        let pb = bar(chosen.len().saturating_sub(1), "pointing game on more embryos");
-        for &other in chosen.iter().skip(1) {
-            ratios.push(pointing_ratios(&test[other], &mut model)?);
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
+        let (results, ratios) = grader.with_model(grade, |model| -> BoxResult<_> {
+            let results = explain(grade.name(), &embryo.image, Some(&embryo.icm), model, &out)?;
+            let mut ratios: Vec<Vec<f64>> = vec![results.iter().map(|r| r.share.unwrap_or(0.0) / icm_share).collect()];
+            let pb = bar(chosen.len().saturating_sub(1), "pointing game on more embryos");
+            for &other in chosen.iter().skip(1) {
+                ratios.push(pointing_ratios(&test[other], model)?);
+                pb.inc(1);
+            }
+            pb.finish_and_clear();
+            Ok((results, ratios))
+        })?;
         table.push(Row {
             grade,
             icm_share,
@@ -714,19 +857,18 @@ fn run() -> BoxResult<()> {
             }],
             &device,
         )?;
-        let class = grader
-            .forward(&input, &ForwardContext::standard())?
-            .argmax(1)?
-            .to_vec1::<u32>()?[0] as usize;
+        let class = grader.logits(&input)?.argmax(1)?.to_vec1::<u32>()?[0] as usize;
         let grade = if class == 0 { Grade::Good } else { Grade::Poor };
         println!("   the grader calls it {}", grade.name());
-        println!("   (a grader trained on generated embryos only: its verdict on a real micrograph is no grade,");
+        println!("   (a grader trained on generated embryos: its verdict on a real micrograph is no grade,");
         println!("   the maps show what this model looks at)");
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "image".into());
-        explain(&format!("user-{stem}"), &image, None, &mut model_for(grade), &out)?;
+        grader.with_model(grade, |model| {
+            explain(&format!("user-{stem}"), &image, None, model, &out)
+        })?;
     }
     println!("\nPanels: the image, the true ICM outlined in green (on every map too), then each method's");
     println!("saliency (sum of |values| over channels, scaled to its 99th percentile) in inferno over the");

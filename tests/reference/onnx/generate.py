@@ -541,6 +541,141 @@ def generate_net(name):
     return name, g, opset
 
 
+GRADER_SIDE = 48
+GRADER_SEED = 11
+GRADER_TRAIN = 1200
+GRADER_TEST = 200
+GRADER_EPOCHS = 12
+
+
+def soft_disk(d, r, edge):
+    return 1.0 / (1.0 + np.exp((d - r) / edge))
+
+
+def embryo(rng, size, good):
+    """One generated blastocyst, H x W x 3 float32, about [-1, 1]: a numpy
+    transcription of examples/blastocyst/phantom.rs (same anatomy and value
+    ranges, its own random stream), so the grader learns what the example's
+    embryos show: good = a packed mass of many bright cells; poor = a few
+    loose cells, or a packed mass with dark cells."""
+    s = float(size)
+    cy, cx = s / 2 + rng.uniform(-0.04, 0.04) * s, s / 2 + rng.uniform(-0.04, 0.04) * s
+    r_zona = s * rng.uniform(0.36, 0.41)
+    zona_w = s * 0.035
+    r_inner = r_zona - zona_w
+    angle = rng.uniform(0, 2 * np.pi)
+    icm_r = s * rng.uniform(0.15, 0.19)
+    degenerating = (not good) and rng.random() < 0.5
+    if not good and not degenerating:
+        n_cells, spread = 8 + int(rng.integers(0, 5)), 1.0
+    else:
+        n_cells, spread = 45 + int(rng.integers(0, 10)), 0.75
+    icm_dist = r_inner - icm_r * 0.85
+    iy, ix = cy + icm_dist * np.sin(angle), cx + icm_dist * np.cos(angle)
+    a = rng.uniform(0, 2 * np.pi, n_cells)
+    d = icm_r * spread * np.sqrt(rng.uniform(0, 1, n_cells))
+    dark = degenerating & (rng.random(n_cells) < 0.2)
+    pr = s * rng.uniform(0.025, 0.04, n_cells)
+    tone = np.where(dark, -0.3, 0.75)
+    py, px = iy + d * np.sin(a), ix + d * np.cos(a)
+    n_te = 18 + int(rng.integers(0, 6))
+    te_phase = rng.uniform(0, 2 * np.pi)
+    illum = rng.uniform(-0.25, 0.25, 2)
+    cavity = rng.uniform(0.05, 0.25)
+    zona = rng.uniform(0.25, 0.85)
+    te_contrast = rng.uniform(0.1, 0.45)
+
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    dist = np.hypot(y - cy, x - cx)
+    theta = np.arctan2(y - cy, x - cx)
+    v = -0.1 + illum[0] * (y / s - 0.5) + illum[1] * (x / s - 0.5)
+    band = (dist - (r_zona - zona_w / 2)) / (zona_w / 2)
+    v += zona * np.exp(-band * band * 2) - 0.45 * zona * np.exp(-(np.abs(band) - 1.2) ** 2 * 6)
+    inside = soft_disk(dist, r_inner, 1.0)
+    v -= cavity * inside
+    te = np.exp(-(dist - (r_inner - s * 0.02)) ** 2 / (2 * (s * 0.012) ** 2))
+    v += te_contrast * te * (0.6 + 0.4 * np.abs(np.sin(n_te * theta + te_phase)))
+    dd = np.hypot(y[None] - py[:, None, None], x[None] - px[:, None, None])
+    body = soft_disk(dd, pr[:, None, None], 0.8)
+    deepest = np.argmax(body, axis=0)
+    shade = np.take_along_axis(tone[:, None, None] * body, deepest[None], 0)[0]
+    membranes = (np.exp(-(dd - pr[:, None, None]) ** 2) * np.maximum(body, 0.3)).max(0)
+    v += (shade - 0.35 * membranes) * inside
+    v += rng.normal(0, 0.06, (size, size))
+    return (v[..., None] + np.array([0.03, 0.0, -0.03])).astype(np.float32)
+
+
+def embryos(rng, n):
+    """n embryos, alternating good (label 0) and poor (label 1), NCHW."""
+    labels = np.arange(n) % 2
+    x = np.stack([embryo(rng, GRADER_SIDE, good=(k == 0)) for k in labels])
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), labels
+
+
+def generate_grader():
+    """tests/fixtures/onnx/grader/: a small grader for the blastocyst
+    example's `--model`, briefly trained on generated embryos. No references
+    beside it: it is an input for the example, not a parity fixture."""
+    torch.manual_seed(GRADER_SEED)
+    rng = np.random.default_rng(GRADER_SEED)
+    model = nets.Grader()
+    x_train, y_train = embryos(rng, GRADER_TRAIN)
+    x_test, y_test = embryos(rng, GRADER_TEST)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    opt = torch.optim.Adam(model.parameters(), lr=4e-3)
+    gen = torch.Generator().manual_seed(GRADER_SEED)
+    model.train()
+    for _ in range(GRADER_EPOCHS):
+        order = torch.randperm(GRADER_TRAIN, generator=gen)
+        for b in range(0, GRADER_TRAIN, 32):
+            idx = order[b:b + 32]
+            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x_test)).numpy()
+    accuracy = float((logits.argmax(1) == y_test).mean())
+    d = os.path.join(OUT, "grader")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "model.onnx")
+    proto = export(model, torch.from_numpy(x_test[:1]), 17, path)
+    onnx.checker.check_model(proto, full_check=True)
+    size = os.path.getsize(path)
+    assert size < 500 * 1024, size
+    logits_ort = ort_run(proto, x_test)[OUTPUT_NAME]
+    err = rel_err(logits_ort, logits)
+    assert err < 1e-5, err
+    layer_node = scope_nodes(proto.graph, model.cam)[-1]
+    meta = {
+        "net": "grader",
+        "description": " ".join(type(model).__doc__.split()),
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "output_is": "logits",
+        "input_shape": ["batch", 3, GRADER_SIDE, GRADER_SIDE],
+        "layout": "NCHW",
+        "dtype": "float32",
+        "input_values": "the blastocyst example's generated embryos as they are (H x W x 3, "
+                        "about [-1, 1]), no normalisation",
+        "classes": {"0": "good", "1": "poor"},
+        "layer": layer_node.output[0],
+        "layer_node": layer_node.name,
+        "training": {"embryos": GRADER_TRAIN, "epochs": GRADER_EPOCHS, "optimizer": "Adam 4e-3",
+                     "batch": 32, "seed": GRADER_SEED,
+                     "data": "generate.py's numpy transcription of examples/blastocyst/phantom.rs"},
+        "held_out_accuracy": accuracy,
+        "held_out_embryos": GRADER_TEST,
+        "checks": {"logits_ort_vs_torch_rel": err},
+        "versions": versions(),
+    }
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=False)
+        f.write("\n")
+    print(f"grader: {size} B model, held-out accuracy {accuracy:.3f}, ort vs torch {err:.1e}")
+
+
 def ops_table(graphs):
     """OPS.md: which net uses which operator and feature, from the graphs."""
     names = [n for n, _, _ in graphs]
@@ -582,13 +717,15 @@ def ops_table(graphs):
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    wanted = sys.argv[1:] or list(nets.NETS)
-    unknown = [n for n in wanted if n not in nets.NETS]
+    wanted = sys.argv[1:] or [*nets.NETS, "grader"]
+    unknown = [n for n in wanted if n not in nets.NETS and n != "grader"]
     if unknown:
-        sys.exit(f"unknown nets {unknown}; known: {list(nets.NETS)}")
+        sys.exit(f"unknown nets {unknown}; known: {[*nets.NETS, 'grader']}")
     print(", ".join(f"{k} {v}" for k, v in versions().items()))
-    graphs = [generate_net(n) for n in wanted]
-    if len(wanted) == len(nets.NETS):
+    graphs = [generate_net(n) for n in wanted if n != "grader"]
+    if "grader" in wanted:
+        generate_grader()
+    if len(graphs) == len(nets.NETS):
         ops_table(graphs)
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"fixtures: {total} B")

@@ -409,3 +409,35 @@ NETS = {
     "densenet": (TinyDenseNet, 32, 17, 6),
     "conv_attention": (TinyConvAttention, 32, 17, 7),
 }
+
+
+# --- Blastocyst grader ----------------------------------------------------------
+
+
+class Grader(nn.Module):
+    """48 x 48 input, 2 classes (good, poor): the blastocyst example's grader
+    shape. Three 3x3 convs with ReLU (the first two followed by max-pool
+    2/2), global average pool, flatten, Linear. No normalisation in the
+    graph: it takes the example's generated embryos as they are (about
+    [-1, 1])."""
+
+    cam = "relu3"
+
+    def __init__(self, classes=2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, 1, 1)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(8, 16, 3, 1, 1)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2, 2)
+        self.conv3 = nn.Conv2d(16, 32, 3, 1, 1)
+        self.relu3 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(32, classes)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        x = self.pool(self.relu3(self.conv3(x)))
+        return self.head(torch.flatten(x, 1))
