@@ -81,6 +81,7 @@ pub use methods::blur_ig::BlurIg;
 pub use methods::grad_cam::GradCam;
 pub use methods::guided_backprop::GuidedBackprop;
 pub use methods::guided_ig::GuidedIg;
+pub use methods::input_x_gradient::InputXGradient;
 pub use methods::integrated_gradients::IntegratedGradients;
 pub use methods::occlusion::Occlusion;
 pub use methods::smoothgrad::{SmoothGrad, SmoothGradParams};

@@ -34,6 +34,7 @@ pub mod blur_ig;
 pub mod grad_cam;
 pub mod guided_backprop;
 pub mod guided_ig;
+pub mod input_x_gradient;
 pub mod integrated_gradients;
 pub mod occlusion;
 pub mod smoothgrad;
