@@ -78,6 +78,7 @@ pub use crate::core::{CoreSaliency, MasksDim, Progress, Saliency, Stage};
 pub use error::{BoxError, Result, SaliencyError};
 pub use float::Float;
 pub use methods::blur_ig::BlurIg;
+pub use methods::cam::{Cam, CamMethod, CamScaling};
 pub use methods::grad_cam::GradCam;
 pub use methods::guided_backprop::GuidedBackprop;
 pub use methods::guided_ig::GuidedIg;

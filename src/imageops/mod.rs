@@ -1,6 +1,8 @@
 //! Numeric kernels shared by the methods. Each reproduces one NumPy, SciPy or
 //! scikit-image function, named after it, and is tested against it.
 
+pub mod bilinear;
+pub mod eigen;
 pub mod felzenszwalb;
 pub mod gaussian;
 pub mod interp;

@@ -123,32 +123,6 @@ impl GradCam {
         self
     }
 
-    /// The layout to use given the one the model stated.
-    ///
-    /// With neither stated, the layer is read channels-last (the
-    /// reference's layout), unless its shape `[B, a, b, c]` looks
-    /// channels-first: square in its last two axes (`b == c`) but not in the
-    /// first two (`a != b`), as `[1, 512, 7, 7]`. Read channels-last, that
-    /// would be a 512 x 7 map of 7 channels, a plausible but wrong picture;
-    /// it is an error asking for the layout instead.
-    fn resolve_layout(&self, stated: Option<ActivationLayout>, shape: &[usize]) -> Result<ActivationLayout> {
-        match (self.layout, stated) {
-            (Some(set), Some(stated)) if set != stated => Err(SaliencyError::LayoutConflict {
-                method: "Grad-CAM",
-                set,
-                stated,
-            }),
-            (Some(layout), _) | (None, Some(layout)) => Ok(layout),
-            (None, None) => match shape {
-                [_, a, b, c] if b == c && a != b => Err(SaliencyError::LayerLayoutUnstated {
-                    method: "Grad-CAM",
-                    shape: shape.to_vec(),
-                }),
-                _ => Ok(ActivationLayout::ChannelsLast),
-            },
-        }
-    }
-
     /// Whether the map is normalised and resized to the input.
     pub fn get_should_resize(&self) -> bool {
         self.should_resize
@@ -201,7 +175,7 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         let stated = outputs.layout();
         let values = layer_output(outputs.take(keys[0])?, keys[0])?;
         let grads = layer_output(outputs.take(keys[1])?, keys[1])?;
-        let layout = self.resolve_layout(stated, values.shape())?;
+        let layout = resolve_layout("Grad-CAM", self.layout, stated, values.shape())?;
         let (_, a, b, c) = values.dim();
         let (channels, h, w) = match layout {
             ActivationLayout::ChannelsLast => (c, a, b),
@@ -259,34 +233,76 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         // Weighted sums of huge activations overflow. Checked before the
         // normalisation and the resize, which would report an overflowed map
         // as a non-finite input; a finite map stays finite through both.
-        let mut cam = finite_result("Grad-CAM map", cam.into_dyn())?;
-        if self.should_resize {
-            let max = cam.iter().fold(F::zero(), |m, &v| if v > m { v } else { m });
-            if max > F::zero() {
-                cam.mapv_inplace(|v| v / max);
-            }
+        let cam = finite_result("Grad-CAM map", cam.into_dyn())?;
+        finish_reference(cam, self.should_resize, self.three_dims, &x.shape()[..2])
+    }
+}
+
+/// PAIR saliency's finish of a `h x w` map: with `should_resize`, divided by
+/// its maximum (when positive) and resized to `input_hw` with
+/// `skimage.transform.resize`'s defaults; with `three_dims`, repeated into 3
+/// channels.
+pub(crate) fn finish_reference<F: Float>(
+    mut cam: ArrayD<F>,
+    should_resize: bool,
+    three_dims: bool,
+    input_hw: &[usize],
+) -> Result<ArrayD<F>> {
+    let (h, w) = (cam.shape()[0], cam.shape()[1]);
+    if should_resize {
+        let max = cam.iter().fold(F::zero(), |m, &v| if v > m { v } else { m });
+        if max > F::zero() {
+            cam.mapv_inplace(|v| v / max);
         }
-        if self.three_dims {
-            // Repeated into 3 channels before the resize, which leaves the
-            // channel axis alone and treats each channel identically: the
-            // same values as resizing first, with one large buffer less.
-            let mut tiled = Vec::with_capacity(3 * cam.len());
-            match cam.as_slice() {
-                Some(flat) => flat.iter().for_each(|&v| tiled.extend_from_slice(&[v; 3])),
-                None => cam.iter().for_each(|&v| tiled.extend_from_slice(&[v; 3])),
-            }
-            cam = ArrayD::from_shape_vec(ndarray::IxDyn(&[h, w, 3]), tiled)
-                .map_err(|_| SaliencyError::internal("the repeated Grad-CAM map does not have three channels"))?;
+    }
+    if three_dims {
+        // Repeated into 3 channels before the resize, which leaves the
+        // channel axis alone and treats each channel identically: the
+        // same values as resizing first, with one large buffer less.
+        let mut tiled = Vec::with_capacity(3 * cam.len());
+        match cam.as_slice() {
+            Some(flat) => flat.iter().for_each(|&v| tiled.extend_from_slice(&[v; 3])),
+            None => cam.iter().for_each(|&v| tiled.extend_from_slice(&[v; 3])),
         }
-        if self.should_resize {
-            cam = resize(cam.view(), &x.shape()[..2], &ResizeOptions::default())?;
-        }
-        Ok(cam)
+        cam = ArrayD::from_shape_vec(ndarray::IxDyn(&[h, w, 3]), tiled)
+            .map_err(|_| SaliencyError::internal("the repeated Grad-CAM map does not have three channels"))?;
+    }
+    if should_resize {
+        cam = resize(cam.view(), input_hw, &ResizeOptions::default())?;
+    }
+    Ok(cam)
+}
+
+/// The layout to use given the one set on the method and the one the model
+/// stated.
+///
+/// With neither stated, the layer is read channels-last (the
+/// reference's layout), unless its shape `[B, a, b, c]` looks
+/// channels-first: square in its last two axes (`b == c`) but not in the
+/// first two (`a != b`), as `[1, 512, 7, 7]`. Read channels-last, that
+/// would be a 512 x 7 map of 7 channels, a plausible but wrong picture;
+/// it is an error asking for the layout instead.
+pub(crate) fn resolve_layout(
+    method: &'static str,
+    set: Option<ActivationLayout>,
+    stated: Option<ActivationLayout>,
+    shape: &[usize],
+) -> Result<ActivationLayout> {
+    match (set, stated) {
+        (Some(set), Some(stated)) if set != stated => Err(SaliencyError::LayoutConflict { method, set, stated }),
+        (Some(layout), _) | (None, Some(layout)) => Ok(layout),
+        (None, None) => match shape {
+            [_, a, b, c] if b == c && a != b => Err(SaliencyError::LayerLayoutUnstated {
+                method,
+                shape: shape.to_vec(),
+            }),
+            _ => Ok(ActivationLayout::ChannelsLast),
+        },
     }
 }
 
 /// Checks that a layer output has rank 4.
-fn layer_output<F: Float>(a: ArrayD<F>, key: OutputKey) -> Result<ndarray::Array4<F>> {
+pub(crate) fn layer_output<F: Float>(a: ArrayD<F>, key: OutputKey) -> Result<ndarray::Array4<F>> {
     let shape = a.shape().to_vec();
     a.into_dimensionality::<Ix4>().map_err(|_| SaliencyError::InvalidRank {
         what: match key {

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod blur_ig;
+pub mod cam;
 pub mod grad_cam;
 pub mod guided_backprop;
 pub mod guided_ig;
