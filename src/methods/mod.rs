@@ -33,7 +33,9 @@
 pub mod blur_ig;
 pub mod cam;
 pub mod grad_cam;
+pub mod gradient_shap;
 pub mod guided_backprop;
+pub mod guided_grad_cam;
 pub mod guided_ig;
 pub mod input_x_gradient;
 pub mod integrated_gradients;
