@@ -247,7 +247,7 @@ fn gradient_shap_seeded_draws_do_not_depend_on_batching_or_threads() {
         m.get_mask(&x, &mut |batch, _r| {
             let mut g = batch.to_owned();
             for mut row in g.outer_iter_mut() {
-                row.zip_mut_with(&w.view().into_dyn(), |v, &wv| *v = 2.0 * wv * *v);
+                row.zip_mut_with(&w.view().into_dyn(), |v, &wv| *v *= 2.0 * wv);
             }
             Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
         })

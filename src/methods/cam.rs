@@ -415,10 +415,10 @@ fn sum<F: Float>(values: &[F]) -> F {
 /// divided by `1e-7 + max` (in `F`, as it computes in `float32`).
 fn scale_cam_image<F: Float>(map: &mut [F]) {
     let (lo, _) = crate::imageops::min_max(map.iter().copied());
-    map.iter_mut().for_each(|v| *v = *v - lo);
+    map.iter_mut().for_each(|v| *v -= lo);
     let (_, hi) = crate::imageops::min_max(map.iter().copied());
     let denominator = F::from_f64_lossy(1e-7) + hi;
-    map.iter_mut().for_each(|v| *v = *v / denominator);
+    map.iter_mut().for_each(|v| *v /= denominator);
 }
 
 /// Eigen-CAM's projection of the centred `hw x c` activations on their

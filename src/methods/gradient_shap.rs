@@ -290,7 +290,7 @@ impl<F: Float> CoreSaliency<F> for GradientShap<F> {
             progress(Progress::new(Stage::ModelCalls, done, self.samples));
         }
         let n = F::from_f64_lossy(self.samples as f64);
-        total.iter_mut().for_each(|t| *t = *t / n);
+        total.iter_mut().for_each(|t| *t /= n);
         let mask = ArrayD::from_shape_vec(x.raw_dim(), total)
             .map_err(|_| SaliencyError::internal("the GradientSHAP mask does not have the input's size"))?;
         finite_result("GradientSHAP", mask)

@@ -176,7 +176,7 @@ impl<F: Float> CoreSaliency<F> for GuidedGradCam {
             .as_slice_mut()
             .ok_or_else(|| SaliencyError::internal("a standard-layout gradient is not contiguous"))?;
         for (pixel, &m) in flat.chunks_exact_mut(inner.max(1)).zip(&up) {
-            pixel.iter_mut().for_each(|v| *v = *v * m);
+            pixel.iter_mut().for_each(|v| *v *= m);
         }
         finite_result("Guided Grad-CAM", guided)
     }

@@ -89,7 +89,7 @@ impl<F: Float> CoreSaliency<F> for InputXGradient {
     ) -> Result<ArrayD<F>> {
         check_positive("batch_size", self.batch_size)?;
         let mut grads = gradient_of_one(x.view(), model, OutputKey::InputOutputGradients, progress)?;
-        Zip::from(&mut grads).and(&x).for_each(|g, &v| *g = *g * v);
+        Zip::from(&mut grads).and(&x).for_each(|g, &v| *g *= v);
         // A finite gradient times a finite input can still overflow.
         finite_result("Input x Gradient", grads)
     }
