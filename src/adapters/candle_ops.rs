@@ -38,7 +38,7 @@
 //! ```
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Storage, Tensor, ToUsize2, WithDType, bail};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor, ToUsize2, WithDType, bail};
 
 /// The sizes of one 2-D window operation (convolution or pooling) along
 /// one spatial axis.
@@ -211,19 +211,15 @@ pub fn conv2d(
     };
     let fast = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
     let mut y = if fast {
-        let mut y = conv_forward(&x.detach(), &kernel.detach(), &geometry)?;
-        // Added before the gradient operation, so that the backward pass
-        // does not go through the addition.
-        if let Some(bias) = bias {
-            y = y.broadcast_add(&bias.detach().reshape((1, o, 1, 1))?)?;
-        }
-        x.apply_op2(
-            &y,
-            ConvInputGradient {
-                kernel: kernel.detach(),
-                geometry,
-            },
-        )?
+        let bias = match bias {
+            Some(bias) => Some(bias.detach().reshape(o)?.to_dtype(x.dtype())?.contiguous()?),
+            None => None,
+        };
+        x.contiguous()?.apply_op1(Conv2dOp {
+            kernel: kernel.detach().contiguous()?,
+            bias,
+            geometry,
+        })?
     } else {
         // candle pads every side alike: the excess is padded here.
         let common = padding.iter().copied().min().unwrap_or(0);
@@ -252,7 +248,7 @@ pub fn conv2d(
     Ok(y)
 }
 
-/// The shape of one convolution, as the input gradient needs it.
+/// The shape of one convolution.
 #[derive(Clone, Copy, Debug)]
 struct ConvGeometry {
     /// Input channels.
@@ -263,136 +259,261 @@ struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// A 1 x 1 kernel at stride 1 without padding: the unfolded input is
-    /// the input itself.
-    fn is_pointwise(&self) -> bool {
-        [self.rows, self.cols]
-            .iter()
-            .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_before == 0 && a.pad_after == 0)
+    /// Output positions per image and channel.
+    fn positions(&self) -> usize {
+        self.rows.output * self.cols.output
+    }
+
+    /// Kernel taps per channel.
+    fn taps(&self) -> usize {
+        self.rows.kernel * self.cols.kernel
+    }
+
+    /// How many images are unfolded at a time: about 8 MiB of columns. A
+    /// whole batch's would take hundreds, and memory that large comes fresh
+    /// from the system (page faults and zeroing) on every call.
+    fn images_per_chunk(&self, batch: usize, elem: usize) -> usize {
+        let per_image = self.channels * self.taps() * self.positions() * elem;
+        ((8 << 20) / per_image.max(1)).clamp(1, batch.max(1))
     }
 }
 
-/// Passes the convolution's output (its second argument, computed without
-/// gradient) through unchanged, and gives its first argument, the
-/// convolution's input, the input gradient.
-struct ConvInputGradient {
+/// The convolution of [`conv2d`]'s fast path as one candle operation: the
+/// forward pass unfolds the input and multiplies by the kernel, adding the
+/// bias while copying the product into place; the backward pass gives the
+/// input its gradient only (kernel and bias are constants).
+struct Conv2dOp {
+    /// `[O, C / groups, KH, KW]`, contiguous.
     kernel: Tensor,
+    /// `[O]`, contiguous, in the input's dtype.
+    bias: Option<Tensor>,
     geometry: ConvGeometry,
 }
 
-impl CustomOp2 for ConvInputGradient {
+impl CustomOp1 for Conv2dOp {
     fn name(&self) -> &'static str {
-        "conv2d-input-gradient"
+        "conv2d"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        y: &CpuStorage,
-        y_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match y {
-            CpuStorage::F32(_) => CpuStorage::F32(contiguous_slice::<f32>(y, y_layout)?.to_vec()),
-            CpuStorage::F64(_) => CpuStorage::F64(contiguous_slice::<f64>(y, y_layout)?.to_vec()),
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let b = match layout.dims() {
+            [b, _, _, _] => *b,
+            dims => bail!("conv2d: expected a [B, C, H, W] tensor, got {dims:?}"),
+        };
+        let o = self.kernel.dim(0)?;
+        let (ks, kl) = self.kernel.storage_and_layout();
+        let Storage::Cpu(ks) = &*ks else {
+            bail!("conv2d: the kernel is not on the CPU")
+        };
+        let bias = self.bias.as_ref().map(|t| t.storage_and_layout());
+        let bias = match &bias {
+            Some((s, l)) => match &**s {
+                Storage::Cpu(s) => Some((s, *l)),
+                _ => bail!("conv2d: the bias is not on the CPU"),
+            },
+            None => None,
+        };
+        let geo = &self.geometry;
+        let out = match storage {
+            CpuStorage::F32(_) => {
+                let bias = bias.map(|(s, l)| contiguous_slice::<f32>(s, l)).transpose()?;
+                CpuStorage::F32(conv_forward(
+                    contiguous_slice(storage, layout)?,
+                    b,
+                    (ks, kl),
+                    bias,
+                    o,
+                    geo,
+                )?)
+            }
+            CpuStorage::F64(_) => {
+                let bias = bias.map(|(s, l)| contiguous_slice::<f64>(s, l)).transpose()?;
+                CpuStorage::F64(conv_forward(
+                    contiguous_slice(storage, layout)?,
+                    b,
+                    (ks, kl),
+                    bias,
+                    o,
+                    geo,
+                )?)
+            }
             other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), self.name())),
         };
-        Ok((out, y_layout.shape().clone()))
+        Ok((out, Shape::from((b, o, geo.rows.output, geo.cols.output))))
     }
 
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        _y: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(conv_input_gradient(grad, &self.kernel, &self.geometry)?), None))
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        conv_input_gradient(grad, &self.kernel, &self.geometry).map(Some)
     }
 }
 
-/// The convolution as a matrix product: the input unfolded into columns
-/// (`[B, C * KH * KW, HO * WO]`) multiplied by the kernel
-/// (`[O, C * KH * KW]`) per group.
-fn conv_forward(x: &Tensor, kernel: &Tensor, geo: &ConvGeometry) -> candle_core::Result<Tensor> {
-    let (b, _, _, _) = x.dims4()?;
-    let (o, _, _, _) = kernel.dims4()?;
-    let x = x.contiguous()?;
-    if geo.is_pointwise() {
-        let y = grouped_matmul(kernel, &x.flatten_from(2)?, geo.groups, false)?;
-        return y.reshape((b, o, geo.rows.output, geo.cols.output));
+thread_local! {
+    /// The unfolded input of the last convolution run on this thread, kept
+    /// for the next one: fresh buffers of this size cost page faults and
+    /// zeroing on every call. Every element is overwritten before it is read.
+    static COLUMNS: std::cell::RefCell<Option<CpuStorage>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A buffer of `len` elements for the unfolded input, reusing this thread's
+/// last one (its contents are stale).
+fn take_columns<T: WithDType>(len: usize) -> Vec<T> {
+    let mut v = COLUMNS
+        .with(|c| c.borrow_mut().take())
+        .and_then(|s| T::cpu_storage_data(s).ok())
+        .unwrap_or_default();
+    v.resize(len, T::zero());
+    v
+}
+
+fn keep_columns(s: CpuStorage) {
+    COLUMNS.with(|c| *c.borrow_mut() = Some(s));
+}
+
+/// The batch of matrix products `lhs (m x k) * rhs (k x n)`, `[batch, m,
+/// n]`, of two CPU buffers read through `(start, [batch, row, column]
+/// strides)`, on candle's matrix product. One product per image, so an
+/// image's result does not depend on the others in the batch.
+fn matmul_strided<T: WithDType>(
+    lhs: &CpuStorage,
+    (l_start, l_strides): (usize, [usize; 3]),
+    rhs: &CpuStorage,
+    (r_start, r_strides): (usize, [usize; 3]),
+    (batch, m, n, k): (usize, usize, usize, usize),
+) -> candle_core::Result<Vec<T>> {
+    let lhs_l = Layout::new(Shape::from((batch, m, k)), l_strides.to_vec(), l_start);
+    let rhs_l = Layout::new(Shape::from((batch, k, n)), r_strides.to_vec(), r_start);
+    T::cpu_storage_data(lhs.matmul(rhs, (batch, m, n, k), &lhs_l, &rhs_l)?)
+}
+
+/// The convolution as matrix products, a chunk of images at a time: each
+/// image unfolded into columns (`[C * KH * KW, HO * WO]`) is multiplied by
+/// each group's kernel block (`[O / groups, C / groups * KH * KW]`), and
+/// the products are copied into the `[B, O, HO, WO]` output with the bias
+/// added.
+fn conv_forward<T: WithDType>(
+    x: &[T],
+    batch: usize,
+    (ks, kl): (&CpuStorage, &Layout),
+    bias: Option<&[T]>,
+    o: usize,
+    geo: &ConvGeometry,
+) -> candle_core::Result<Vec<T>> {
+    let (c, groups, hw) = (geo.channels, geo.groups, geo.positions());
+    let (og, cg) = (o / groups, c / groups);
+    let rows_per_group = cg * geo.taps();
+    let in_image = c * geo.rows.input * geo.cols.input;
+    let chunk = geo.images_per_chunk(batch, std::mem::size_of::<T>());
+    let mut out = Vec::with_capacity(batch * o * hw);
+    for start in (0..batch).step_by(chunk) {
+        let n = chunk.min(batch - start);
+        let mut cols = take_columns::<T>(n * c * geo.taps() * hw);
+        im2col(&x[start * in_image..(start + n) * in_image], geo, &mut cols);
+        let cols = T::to_cpu_storage_owned(cols);
+        let products = (0..groups)
+            .map(|j| {
+                matmul_strided::<T>(
+                    ks,
+                    // The kernel block, the same for every image.
+                    (kl.start_offset() + j * og * rows_per_group, [0, rows_per_group, 1]),
+                    &cols,
+                    (j * rows_per_group * hw, [c * geo.taps() * hw, hw, 1]),
+                    (n, og, hw, rows_per_group),
+                )
+            })
+            .collect::<candle_core::Result<Vec<_>>>();
+        keep_columns(cols);
+        let products = products?;
+        for image in 0..n {
+            for (j, product) in products.iter().enumerate() {
+                for oc in 0..og {
+                    let at = (image * og + oc) * hw;
+                    let src = &product[at..at + hw];
+                    match bias {
+                        Some(bias) => {
+                            let add = bias[j * og + oc];
+                            out.extend(src.iter().map(|v| *v + add));
+                        }
+                        None => out.extend_from_slice(src),
+                    }
+                }
+            }
+        }
     }
-    let chunks = by_chunks(b, geo, |start, n| {
-        let cols = im2col(&x.narrow(0, start, n)?, geo)?;
-        grouped_matmul(kernel, &cols, geo.groups, false)
-    })?;
-    Tensor::cat(&chunks, 0)?.reshape((b, o, geo.rows.output, geo.cols.output))
+    Ok(out)
 }
 
 /// The gradient of a convolution with respect to its input, from the
-/// gradient `g` (`[B, O, HO, WO]`) of its output: the transposed kernel
-/// times the output gradient gives the gradient of every column of the
-/// unfolded input, and folding the columns back sums them into the pixels
-/// they came from.
+/// gradient `g` (`[B, O, HO, WO]`) of its output, a chunk of images at a
+/// time: each group's transposed kernel block times the output gradient
+/// gives the gradient of every column of the unfolded input, and folding
+/// the columns back sums them into the pixels they came from.
 fn conv_input_gradient(g: &Tensor, kernel: &Tensor, geo: &ConvGeometry) -> candle_core::Result<Tensor> {
-    let (b, o, ho, wo) = g.dims4()?;
-    let g = g.contiguous()?.reshape((b, o, ho * wo))?;
-    if geo.is_pointwise() {
-        let cols = grouped_matmul(kernel, &g, geo.groups, true)?;
-        return cols.reshape((b, cols.dim(1)?, geo.rows.input, geo.cols.input));
+    let (b, o, _, _) = g.dims4()?;
+    let shape = (b, geo.channels, geo.rows.input, geo.cols.input);
+    let g = g.contiguous()?;
+    let (gs, gl) = g.storage_and_layout();
+    let (ks, kl) = kernel.storage_and_layout();
+    let (Storage::Cpu(gs), Storage::Cpu(ks)) = (&*gs, &*ks) else {
+        bail!("conv2d: the gradient and the kernel must be on the CPU")
+    };
+    match gs {
+        CpuStorage::F32(_) => {
+            let dx = conv_backward::<f32>((gs, gl), (b, o), (ks, kl), geo)?;
+            Tensor::from_vec(dx, shape, g.device())
+        }
+        CpuStorage::F64(_) => {
+            let dx = conv_backward::<f64>((gs, gl), (b, o), (ks, kl), geo)?;
+            Tensor::from_vec(dx, shape, g.device())
+        }
+        other => Err(candle_core::Error::UnsupportedDTypeForOp(
+            other.dtype(),
+            "conv2d-input-gradient",
+        )),
     }
-    let chunks = by_chunks(b, geo, |start, n| {
-        let cols = grouped_matmul(kernel, &g.narrow(0, start, n)?, geo.groups, true)?;
-        col2im(&cols.contiguous()?, geo)
-    })?;
-    Tensor::cat(&chunks, 0)
 }
 
-/// Runs `f(first image, images)` on consecutive chunks of the batch whose
-/// unfolded input takes about 8 MiB: a whole batch's would take hundreds,
-/// and memory that large comes fresh from the system (page faults and
-/// zeroing) on every call.
-fn by_chunks(
-    batch: usize,
+fn conv_backward<T: WithDType>(
+    (gs, gl): (&CpuStorage, &Layout),
+    (batch, o): (usize, usize),
+    (ks, kl): (&CpuStorage, &Layout),
     geo: &ConvGeometry,
-    mut f: impl FnMut(usize, usize) -> candle_core::Result<Tensor>,
-) -> candle_core::Result<Vec<Tensor>> {
-    let per_image = geo.channels * geo.rows.kernel * geo.cols.kernel * geo.rows.output * geo.cols.output * 4;
-    let n = ((8 << 20) / per_image.max(1)).clamp(1, batch.max(1));
-    (0..batch)
-        .step_by(n)
-        .map(|start| f(start, n.min(batch - start)))
-        .collect()
-}
-
-/// Per group `j`: kernel block `j` (`[O / groups, C / groups * KH * KW]`,
-/// transposed when `transpose`) times rows block `j` of `rhs`
-/// (`[B, rows, N]`), the blocks' results stacked along the rows.
-fn grouped_matmul(kernel: &Tensor, rhs: &Tensor, groups: usize, transpose: bool) -> candle_core::Result<Tensor> {
-    let (o, cg, kh, kw) = kernel.dims4()?;
-    let (og, cols) = (o / groups, cg * kh * kw);
-    let kmat = kernel.reshape((o, cols))?;
-    let rows_in = if transpose { og } else { cols };
-    let mut blocks = Vec::with_capacity(groups);
-    for j in 0..groups {
-        let k = kmat.narrow(0, j * og, og)?;
-        let k = if transpose { k.t()? } else { k };
-        let r = if groups == 1 {
-            rhs.clone()
+) -> candle_core::Result<Vec<T>> {
+    let (c, groups, hw) = (geo.channels, geo.groups, geo.positions());
+    let (og, cg) = (o / groups, c / groups);
+    let rows_per_group = cg * geo.taps();
+    let in_image = c * geo.rows.input * geo.cols.input;
+    let chunk = geo.images_per_chunk(batch, std::mem::size_of::<T>());
+    let mut dx = vec![T::zero(); batch * in_image];
+    for start in (0..batch).step_by(chunk) {
+        let n = chunk.min(batch - start);
+        let mut blocks = (0..groups)
+            .map(|j| {
+                matmul_strided::<T>(
+                    ks,
+                    // The transposed kernel block, the same for every image.
+                    (kl.start_offset() + j * og * rows_per_group, [0, 1, rows_per_group]),
+                    gs,
+                    (gl.start_offset() + (start * o + j * og) * hw, [o * hw, hw, 1]),
+                    (n, rows_per_group, hw, og),
+                )
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let cols = if groups == 1 {
+            blocks.remove(0)
         } else {
-            rhs.narrow(1, j * rows_in, rows_in)?
+            // [images, C * KH * KW, HO * WO]: the groups' rows side by side.
+            let per_block = rows_per_group * hw;
+            let mut cols = Vec::with_capacity(n * groups * per_block);
+            for image in 0..n {
+                for block in &blocks {
+                    cols.extend_from_slice(&block[image * per_block..(image + 1) * per_block]);
+                }
+            }
+            cols
         };
-        // A stride-0 batch of the kernel: broadcast_matmul would copy it
-        // once per image.
-        let b = r.dim(0)?;
-        let rows = k.dim(0)?;
-        blocks.push(k.broadcast_as((b, rows, k.dim(1)?))?.matmul(&r)?);
+        col2im(&cols, geo, &mut dx[start * in_image..(start + n) * in_image]);
     }
-    if groups == 1 {
-        Ok(blocks.remove(0))
-    } else {
-        Tensor::cat(&blocks, 1)
-    }
+    Ok(dx)
 }
 
 /// The offsets of one axis of the unfolding: for kernel tap `p`, the output
@@ -415,121 +536,85 @@ fn tap_range(a: &Axis, p: usize) -> (usize, usize) {
     (lo.min(hi), hi)
 }
 
-/// Unfolds `x` (`[B, C, H, W]`, contiguous) into `[B, C * KH * KW, HO * WO]`:
-/// row `(c, p, q)` holds, for every output position, the input pixel that
-/// kernel tap `(p, q)` of channel `c` meets (zero in the padding).
-fn im2col(x: &Tensor, geo: &ConvGeometry) -> candle_core::Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (rows, cols) = (geo.rows, geo.cols);
-    let (kh, kw) = (rows.kernel, cols.kernel);
-    let (ho, wo) = (rows.output, cols.output);
-    fn run<T: WithDType>(src: &[T], (h, w): (usize, usize), rows: &Axis, cols: &Axis, planes: usize) -> Vec<T> {
-        let (kh, kw, ho, wo) = (rows.kernel, cols.kernel, rows.output, cols.output);
-        let mut out = vec![T::zero(); planes * kh * kw * ho * wo];
-        for_each_plane(&mut out, kh * kw * ho * wo, |plane, dst| {
-            let src = &src[plane * h * w..(plane + 1) * h * w];
-            for p in 0..kh {
-                let (ilo, ihi) = tap_range(rows, p);
-                let roff = (p * rows.dilation) as isize - rows.pad_before as isize;
-                for q in 0..kw {
-                    let (jlo, jhi) = tap_range(cols, q);
-                    let coff = (q * cols.dilation) as isize - cols.pad_before as isize;
-                    let tap = &mut dst[(p * kw + q) * ho * wo..(p * kw + q + 1) * ho * wo];
-                    for i in ilo..ihi {
-                        let r = (i * rows.stride) as isize + roff;
-                        let src_row = &src[r as usize * w..(r as usize + 1) * w];
-                        let dst_row = &mut tap[i * wo..(i + 1) * wo];
-                        if jlo >= jhi {
-                            continue;
-                        }
-                        let c0 = (jlo * cols.stride) as isize + coff;
-                        if cols.stride == 1 {
-                            let c0 = c0 as usize;
-                            dst_row[jlo..jhi].copy_from_slice(&src_row[c0..c0 + (jhi - jlo)]);
-                        } else {
-                            for (k, d) in dst_row[jlo..jhi].iter_mut().enumerate() {
-                                *d = src_row[c0 as usize + k * cols.stride];
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        out
-    }
-    let shape = (b, c * kh * kw, ho * wo);
-    match x.dtype() {
-        DType::F32 => {
-            let v = with_cpu_slice::<f32, _>(x, |s| Ok(run(s, (h, w), &rows, &cols, b * c)))?;
-            Tensor::from_vec(v, shape, x.device())
-        }
-        DType::F64 => {
-            let v = with_cpu_slice::<f64, _>(x, |s| Ok(run(s, (h, w), &rows, &cols, b * c)))?;
-            Tensor::from_vec(v, shape, x.device())
-        }
-        other => Err(candle_core::Error::UnsupportedDTypeForOp(other, "conv2d")),
-    }
-}
-
-/// The reverse of [`im2col`]: sums the columns `[B, C * KH * KW, HO * WO]`
-/// (contiguous) into the input pixels they were read from,
-/// `[B, C, H, W]`.
-fn col2im(cols_t: &Tensor, geo: &ConvGeometry) -> candle_core::Result<Tensor> {
-    let (b, ckk, _) = cols_t.dims3()?;
-    let (rows, cols) = (geo.rows, geo.cols);
-    let (kh, kw) = (rows.kernel, cols.kernel);
-    let c = ckk / (kh * kw);
+/// Unfolds images (`[n, C, H, W]`) into `dst`, `[n, C * KH * KW, HO *
+/// WO]`: row `(c, p, q)` of an image holds, for every output position, the
+/// input pixel that kernel tap `(p, q)` of channel `c` meets (zero in the
+/// padding). Every element of `dst` is written.
+fn im2col<T: WithDType>(src: &[T], geo: &ConvGeometry, dst: &mut [T]) {
+    let (rows, cols) = (&geo.rows, &geo.cols);
     let (h, w) = (rows.input, cols.input);
-    fn run<T: WithDType>(src: &[T], (h, w): (usize, usize), rows: &Axis, cols: &Axis, planes: usize) -> Vec<T> {
-        let (kh, kw, ho, wo) = (rows.kernel, cols.kernel, rows.output, cols.output);
-        let mut out = vec![T::zero(); planes * h * w];
-        for_each_plane(&mut out, h * w, |plane, dst| {
-            let src = &src[plane * kh * kw * ho * wo..(plane + 1) * kh * kw * ho * wo];
-            for p in 0..kh {
-                let (ilo, ihi) = tap_range(rows, p);
-                let roff = (p * rows.dilation) as isize - rows.pad_before as isize;
-                for q in 0..kw {
-                    let (jlo, jhi) = tap_range(cols, q);
-                    if jlo >= jhi {
+    let (kh, kw, ho, wo) = (rows.kernel, cols.kernel, rows.output, cols.output);
+    let hw = ho * wo;
+    for_each_plane(dst, kh * kw * hw, |plane, block| {
+        let src = &src[plane * h * w..(plane + 1) * h * w];
+        for p in 0..kh {
+            let (ilo, ihi) = tap_range(rows, p);
+            let roff = (p * rows.dilation) as isize - rows.pad_before as isize;
+            for q in 0..kw {
+                let (jlo, jhi) = tap_range(cols, q);
+                let coff = (q * cols.dilation) as isize - cols.pad_before as isize;
+                let tap = &mut block[(p * kw + q) * hw..(p * kw + q + 1) * hw];
+                for (i, dst_row) in tap.chunks_exact_mut(wo).enumerate() {
+                    if i < ilo || i >= ihi || jlo >= jhi {
+                        dst_row.fill(T::zero());
                         continue;
                     }
-                    let coff = (q * cols.dilation) as isize - cols.pad_before as isize;
-                    let tap = &src[(p * kw + q) * ho * wo..(p * kw + q + 1) * ho * wo];
-                    for i in ilo..ihi {
-                        let r = (i * rows.stride) as isize + roff;
-                        let dst_row = &mut dst[r as usize * w..(r as usize + 1) * w];
-                        let src_row = &tap[i * wo..(i + 1) * wo];
-                        let c0 = ((jlo * cols.stride) as isize + coff) as usize;
-                        if cols.stride == 1 {
-                            for (d, s) in dst_row[c0..c0 + (jhi - jlo)].iter_mut().zip(&src_row[jlo..jhi]) {
-                                *d += *s;
-                            }
-                        } else {
-                            for (k, s) in src_row[jlo..jhi].iter().enumerate() {
-                                dst_row[c0 + k * cols.stride] += *s;
-                            }
+                    dst_row[..jlo].fill(T::zero());
+                    dst_row[jhi..].fill(T::zero());
+                    let r = (i * rows.stride) as isize + roff;
+                    let src_row = &src[r as usize * w..(r as usize + 1) * w];
+                    let c0 = ((jlo * cols.stride) as isize + coff) as usize;
+                    if cols.stride == 1 {
+                        dst_row[jlo..jhi].copy_from_slice(&src_row[c0..c0 + (jhi - jlo)]);
+                    } else {
+                        for (k, d) in dst_row[jlo..jhi].iter_mut().enumerate() {
+                            *d = src_row[c0 + k * cols.stride];
                         }
                     }
                 }
             }
-        });
-        out
-    }
-    let shape = (b, c, h, w);
-    match cols_t.dtype() {
-        DType::F32 => {
-            let v = with_cpu_slice::<f32, _>(cols_t, |s| Ok(run(s, (h, w), &rows, &cols, b * c)))?;
-            Tensor::from_vec(v, shape, cols_t.device())
         }
-        DType::F64 => {
-            let v = with_cpu_slice::<f64, _>(cols_t, |s| Ok(run(s, (h, w), &rows, &cols, b * c)))?;
-            Tensor::from_vec(v, shape, cols_t.device())
+    });
+}
+
+/// The reverse of [`im2col`]: sums the columns `[n, C * KH * KW, HO * WO]`
+/// into the pixels of the images (`[n, C, H, W]`, zeros on entry) they were
+/// read from.
+fn col2im<T: WithDType>(src: &[T], geo: &ConvGeometry, dst: &mut [T]) {
+    let (rows, cols) = (&geo.rows, &geo.cols);
+    let (h, w) = (rows.input, cols.input);
+    let (kh, kw, ho, wo) = (rows.kernel, cols.kernel, rows.output, cols.output);
+    let hw = ho * wo;
+    for_each_plane(dst, h * w, |plane, dst| {
+        let src = &src[plane * kh * kw * hw..(plane + 1) * kh * kw * hw];
+        for p in 0..kh {
+            let (ilo, ihi) = tap_range(rows, p);
+            let roff = (p * rows.dilation) as isize - rows.pad_before as isize;
+            for q in 0..kw {
+                let (jlo, jhi) = tap_range(cols, q);
+                if jlo >= jhi {
+                    continue;
+                }
+                let coff = (q * cols.dilation) as isize - cols.pad_before as isize;
+                let tap = &src[(p * kw + q) * hw..(p * kw + q + 1) * hw];
+                for i in ilo..ihi {
+                    let r = (i * rows.stride) as isize + roff;
+                    let dst_row = &mut dst[r as usize * w..(r as usize + 1) * w];
+                    let src_row = &tap[i * wo..(i + 1) * wo];
+                    let c0 = ((jlo * cols.stride) as isize + coff) as usize;
+                    if cols.stride == 1 {
+                        for (d, s) in dst_row[c0..c0 + (jhi - jlo)].iter_mut().zip(&src_row[jlo..jhi]) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (k, s) in src_row[jlo..jhi].iter().enumerate() {
+                            dst_row[c0 + k * cols.stride] += *s;
+                        }
+                    }
+                }
+            }
         }
-        other => Err(candle_core::Error::UnsupportedDTypeForOp(
-            other,
-            "conv2d-input-gradient",
-        )),
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -563,7 +648,11 @@ pub fn max_pool2d(
         padding,
         ceil_mode,
     )?;
-    x.contiguous()?.apply_op1(MaxPool2d { rows, cols })
+    x.contiguous()?.apply_op1(MaxPool2d {
+        rows,
+        cols,
+        argmax: std::sync::Mutex::new(None),
+    })
 }
 
 /// 2-D average pooling of `x` (`[B, C, H, W]`) as PyTorch's and ONNX's
@@ -751,25 +840,36 @@ where
 }
 
 /// The candle operation behind [`max_pool2d`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct MaxPool2d {
     rows: Axis,
     cols: Axis,
+    /// Where each output's maximum was, as its flat index in its input
+    /// plane (`u32::MAX`: a window without input), recorded by the forward
+    /// pass so that the backward pass is a scatter; `None` before the
+    /// forward pass or for planes too large for `u32` indices.
+    argmax: std::sync::Mutex<Option<Vec<u32>>>,
 }
 
 impl MaxPool2d {
-    fn forward<T: WithDType + num_traits::Float>(&self, x: &[T], y: &mut [T]) {
+    /// The maximum of every window of plane `x` into `y`, and its position
+    /// into `at`.
+    fn forward<T: WithDType + num_traits::Float>(&self, x: &[T], y: &mut [T], at: &mut [u32]) {
         let (rows, cols) = (&self.rows, &self.cols);
         for oi in 0..rows.output {
             for oj in 0..cols.output {
-                y[oi * cols.output + oj] = match max_index(x, cols.input, rows, cols, oi, oj) {
-                    Some(at) => x[at],
-                    None => T::neg_infinity(),
+                let k = oi * cols.output + oj;
+                (y[k], at[k]) = match max_index(x, cols.input, rows, cols, oi, oj) {
+                    // The plane fits u32 indices (checked before).
+                    Some(i) => (x[i], i as u32),
+                    None => (T::neg_infinity(), u32::MAX),
                 };
             }
         }
     }
 
+    /// The backward pass without recorded positions: the windows walked
+    /// again.
     fn backward<T: WithDType + num_traits::Float>(&self, x: &[T], g: &[T], dx: &mut [T]) {
         let (rows, cols) = (&self.rows, &self.cols);
         for oi in 0..rows.output {
@@ -780,6 +880,48 @@ impl MaxPool2d {
             }
         }
     }
+
+    fn run_forward<T: WithDType + num_traits::Float>(&self, x: &[T], planes: usize) -> Vec<T> {
+        let (in_plane, out_plane) = (self.rows.input * self.cols.input, self.rows.output * self.cols.output);
+        let mut y = vec![T::zero(); planes * out_plane];
+        let mut at = vec![0u32; planes * out_plane];
+        if out_plane > 0 {
+            let f =
+                |p: usize, (y, at): (&mut [T], &mut [u32])| self.forward(&x[p * in_plane..(p + 1) * in_plane], y, at);
+            #[cfg(feature = "rayon")]
+            {
+                use rayon::prelude::*;
+                y.par_chunks_mut(out_plane)
+                    .zip(at.par_chunks_mut(out_plane))
+                    .enumerate()
+                    .for_each(|(p, pair)| f(p, pair));
+            }
+            #[cfg(not(feature = "rayon"))]
+            y.chunks_mut(out_plane)
+                .zip(at.chunks_mut(out_plane))
+                .enumerate()
+                .for_each(|(p, pair)| f(p, pair));
+        }
+        if let Ok(mut slot) = self.argmax.lock() {
+            *slot = (in_plane < u32::MAX as usize).then_some(at);
+        }
+        y
+    }
+
+    /// The gradient `g` sent to the recorded positions.
+    fn scatter<T: WithDType>(&self, at: &[u32], g: &[T], planes: usize) -> Vec<T> {
+        let (in_plane, out_plane) = (self.rows.input * self.cols.input, self.rows.output * self.cols.output);
+        let mut dx = vec![T::zero(); planes * in_plane];
+        for_each_plane(&mut dx, in_plane, |p, dx| {
+            let range = p * out_plane..(p + 1) * out_plane;
+            for (i, g) in at[range.clone()].iter().zip(&g[range]) {
+                if let Some(d) = dx.get_mut(*i as usize) {
+                    *d += *g;
+                }
+            }
+        });
+        dx
+    }
 }
 
 impl CustomOp1 for MaxPool2d {
@@ -788,20 +930,41 @@ impl CustomOp1 for MaxPool2d {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out_plane = self.rows.output * self.cols.output;
-        let out = per_plane(
-            self.name(),
-            storage,
-            layout,
-            out_plane,
-            |x, y| self.forward::<f32>(x, y),
-            |x, y| self.forward::<f64>(x, y),
-        )?;
-        let dims = layout.dims();
-        Ok((out, Shape::from((dims[0], dims[1], self.rows.output, self.cols.output))))
+        let (b, c) = match layout.dims() {
+            [b, c, h, w] if (*h, *w) == (self.rows.input, self.cols.input) => (*b, *c),
+            dims => bail!("{}: expected a [B, C, H, W] tensor, got {dims:?}", self.name()),
+        };
+        let out = match storage {
+            CpuStorage::F32(_) => CpuStorage::F32(self.run_forward(contiguous_slice(storage, layout)?, b * c)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.run_forward(contiguous_slice(storage, layout)?, b * c)),
+            other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), self.name())),
+        };
+        Ok((out, Shape::from((b, c, self.rows.output, self.cols.output))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let recorded = self.argmax.lock().ok();
+        if let Some(at) = recorded.as_ref().and_then(|r| r.as_ref())
+            && at.len() == res.elem_count()
+            && grad.dims() == res.dims()
+        {
+            let (b, c, h, w) = arg.dims4()?;
+            let grad = grad.contiguous()?;
+            let shape = (b, c, h, w);
+            let dx = match grad.dtype() {
+                DType::F32 => {
+                    let dx = with_cpu_slice::<f32, _>(&grad, |g| Ok(self.scatter(at, g, b * c)))?;
+                    Tensor::from_vec(dx, shape, arg.device())?
+                }
+                DType::F64 => {
+                    let dx = with_cpu_slice::<f64, _>(&grad, |g| Ok(self.scatter(at, g, b * c)))?;
+                    Tensor::from_vec(dx, shape, arg.device())?
+                }
+                other => return Err(candle_core::Error::UnsupportedDTypeForOp(other, self.name())),
+            };
+            return Ok(Some(dx));
+        }
+        drop(recorded);
         backward_per_plane(
             self.name(),
             arg,
