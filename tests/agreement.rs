@@ -9,14 +9,18 @@ use saliency::SaliencyError;
 use saliency::metrics::{agreement_matrix, spearman, top_percent_iou};
 
 fn maps() -> Vec<Array2<f64>> {
-    let all = fixture::<f64>("judge", "agree_maps").into_dimensionality::<Ix3>().unwrap();
+    let all = fixture::<f64>("judge", "agree_maps")
+        .into_dimensionality::<Ix3>()
+        .unwrap();
     all.outer_iter().map(|m| m.to_owned()).collect()
 }
 
 #[test]
 fn spearman_matches_scipy_with_ties() {
     let maps = maps();
-    let expected = fixture::<f64>("judge", "agree_spearman").into_dimensionality::<Ix2>().unwrap();
+    let expected = fixture::<f64>("judge", "agree_spearman")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
     let mut worst = 0.0_f64;
     for (i, a) in maps.iter().enumerate() {
         for (j, b) in maps.iter().enumerate() {
@@ -37,7 +41,9 @@ fn top_iou_matches_numpy() {
     let maps = maps();
     let views: Vec<_> = maps.iter().map(|m| m.view()).collect();
     for k in [10.0, 30.0] {
-        let expected = fixture::<f64>("judge", &format!("agree_iou_top{k}")).into_dimensionality::<Ix2>().unwrap();
+        let expected = fixture::<f64>("judge", &format!("agree_iou_top{k}"))
+            .into_dimensionality::<Ix2>()
+            .unwrap();
         let m = agreement_matrix(&views, k).unwrap();
         for (i, a) in maps.iter().enumerate() {
             for (j, b) in maps.iter().enumerate() {
@@ -82,9 +88,15 @@ fn bad_input_is_an_error_that_names_it() {
     assert!(matches!(err, SaliencyError::ShapeMismatch { .. }), "{err}");
     let mut nan = a.clone();
     nan[[0, 0]] = f64::NAN;
-    assert!(matches!(spearman(a.view(), nan.view()), Err(SaliencyError::NonFiniteInput { .. })));
+    assert!(matches!(
+        spearman(a.view(), nan.view()),
+        Err(SaliencyError::NonFiniteInput { .. })
+    ));
     let empty = Array2::<f64>::zeros((0, 2));
-    assert!(matches!(spearman(empty.view(), empty.view()), Err(SaliencyError::EmptyInput { .. })));
+    assert!(matches!(
+        spearman(empty.view(), empty.view()),
+        Err(SaliencyError::EmptyInput { .. })
+    ));
     assert!(matches!(
         agreement_matrix::<f64>(&[], 10.0),
         Err(SaliencyError::EmptyInput { .. })
@@ -92,7 +104,10 @@ fn bad_input_is_an_error_that_names_it() {
     for k in [0.0, 101.0, f64::NAN] {
         assert!(matches!(
             top_percent_iou(a.view(), a.view(), k),
-            Err(SaliencyError::InvalidParameter { name: "top_percent", .. })
+            Err(SaliencyError::InvalidParameter {
+                name: "top_percent",
+                ..
+            })
         ));
     }
 }

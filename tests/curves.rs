@@ -30,9 +30,15 @@ fn sigmoid_model(
 }
 
 fn inputs() -> (Array3<f64>, Array3<f64>, Array2<f64>) {
-    let image = fixture::<f64>("judge", "curve_image").into_dimensionality::<Ix3>().unwrap();
-    let weights = fixture::<f64>("judge", "curve_weights").into_dimensionality::<Ix3>().unwrap();
-    let map = fixture::<f64>("judge", "curve_map").into_dimensionality::<Ix2>().unwrap();
+    let image = fixture::<f64>("judge", "curve_image")
+        .into_dimensionality::<Ix3>()
+        .unwrap();
+    let weights = fixture::<f64>("judge", "curve_weights")
+        .into_dimensionality::<Ix3>()
+        .unwrap();
+    let map = fixture::<f64>("judge", "curve_map")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
     (image, weights, map)
 }
 
@@ -88,7 +94,10 @@ fn auc_is_on_the_fraction_axis_with_uneven_steps() {
         let s: Array1<f64> = batch.outer_iter().map(|x| x.sum()).collect();
         Ok::<_, BoxError>(ModelOutputs::new().with(OutputKey::OutputLayerValues, s))
     };
-    let c = PerturbationCurve::deletion().steps(2).compute(&image, map.view(), &mut model).unwrap();
+    let c = PerturbationCurve::deletion()
+        .steps(2)
+        .compute(&image, map.view(), &mut model)
+        .unwrap();
     assert_eq!(c.scores, [6.0, 5.0, 0.0]);
     assert_eq!(c.fractions, [0.0, 1.0 / 3.0, 1.0]);
     assert!((c.auc - 3.5).abs() < 1e-15, "{}", c.auc);
@@ -105,7 +114,10 @@ fn ties_go_in_row_major_order() {
         let s: Array1<f64> = batch.outer_iter().map(|x| x.sum()).collect();
         Ok::<_, BoxError>(ModelOutputs::new().with(OutputKey::OutputLayerValues, s))
     };
-    let c = PerturbationCurve::deletion().steps(4).compute(&image, map.view(), &mut model).unwrap();
+    let c = PerturbationCurve::deletion()
+        .steps(4)
+        .compute(&image, map.view(), &mut model)
+        .unwrap();
     assert_eq!(c.scores, [1111.0, 1110.0, 1100.0, 1000.0, 0.0]);
     let c = PerturbationCurve::insertion()
         .baseline(CurveBaseline::Black)
@@ -159,25 +171,55 @@ fn bad_input_is_an_error_before_any_model_call() {
     let curve = PerturbationCurve::deletion();
     let cases: Vec<(&str, Result<_, SaliencyError>)> = vec![
         ("steps 0", curve.steps(0).compute(&image, map.view(), &mut model)),
-        ("steps huge", curve.steps(usize::MAX).compute(&image, map.view(), &mut model)),
+        (
+            "steps huge",
+            curve.steps(usize::MAX).compute(&image, map.view(), &mut model),
+        ),
         ("batch 0", curve.batch_size(0).compute(&image, map.view(), &mut model)),
         (
             "sigma 0",
-            curve.baseline(CurveBaseline::Blur { sigma: 0.0 }).compute(&image, map.view(), &mut model),
+            curve
+                .baseline(CurveBaseline::Blur { sigma: 0.0 })
+                .compute(&image, map.view(), &mut model),
         ),
         (
             "sigma NaN",
-            curve.baseline(CurveBaseline::Blur { sigma: f64::NAN }).compute(&image, map.view(), &mut model),
+            curve
+                .baseline(CurveBaseline::Blur { sigma: f64::NAN })
+                .compute(&image, map.view(), &mut model),
         ),
-        ("map shape", curve.compute(&image, Array2::<f64>::ones((5, 4)).view(), &mut model)),
-        ("map NaN", curve.compute(&image, map.mapv(|_| f64::NAN).view(), &mut model)),
-        ("image NaN", curve.compute(&image.mapv(|_| f64::INFINITY), map.view(), &mut model)),
-        ("image rank", curve.compute(&Array1::<f64>::ones(5), map.view(), &mut model)),
+        (
+            "map shape",
+            curve.compute(&image, Array2::<f64>::ones((5, 4)).view(), &mut model),
+        ),
+        (
+            "map NaN",
+            curve.compute(&image, map.mapv(|_| f64::NAN).view(), &mut model),
+        ),
+        (
+            "image NaN",
+            curve.compute(&image.mapv(|_| f64::INFINITY), map.view(), &mut model),
+        ),
+        (
+            "image rank",
+            curve.compute(&Array1::<f64>::ones(5), map.view(), &mut model),
+        ),
         (
             "channels first",
-            curve.compute(&Array3::<f64>::ones((3, 8, 8)), Array2::<f64>::ones((3, 8)).view(), &mut model),
+            curve.compute(
+                &Array3::<f64>::ones((3, 8, 8)),
+                Array2::<f64>::ones((3, 8)).view(),
+                &mut model,
+            ),
         ),
-        ("empty", curve.compute(&Array3::<f64>::ones((0, 5, 3)), Array2::<f64>::ones((0, 5)).view(), &mut model)),
+        (
+            "empty",
+            curve.compute(
+                &Array3::<f64>::ones((0, 5, 3)),
+                Array2::<f64>::ones((0, 5)).view(),
+                &mut model,
+            ),
+        ),
     ];
     for (what, result) in cases {
         let err = result.expect_err(what);
@@ -186,8 +228,19 @@ fn bad_input_is_an_error_before_any_model_call() {
     assert_eq!(calls.get(), 0, "no model call on bad input");
     let err = curve.steps(0).compute(&image, map.view(), &mut model).unwrap_err();
     assert!(matches!(err, SaliencyError::InvalidParameter { name: "steps", .. }));
-    let err = curve.compute(&image, Array2::<f64>::ones((5, 4)).view(), &mut model).unwrap_err();
-    assert!(matches!(err, SaliencyError::ShapeMismatch { what: "saliency map", .. }), "{err}");
+    let err = curve
+        .compute(&image, Array2::<f64>::ones((5, 4)).view(), &mut model)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SaliencyError::ShapeMismatch {
+                what: "saliency map",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // A model answering with one score too few, or a NaN.
     let mut short = |batch: ArrayViewD<'_, f64>, _: &ModelRequest<'_>| {

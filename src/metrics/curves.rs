@@ -270,11 +270,7 @@ impl PerturbationCurve {
         }
         let fractions: Vec<f64> = counts.iter().map(|&k| k as f64 / n as f64).collect();
         let auc = trapz(&scores, &fractions);
-        Ok(CurveResult {
-            fractions,
-            scores,
-            auc,
-        })
+        Ok(CurveResult { fractions, scores, auc })
     }
 
     /// The baseline image, `H x W x C`.

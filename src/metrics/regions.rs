@@ -25,11 +25,11 @@
 
 use ndarray::{Array2, ArrayView2, AsArray, Axis, Dimension, Zip};
 
+use super::agreement::top_set;
 use crate::checks::{check_finite, image_view3};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::sum;
-use super::agreement::top_set;
 
 /// How a mask becomes saliency mass per pixel (an `H x W` map of values
 /// `>= 0`); a 2-D mask is read as one channel.
@@ -60,7 +60,10 @@ pub enum Energy {
 /// assert_eq!(saliency_energy(&mask, Energy::PositivePart)?, array![[0.0], [0.0]]);
 /// # Ok::<(), saliency::SaliencyError>(())
 /// ```
-pub fn saliency_energy<'a, F: Float, D: Dimension>(mask: impl AsArray<'a, F, D>, energy: Energy) -> Result<Array2<f64>> {
+pub fn saliency_energy<'a, F: Float, D: Dimension>(
+    mask: impl AsArray<'a, F, D>,
+    energy: Energy,
+) -> Result<Array2<f64>> {
     let mask = mask.into().into_dyn();
     let mask3 = image_view3("mask", &mask)?;
     if mask.is_empty() {
@@ -205,7 +208,11 @@ impl RegionScoring {
     /// [`saliency_energy`]'s.
     ///
     /// Errors: those of [`score`](Self::score), and a negative value.
-    pub fn score_energy(&self, map: ArrayView2<'_, f64>, regions: &[(&str, ArrayView2<'_, bool>)]) -> Result<Vec<RegionScore>> {
+    pub fn score_energy(
+        &self,
+        map: ArrayView2<'_, f64>,
+        regions: &[(&str, ArrayView2<'_, bool>)],
+    ) -> Result<Vec<RegionScore>> {
         self.check()?;
         if map.is_empty() {
             return Err(SaliencyError::EmptyInput {
@@ -258,7 +265,12 @@ impl RegionScoring {
                         "has no pixel set: an empty region has no share to compare; leave it out",
                     ));
                 }
-                let inside: Vec<f64> = values.iter().zip(region.iter()).filter(|(_, r)| **r).map(|(v, _)| *v).collect();
+                let inside: Vec<f64> = values
+                    .iter()
+                    .zip(region.iter())
+                    .filter(|(_, r)| **r)
+                    .map(|(v, _)| *v)
+                    .collect();
                 let mass_share = if total > 0.0 { sum(&inside) / total } else { 0.0 };
                 let area_share = area as f64 / n;
                 let hit = total > 0.0
@@ -328,7 +340,11 @@ pub struct RegionSummary {
 /// ```
 pub fn summarize_regions(per_image: &[Vec<RegionScore>], ratio_threshold: f64) -> Result<Vec<RegionSummary>> {
     if !ratio_threshold.is_finite() {
-        return Err(SaliencyError::param("ratio_threshold", ratio_threshold, "must be finite"));
+        return Err(SaliencyError::param(
+            "ratio_threshold",
+            ratio_threshold,
+            "must be finite",
+        ));
     }
     let first = per_image.first().ok_or(SaliencyError::EmptyInput {
         what: "per-image region scores",

@@ -11,15 +11,15 @@
 
 mod color;
 mod panel;
-mod scale;
 #[cfg(feature = "image")]
 mod png;
+mod scale;
 
 pub use color::{ColorMap, apply_colormap, masked_image, overlay, to_rgb8, top_percent_mask};
 pub use panel::{ColorBar, draw_text, panel, panel_with_colorbar};
-pub use scale::SharedScale;
 #[cfg(feature = "image")]
 pub use png::{read_image, save_png};
+pub use scale::SharedScale;
 
 use ndarray::{Array2, ArrayViewD, AsArray, Axis, Dimension, Ix2};
 

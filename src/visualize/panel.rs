@@ -257,7 +257,14 @@ impl ColorBar {
         let top = label_h + BAR_H + 2;
         draw_text(&mut bar, &low, top, margin, 1, [20, 20, 20]);
         let high_w = high.chars().count() * (GLYPH_W + 1);
-        draw_text(&mut bar, &high, top, (width - margin).saturating_sub(high_w), 1, [20, 20, 20]);
+        draw_text(
+            &mut bar,
+            &high,
+            top,
+            (width - margin).saturating_sub(high_w),
+            1,
+            [20, 20, 20],
+        );
         Ok(bar)
     }
 }

@@ -111,3 +111,49 @@ impl SharedScale {
         Ok(map.mapv(|v| ((v.as_f64() - self.low) / span).clamp(0.0, 1.0)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn one_scale_over_all_maps() {
+        // Pooled values [0, 1, 2, 3, 10, 20, 30, 40]: minimum 0; the 50th
+        // percentile (NumPy, linear) at index 3.5 is 3 + (10 - 3) * 0.5 = 6.5.
+        let a = array![[0.0, 1.0], [2.0, 3.0]];
+        let b = array![[10.0, 20.0], [30.0, 40.0]];
+        let scale = SharedScale::from_maps(&[a.view(), b.view()], 50.0).unwrap();
+        assert_eq!((scale.low(), scale.high()), (0.0, 6.5));
+        assert_eq!(scale.apply(a.view()).unwrap()[[1, 1]], 3.0 / 6.5);
+        assert_eq!(scale.apply(b.view()).unwrap()[[0, 0]], 1.0);
+        // Per-map scaling would have shown both maps' maxima alike; here the
+        // weak map stays under half.
+        assert!(scale.apply(a.view()).unwrap().iter().all(|&v| v < 0.5));
+    }
+
+    #[test]
+    fn degenerate_percentile_falls_back_to_the_maximum() {
+        // Mostly zeros: the 50th percentile is the minimum, so the maximum is used.
+        let a = array![[0.0, 0.0], [0.0, 4.0]];
+        let scale = SharedScale::from_maps(&[a.view()], 50.0).unwrap();
+        assert_eq!(scale.high(), 4.0);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let c = array![[1.0, 1.0]];
+        assert!(SharedScale::from_maps(&[c.view(), c.view()], 99.0).is_err());
+        assert!(SharedScale::from_maps::<f64>(&[], 99.0).is_err());
+        assert!(SharedScale::from_maps(&[array![[0.0, f64::NAN]].view()], 99.0).is_err());
+        assert!(SharedScale::from_maps(&[array![[0.0, 1.0]].view()], 101.0).is_err());
+        assert!(SharedScale::new(1.0, 1.0).is_err());
+        assert!(SharedScale::new(0.0, f64::INFINITY).is_err());
+        let scale = SharedScale::new(0.0, 2.0).unwrap();
+        assert!(scale.apply(array![[f64::NAN]].view()).is_err());
+        assert_eq!(
+            scale.apply(array![[-1.0, 1.0, 3.0]].view()).unwrap(),
+            array![[0.0, 0.5, 1.0]]
+        );
+    }
+}
