@@ -13,11 +13,14 @@
 //! 2. Trains a small CNN (candle) to grade them and reports held-out accuracy.
 //! 3. Explains one good and one poor embryo with nine saliency methods through
 //!    the candle adapter, writes one PNG panel per embryo under
-//!    `target/blastocyst/`, and prints, per method, the share of saliency mass
-//!    inside the ICM against the ICM's share of the image (an energy-based
-//!    pointing game): a method that finds the ICM scores well above 1x. The
-//!    same game is averaged over 16 embryos per grade, with a count of those
-//!    under 2x, since one embryo is an anecdote.
+//!    `target/blastocyst/`, and judges the maps with `saliency::metrics`:
+//!    per method, the share of saliency mass inside the ICM against the ICM's
+//!    share of the image (an energy-based pointing game; a method that finds
+//!    the ICM scores well above 1x), and the region scores of the ICM, the
+//!    trophectoderm and the zona averaged over 16 embryos per grade, with a
+//!    count of those under 2x, since one embryo is an anecdote; the deletion
+//!    and insertion AUCs (RISE) of each map; the agreement matrix between the
+//!    methods (Spearman rank correlation and top-10 % overlap).
 //!    With the `metrics` feature it also prints each map's SIC AUC.
 //! 4. With `--image PATH` (JPEG or PNG) it also explains a real micrograph
 //!    with the trained model.
@@ -49,17 +52,22 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, Optimizer, VarBuilder, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{Array2, Array3, ArrayD, Axis, Ix2, Ix3};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewD, Axis, Ix3};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
 #[cfg(feature = "onnx")]
 use saliency::adapters::onnx::{InputLayout, OnnxModel};
 use saliency::imageops::resize::{AntiAliasing, ResizeOptions, resize};
+use saliency::metrics::{
+    Agreement, CurveBaseline, Energy, PerturbationCurve, RegionScore, RegionScoring, RegionSummary, agreement_matrix,
+    saliency_energy, summarize_regions,
+};
 use saliency::visualize::{self, ColorMap};
 use saliency::{
-    BlurIg, CallModelFunction, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients, Occlusion,
-    Progress, Saliency, SmoothGrad, SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
+    BlurIg, BoxError, CallModelFunction, CoreSaliency, GradCam, GuidedBackprop, GuidedIg, IntegratedGradients,
+    ModelOutputs, ModelRequest, Occlusion, OutputKey, Progress, Saliency, SmoothGrad, SmoothGradParams,
+    VanillaGradients, Xrai, XraiParameters,
 };
 
 use phantom::{Embryo, Grade};
@@ -78,18 +86,31 @@ struct Row {
     icm_share: f64,
     results: Vec<Explained>,
     image: Array3<f32>,
-    /// Per pointing-game embryo (the explained one first), each method's ratio.
-    ratios: Vec<Vec<f64>>,
+    /// Per region-scored embryo (the explained one first), per method, the
+    /// scores of ICM, TE and zona.
+    scores: Vec<Vec<Vec<RegionScore>>>,
 }
 
 impl Row {
-    /// Method `m`'s mean pointing ratio and how many embryos score under [`FINDS_ICM`].
-    fn summary(&self, m: usize) -> (f64, usize) {
-        let per_embryo: Vec<f64> = self.ratios.iter().filter_map(|r| r.get(m).copied()).collect();
-        let mean = per_embryo.iter().sum::<f64>() / per_embryo.len().max(1) as f64;
-        (mean, per_embryo.iter().filter(|&&r| r < FINDS_ICM).count())
+    /// Method `m`'s region scores averaged over the embryos, with the count
+    /// of embryos whose ratio is under [`FINDS_ICM`].
+    fn summary(&self, m: usize) -> BoxResult<Vec<RegionSummary>> {
+        let per_embryo: Vec<Vec<RegionScore>> = self.scores.iter().filter_map(|e| e.get(m).cloned()).collect();
+        Ok(summarize_regions(&per_embryo, FINDS_ICM)?)
     }
 }
+
+/// The regions the maps are scored against: ICM, trophectoderm, zona.
+fn regions(embryo: &Embryo) -> [(&'static str, ArrayView2<'_, bool>); 3] {
+    [
+        ("ICM", embryo.icm.view()),
+        ("TE", embryo.te.view()),
+        ("zona", embryo.zona.view()),
+    ]
+}
+
+/// The k of the top-k % overlaps.
+const TOP_PERCENT: f64 = 10.0;
 
 const TRAIN: usize = 960;
 const TEST: usize = 200;
@@ -291,6 +312,8 @@ fn train(device: &Device, rng: &mut ChaCha8Rng) -> BoxResult<(Grader, VarMap)> {
                 .map(|&k| Embryo {
                     image: train[k].image.clone(),
                     icm: Array2::default((0, 0)),
+                    te: Array2::default((0, 0)),
+                    zona: Array2::default((0, 0)),
                     grade: train[k].grade,
                     degenerating: train[k].degenerating,
                 })
@@ -429,39 +452,77 @@ fn outline(picture: &mut Array3<u8>, mask: &Array2<bool>, k: usize, color: [u8; 
     }
 }
 
-/// Saliency mass per pixel: the sum of absolute values over channels.
-fn energy(mask: &ArrayD<f32>) -> BoxResult<Array2<f64>> {
-    Ok(match mask.ndim() {
-        3 => mask
-            .view()
-            .into_dimensionality::<Ix3>()?
-            .map_axis(Axis(2), |px| px.iter().map(|v| f64::from(v.abs())).sum()),
-        _ => mask.view().into_dimensionality::<Ix2>()?.mapv(|v| f64::from(v.abs())),
-    })
-}
-
-/// The share of the saliency mass `heat` that falls inside `icm`.
-fn icm_mass_share(heat: &Array2<f64>, icm: &Array2<bool>) -> f64 {
-    let inside: f64 = heat.iter().zip(icm.iter()).filter(|(_, m)| **m).map(|(v, _)| v).sum();
-    inside / heat.sum().max(f64::MIN_POSITIVE)
-}
-
-/// The share of an embryo's image that its ICM covers.
-fn icm_image_share(embryo: &Embryo) -> f64 {
-    embryo.icm.iter().filter(|&&m| m).count() as f64 / embryo.icm.len().max(1) as f64
-}
-
-/// Each method's pointing-game ratio on `embryo`: its ICM mass share over
-/// the ICM's share of the image.
-fn pointing_ratios(embryo: &Embryo, model: &mut dyn CallModelFunction<f32>) -> BoxResult<Vec<f64>> {
-    let image_share = icm_image_share(embryo);
-    methods(&empty_field(&embryo.image))
+/// Each method's region scores on `embryo` (ICM, TE, zona), and the time
+/// spent scoring (the maps aside).
+fn method_scores(embryo: &Embryo, model: &mut dyn CallModelFunction<f32>) -> BoxResult<(Vec<Vec<RegionScore>>, f64)> {
+    let scoring = RegionScoring::new().top_percent(TOP_PERCENT);
+    let mut judging = 0.0;
+    let scores = methods(&empty_field(&embryo.image))
         .into_iter()
         .map(|(_, method)| {
             let mask = method.get_mask(&embryo.image, &mut *model)?;
-            Ok(icm_mass_share(&energy(&mask)?, &embryo.icm) / image_share)
+            let started = Instant::now();
+            let scores = scoring.score(&mask, &regions(embryo))?;
+            judging += started.elapsed().as_secs_f64();
+            Ok(scores)
+        })
+        .collect::<BoxResult<_>>()?;
+    Ok((scores, judging))
+}
+
+/// Each method's deletion and insertion AUCs (RISE) on `image`, with the
+/// grader's probability of `grade` as the score: 48 steps of 48 pixels, one
+/// model call per curve. Deletion fills removed pixels with the image's
+/// mean (near the empty field); insertion starts from the image blurred
+/// with sigma 5, as RISE.
+fn curve_aucs(
+    grader: &Classifier,
+    device: &Device,
+    image: &Array3<f32>,
+    grade: Grade,
+    results: &[Explained],
+) -> BoxResult<Vec<(f64, f64)>> {
+    let mut model = |batch: ArrayViewD<'_, f32>, _: &ModelRequest<'_>| -> Result<ModelOutputs<f32>, BoxError> {
+        let n = batch.shape().first().copied().unwrap_or(0);
+        let data: Vec<f32> = batch.iter().copied().collect();
+        let x = Tensor::from_vec(data, (n, SIZE, SIZE, 3), device)?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?;
+        let probs = candle_nn::ops::softmax(&grader.logits(&x)?, 1)?
+            .narrow(1, grade.label(), 1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, Array1::from(probs)))
+    };
+    let deletion = PerturbationCurve::deletion()
+        .baseline(CurveBaseline::Mean)
+        .steps(SIZE)
+        .batch_size(SIZE + 1);
+    let insertion = PerturbationCurve::insertion().steps(SIZE).batch_size(SIZE + 1);
+    results
+        .iter()
+        .map(|r| {
+            let d = deletion.compute(image, r.heat.view(), &mut model)?.auc;
+            let i = insertion.compute(image, r.heat.view(), &mut model)?.auc;
+            Ok((d, i))
         })
         .collect()
+}
+
+/// A short label per method for the agreement matrix.
+fn short(name: &str) -> &'static str {
+    match name {
+        "Vanilla" => "Van",
+        "SmoothGrad" => "SG",
+        "IG (integrated)" => "IG",
+        "Guided Backprop" => "GBP",
+        "Occlusion" => "Occ",
+        "Grad-CAM" => "GCAM",
+        "Blur IG" => "BlurIG",
+        "Guided IG" => "GIG",
+        "XRAI" => "XRAI",
+        _ => "?",
+    }
 }
 
 /// Nearest-neighbour enlargement, so small images are visible in the panel.
@@ -477,10 +538,8 @@ const ICM_COLOR: [u8; 3] = [0, 230, 120];
 
 struct Explained {
     name: &'static str,
-    share: Option<f64>,
     seconds: f64,
     /// Saliency mass per pixel.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     heat: Array2<f64>,
 }
 
@@ -515,8 +574,7 @@ fn explain(
         let mask = method.get_mask_with_progress(image, &mut *model, &mut report)?;
         let seconds = started.elapsed().as_secs_f64();
         pb.finish_with_message(format!("{name} ({seconds:.1} s)"));
-        let heat = energy(&mask)?;
-        let share = icm.map(|icm| icm_mass_share(&heat, icm));
+        let heat = saliency_energy(&mask, Energy::AbsSum)?;
         let gray = visualize::grayscale(&heat, 99.0)?;
         let colored = visualize::apply_colormap(gray.view(), ColorMap::Inferno)?;
         cells.push((
@@ -530,12 +588,7 @@ fn explain(
                 with_outline(&visualize::masked_image(rgb.view(), top.view(), [0, 0, 0])?),
             ));
         }
-        results.push(Explained {
-            name,
-            share,
-            seconds,
-            heat,
-        });
+        results.push(Explained { name, seconds, heat });
     }
     let refs: Vec<(&str, ndarray::ArrayView3<u8>)> = cells.iter().map(|(l, a)| (l.as_str(), a.view())).collect();
     let grid = visualize::panel(&refs, 4)?;
@@ -732,6 +785,9 @@ fn run() -> BoxResult<()> {
     println!("2. Explaining one good and one poor held-out embryo (graded right, probability >= 0.8); every method");
     println!("   explains the score of the grade it was given: its logit minus the other grade's.");
     let mut table: Vec<Row> = Vec::new();
+    // Seconds spent judging the maps (region scores, agreement, deletion and
+    // insertion), the maps themselves aside.
+    let mut judging = 0.0;
     for grade in [Grade::Good, Grade::Poor] {
         // The held-out embryos of this grade that the grader grades right
         // with a probability of at least 0.8 (what the SIC metric asks of an
@@ -749,7 +805,7 @@ fn run() -> BoxResult<()> {
             )
         })?;
         let embryo = &test[k];
-        let icm_share = icm_image_share(embryo);
+        let icm_share = embryo.icm.iter().filter(|&&m| m).count() as f64 / embryo.icm.len().max(1) as f64;
         let kind = match (grade, embryo.degenerating) {
             (Grade::Good, _) => "",
             (Grade::Poor, true) => ", dark cells in a packed mass",
@@ -760,27 +816,36 @@ fn run() -> BoxResult<()> {
             grade.name(),
             100.0 * icm_share
         );
-        let (results, ratios) = grader.with_model(grade, |model| -> BoxResult<_> {
+        let (results, scores) = grader.with_model(grade, |model| -> BoxResult<_> {
             let results = explain(grade.name(), &embryo.image, Some(&embryo.icm), model, &out)?;
-            let mut ratios: Vec<Vec<f64>> = vec![results.iter().map(|r| r.share.unwrap_or(0.0) / icm_share).collect()];
-            let pb = bar(chosen.len().saturating_sub(1), "pointing game on more embryos");
+            let started = Instant::now();
+            let scoring = RegionScoring::new().top_percent(TOP_PERCENT);
+            let first = results
+                .iter()
+                .map(|r| scoring.score_energy(r.heat.view(), &regions(embryo)))
+                .collect::<Result<Vec<_>, _>>()?;
+            judging += started.elapsed().as_secs_f64();
+            let mut scores = vec![first];
+            let pb = bar(chosen.len().saturating_sub(1), "region scores on more embryos");
             for &other in chosen.iter().skip(1) {
-                ratios.push(pointing_ratios(&test[other], model)?);
+                let (more, seconds) = method_scores(&test[other], model)?;
+                scores.push(more);
+                judging += seconds;
                 pb.inc(1);
             }
             pb.finish_and_clear();
-            Ok((results, ratios))
+            Ok((results, scores))
         })?;
         table.push(Row {
             grade,
             icm_share,
             results,
             image: embryo.image.clone(),
-            ratios,
+            scores,
         });
     }
 
-    let pointed = table.iter().map(|t| t.ratios.len()).min().unwrap_or(0);
+    let pointed = table.iter().map(|t| t.scores.len()).min().unwrap_or(0);
     println!("\n3. Pointing game: the share of each map's saliency mass (sum of |values| over channels)");
     println!("   that falls inside the true ICM, and in brackets that share divided by the ICM's share of");
     println!("   the image. 1.0x is what a map spread evenly over the image scores; a method that finds");
@@ -805,21 +870,30 @@ fn run() -> BoxResult<()> {
     print!(" {:>9} {:>9}", "SIC good", "SIC poor");
     println!(" {:>8}", "time");
     for m in 0..table[0].results.len() {
-        let cell = |t: &Row| {
-            let share = t.results[m].share.unwrap_or(0.0);
-            let (mean, under) = t.summary(m);
-            format!(
-                "{:>5.1}% ({:>4.1}x) {mean:>5.1}x {under:>3}",
-                100.0 * share,
-                share / t.icm_share
-            )
+        let cell = |t: &Row| -> BoxResult<String> {
+            // The explained embryo's ICM score, then the mean over embryos.
+            let icm = t
+                .scores
+                .first()
+                .and_then(|e| e.get(m))
+                .and_then(|r| r.first())
+                .ok_or("no ICM score")?;
+            let summary = t.summary(m)?;
+            let icm_summary = summary.first().ok_or("no ICM summary")?;
+            Ok(format!(
+                "{:>5.1}% ({:>4.1}x) {:>5.1}x {:>3}",
+                100.0 * icm.mass_share,
+                icm.ratio,
+                icm_summary.mean_ratio,
+                icm_summary.under_threshold
+            ))
         };
         let seconds = table[0].results[m].seconds + table[1].results[m].seconds;
         print!(
             "   {:<16} {:>25} {:>25}",
             table[0].results[m].name,
-            cell(&table[0]),
-            cell(&table[1])
+            cell(&table[0])?,
+            cell(&table[1])?
         );
         #[cfg(feature = "metrics")]
         for per_embryo in &sic {
@@ -845,13 +919,131 @@ fn run() -> BoxResult<()> {
         }
     }
 
+    let judge_started = Instant::now();
+    let curves: Vec<Vec<(f64, f64)>> = table
+        .iter()
+        .map(|t| curve_aucs(&grader, &device, &t.image, t.grade, &t.results))
+        .collect::<BoxResult<_>>()?;
+    // A constant map (which ranks nothing) has no rank correlation: its
+    // embryo's matrix then gives the reason instead.
+    let agreements: Vec<Result<Agreement, String>> = table
+        .iter()
+        .map(|t| {
+            let views: Vec<ArrayView2<'_, f64>> = t.results.iter().map(|r| r.heat.view()).collect();
+            agreement_matrix(&views, TOP_PERCENT).map_err(|e| e.to_string())
+        })
+        .collect();
+    judging += judge_started.elapsed().as_secs_f64();
+
+    println!("\n4. Region scores (saliency::metrics::RegionScoring), averaged over the {pointed} embryos per grade:");
+    println!("   'x': a region's share of the map's mass over its share of the image (1.0x: spread evenly)");
+    println!("   for the ICM, the trophectoderm (TE) and the zona; 'hit': how often the map's maximum lies in");
+    println!("   the ICM (pointing game); 'IoU': the ICM against the map's top {TOP_PERCENT}% of pixels.");
+    println!();
+    println!(
+        "   {:<16} {:>33}   {:>33}",
+        "method", "good: ICM    TE  zona  hit  IoU", "poor: ICM    TE  zona  hit  IoU"
+    );
+    for m in 0..table[0].results.len() {
+        print!("   {:<16}", table[0].results[m].name);
+        for t in &table {
+            let summary = t.summary(m)?;
+            let ratio = |r: usize| summary.get(r).map_or(f64::NAN, |s| s.mean_ratio);
+            let icm = summary.first().ok_or("no ICM summary")?;
+            print!(
+                " {:>10.1}x {:>4.1}x {:>4.1}x {:>4.0}% {:>4.2}  ",
+                ratio(0),
+                ratio(1),
+                ratio(2),
+                100.0 * icm.hit_rate,
+                icm.mean_top_iou
+            );
+        }
+        println!();
+    }
+    let area = |t: &Row, r: usize| {
+        let shares: Vec<f64> = t
+            .scores
+            .iter()
+            .filter_map(|e| e.first()?.get(r))
+            .map(|s| s.area_share)
+            .collect();
+        100.0 * shares.iter().sum::<f64>() / shares.len().max(1) as f64
+    };
+    println!(
+        "   {:<16} {:>10.1}% {:>4.1}% {:>4.1}%                 {:>5.1}% {:>4.1}% {:>4.1}%",
+        "(mean area)",
+        area(&table[0], 0),
+        area(&table[0], 1),
+        area(&table[0], 2),
+        area(&table[1], 0),
+        area(&table[1], 1),
+        area(&table[1], 2)
+    );
+
+    println!("\n5. Deletion and insertion (RISE, saliency::metrics::PerturbationCurve) on the explained embryos:");
+    println!("   the grader's probability of the grade as the map's pixels are removed (filled with the image's");
+    println!("   mean) or inserted (into the image blurred with sigma 5), most salient first, 48 steps; the area");
+    println!("   under each curve over the fraction of pixels. Deletion: lower is more faithful; insertion: higher.");
+    println!();
+    println!(
+        "   {:<16} {:>10} {:>10} {:>10} {:>10}",
+        "method", "del good", "ins good", "del poor", "ins poor"
+    );
+    for m in 0..table[0].results.len() {
+        print!("   {:<16}", table[0].results[m].name);
+        for per_grade in &curves {
+            let (d, i) = per_grade.get(m).copied().unwrap_or((f64::NAN, f64::NAN));
+            print!(" {d:>10.3} {i:>10.3}");
+        }
+        println!();
+    }
+
+    println!("\n6. Agreement between methods on the explained embryos (saliency::metrics::agreement_matrix):");
+    println!("   below the diagonal the Spearman rank correlation of the maps' mass, above it the overlap (IoU)");
+    println!("   of their top {TOP_PERCENT}% of pixels.");
+    let names: Vec<&str> = table[0].results.iter().map(|r| short(r.name)).collect();
+    for (t, agreement) in table.iter().zip(&agreements) {
+        println!("\n   {} embryo", t.grade.name());
+        let agreement = match agreement {
+            Ok(agreement) => agreement,
+            Err(reason) => {
+                println!("   no matrix: {reason}");
+                continue;
+            }
+        };
+        print!("   {:<7}", "");
+        for name in &names {
+            print!(" {name:>6}");
+        }
+        println!();
+        for (i, name) in names.iter().enumerate() {
+            print!("   {name:<7}");
+            for j in 0..names.len() {
+                if i == j {
+                    print!(" {:>6}", "-");
+                } else if i > j {
+                    print!(" {:>6.2}", agreement.spearman[[i, j]]);
+                } else {
+                    print!(" {:>6.2}", agreement.top_iou[[i, j]]);
+                }
+            }
+            println!();
+        }
+    }
+    println!(
+        "\n   Judging the maps (region scores on every embryo, agreement, deletion and insertion) took {judging:.2} s."
+    );
+
     if let Some(path) = user_image {
-        println!("\n4. Explaining {}", path.display());
+        println!("\n7. Explaining {}", path.display());
         let image = load_micrograph(&path)?;
         let input = to_tensor(
             &[Embryo {
                 image: image.clone(),
                 icm: Array2::default((0, 0)),
+                te: Array2::default((0, 0)),
+                zona: Array2::default((0, 0)),
                 grade: Grade::Good,
                 degenerating: false,
             }],

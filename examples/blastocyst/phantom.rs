@@ -42,6 +42,11 @@ pub struct Embryo {
     pub image: Array3<f32>,
     /// Pixels of the inner cell mass.
     pub icm: Array2<bool>,
+    /// Pixels of the trophectoderm: the band of flattened cells inside the
+    /// zona, where it is not ICM.
+    pub te: Array2<bool>,
+    /// Pixels of the zona pellucida's bright band.
+    pub zona: Array2<bool>,
     pub grade: Grade,
     /// A poor embryo whose ICM is a packed mass with dark, degenerating cells.
     pub degenerating: bool,
@@ -109,6 +114,8 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
 
     let mut image = Array3::<f32>::zeros((size, size, 3));
     let mut icm = Array2::<bool>::from_elem((size, size), false);
+    let mut te_mask = Array2::<bool>::from_elem((size, size), false);
+    let mut zona_mask = Array2::<bool>::from_elem((size, size), false);
     for i in 0..size {
         for j in 0..size {
             let (y, x) = (i as f64 + 0.5, j as f64 + 0.5);
@@ -146,6 +153,10 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
             {
                 icm[[i, j]] = true;
             }
+            // The bands drawn above: the zona's bright band, and the TE
+            // profile within two of its widths (0.012 s) of its centre.
+            zona_mask[[i, j]] = band.abs() <= 1.0;
+            te_mask[[i, j]] = !icm[[i, j]] && d <= r_inner && (d - (r_inner - s * 0.02)).abs() <= s * 0.024;
             let n = noise.sample(rng);
             for c in 0..3 {
                 // A faint warm tint, as in stained micrographs.
@@ -156,6 +167,8 @@ pub fn embryo(size: usize, grade: Grade, rng: &mut impl Rng) -> Embryo {
     Embryo {
         image,
         icm,
+        te: te_mask,
+        zona: zona_mask,
         grade,
         degenerating,
     }

@@ -5,17 +5,21 @@
 //! `VisualizeImageGrayscale` and `VisualizeImageDiverging` do. The rest turns
 //! maps into 8-bit RGB pictures: colour maps, overlays on the input image,
 //! the "top k %" region XRAI's authors show, a labelled grid of pictures,
-//! and (feature `image`) PNG files.
+//! and (feature `image`) PNG files. To compare maps of several images or
+//! methods, colour them on one [`SharedScale`] and add its [`ColorBar`] to
+//! the panel ([`panel_with_colorbar`]).
 
 mod color;
 mod panel;
 #[cfg(feature = "image")]
 mod png;
+mod scale;
 
 pub use color::{ColorMap, apply_colormap, masked_image, overlay, to_rgb8, top_percent_mask};
-pub use panel::{draw_text, panel};
+pub use panel::{ColorBar, draw_text, panel, panel_with_colorbar};
 #[cfg(feature = "image")]
 pub use png::{read_image, save_png};
+pub use scale::SharedScale;
 
 use ndarray::{Array2, ArrayViewD, AsArray, Axis, Dimension, Ix2};
 

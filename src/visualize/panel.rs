@@ -1,8 +1,9 @@
 //! Several labelled pictures laid out in a grid, with a small built-in
 //! bitmap font for the labels.
 
-use ndarray::{Array3, ArrayView3, Axis};
+use ndarray::{Array3, ArrayView3, Axis, Slice};
 
+use super::ColorMap;
 use crate::error::{Result, SaliencyError};
 
 /// Glyph width and height of the built-in font, in font pixels.
@@ -164,6 +165,145 @@ pub fn panel(cells: &[(&str, ArrayView3<'_, u8>)], columns: usize) -> Result<Arr
     Ok(canvas)
 }
 
+/// A colour bar: the legend of pictures coloured on one scale (see
+/// [`SharedScale`](super::SharedScale)), a horizontal strip of the colour
+/// map with the values of its two ends written under it and a title above.
+///
+/// ```
+/// use saliency::visualize::{ColorBar, ColorMap};
+///
+/// let bar = ColorBar::new(ColorMap::Inferno, 0.0, 2.5).title("saliency mass");
+/// let strip = bar.render(200)?;
+/// assert_eq!(strip.shape()[1], 200);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColorBar {
+    colormap: ColorMap,
+    low: f64,
+    high: f64,
+    title: String,
+}
+
+/// The colour bar's strip height, in pixels.
+const BAR_H: usize = 14;
+
+/// A value as a short label: three decimals in the usual range, else
+/// scientific notation.
+fn value_label(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 || (1e-2..1e4).contains(&a) {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+impl ColorBar {
+    /// A bar for `colormap` whose ends stand for `low` and `high`: the
+    /// values shown as 0 and 1 (as -1 and 1 for
+    /// [`ColorMap::BlueWhiteRed`]).
+    pub fn new(colormap: ColorMap, low: f64, high: f64) -> Self {
+        ColorBar {
+            colormap,
+            low,
+            high,
+            title: String::new(),
+        }
+    }
+
+    /// The text above the strip (the quantity, its unit).
+    #[must_use = "a setter returns the changed bar; assign or chain it"]
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// The bar as an RGB picture `width` pixels wide (white background,
+    /// strip with a 4-pixel margin on either side).
+    ///
+    /// Errors unless `low` and `high` are finite with `high > low`, or when
+    /// `width` is under 16.
+    pub fn render(&self, width: usize) -> Result<Array3<u8>> {
+        if !(self.low.is_finite() && self.high.is_finite() && self.high > self.low) {
+            return Err(SaliencyError::param(
+                "high",
+                self.high,
+                "must be finite and greater than low",
+            ));
+        }
+        if width < 16 {
+            return Err(SaliencyError::param("width", width, "must be at least 16"));
+        }
+        let label_h = GLYPH_H + 4;
+        let (margin, height) = (4, 2 * label_h + BAR_H);
+        let mut bar = Array3::<u8>::from_elem((height, width, 3), 255);
+        draw_text(&mut bar, &self.title, 0, margin, 1, [20, 20, 20]);
+        let span = width - 2 * margin;
+        let (from, to) = match self.colormap {
+            ColorMap::BlueWhiteRed => (-1.0, 1.0),
+            _ => (0.0, 1.0),
+        };
+        for x in 0..span {
+            let t = from + (to - from) * x as f64 / (span - 1) as f64;
+            let rgb = self.colormap.rgb(t);
+            for y in label_h..label_h + BAR_H {
+                for (ch, v) in rgb.iter().enumerate() {
+                    bar[[y, margin + x, ch]] = *v;
+                }
+            }
+        }
+        let (low, high) = (value_label(self.low), value_label(self.high));
+        let top = label_h + BAR_H + 2;
+        draw_text(&mut bar, &low, top, margin, 1, [20, 20, 20]);
+        let high_w = high.chars().count() * (GLYPH_W + 1);
+        draw_text(
+            &mut bar,
+            &high,
+            top,
+            (width - margin).saturating_sub(high_w),
+            1,
+            [20, 20, 20],
+        );
+        Ok(bar)
+    }
+}
+
+/// [`panel`] with a [`ColorBar`] under the grid, as wide as the grid: the
+/// legend of pictures coloured on one shared scale.
+///
+/// Errors: those of [`panel`] and [`ColorBar::render`].
+///
+/// ```
+/// use ndarray::{array, Array2};
+/// use saliency::visualize::{apply_colormap, panel_with_colorbar, ColorBar, ColorMap, SharedScale};
+///
+/// let maps = [array![[0.0, 1.0], [2.0, 3.0]], array![[0.0, 0.5], [0.5, 1.0]]];
+/// let views: Vec<_> = maps.iter().map(|m| m.view()).collect();
+/// let scale = SharedScale::from_maps(&views, 100.0)?;
+/// let pictures = maps
+///     .iter()
+///     .map(|m| apply_colormap(scale.apply(m.view())?.view(), ColorMap::Inferno))
+///     .collect::<Result<Vec<_>, _>>()?;
+/// let bar = ColorBar::new(ColorMap::Inferno, scale.low(), scale.high());
+/// let grid = panel_with_colorbar(&[("a", pictures[0].view()), ("b", pictures[1].view())], 2, &bar)?;
+/// assert_eq!(grid.shape()[2], 3);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub fn panel_with_colorbar(cells: &[(&str, ArrayView3<'_, u8>)], columns: usize, bar: &ColorBar) -> Result<Array3<u8>> {
+    let grid = panel(cells, columns)?;
+    let (h, w) = (grid.shape()[0], grid.shape()[1]);
+    // A narrow grid (one small picture) still gets a readable bar.
+    let width = w.max(120);
+    let legend = bar.render(width)?;
+    let mut out = Array3::<u8>::from_elem((h + legend.shape()[0] + 8, width, 3), 255);
+    let mut top = out.slice_axis_mut(Axis(0), Slice::from(..h));
+    top.slice_axis_mut(Axis(1), Slice::from(..w)).assign(&grid);
+    out.slice_axis_mut(Axis(0), Slice::from(h..h + legend.shape()[0]))
+        .assign(&legend);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +325,19 @@ mod tests {
         assert!(grid.slice_axis(Axis(0), (8..15).into()).iter().any(|&v| v == 20)); // label ink
         assert!(panel(&[], 2).is_err());
         assert!(panel(&[("a", red.view())], 0).is_err());
+    }
+
+    #[test]
+    fn colorbar_runs_from_low_to_high_colour() {
+        let bar = ColorBar::new(ColorMap::Gray, 0.0, 1.0).render(100).unwrap();
+        let row = GLYPH_H + 4 + BAR_H / 2;
+        // The strip starts black and ends white, 4 pixels in from each side.
+        assert_eq!(bar[[row, 4, 0]], 0);
+        assert_eq!(bar[[row, 95, 0]], 255);
+        assert_eq!(bar[[row, 50, 0]], (46.0_f64 / 91.0 * 255.0).round() as u8);
+        assert!(ColorBar::new(ColorMap::Gray, 1.0, 1.0).render(100).is_err());
+        assert!(ColorBar::new(ColorMap::Gray, 0.0, 1.0).render(8).is_err());
+        assert_eq!(value_label(0.5), "0.500");
+        assert_eq!(value_label(12345.0), "1.23e4");
     }
 }
