@@ -35,6 +35,7 @@ pub mod grad_cam;
 pub mod guided_backprop;
 pub mod guided_ig;
 pub mod integrated_gradients;
+pub mod noise_tunnel;
 pub mod occlusion;
 pub mod smoothgrad;
 pub mod vanilla;
