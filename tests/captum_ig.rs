@@ -16,8 +16,8 @@ use saliency::adapters::candle::Target;
 use saliency::adapters::onnx::OnnxModel;
 use saliency::{
     BlurIg, CoreSaliency, GuidedIg, IntegratedGradients, IntegrationRule, ModelOutputs, ModelRequest, NoiseStdev,
-    NoiseTunnel, NoiseTunnelParams, NoiseTunnelType, OutputKey, Saliency, SaliencyError, SmoothGrad,
-    SmoothGradParams, VanillaGradients, Xrai, XraiParameters,
+    NoiseTunnel, NoiseTunnelParams, NoiseTunnelType, OutputKey, Saliency, SaliencyError, SmoothGrad, SmoothGradParams,
+    VanillaGradients, Xrai, XraiParameters,
 };
 
 const TARGET: usize = 1;
@@ -110,7 +110,10 @@ fn every_captum_rule_matches_captum_with_its_convergence_delta() {
         let change = f64::from(f[[0, TARGET]] - f[[1, TARGET]]);
         let expected = meta_number(&format!("ig_{name}_delta"));
         let err = (f64::from(out.delta) - expected).abs() / change.abs();
-        println!("{name}: delta {} (Captum {expected}), error {err:.2e} of f(x) - f(b)", out.delta);
+        println!(
+            "{name}: delta {} (Captum {expected}), error {err:.2e} of f(x) - f(b)",
+            out.delta
+        );
         assert!(err < 2e-6, "{name}: delta {} vs Captum's {expected}", out.delta);
         assert!((f64::from(out.output_at_input) - f64::from(f[[0, TARGET]])).abs() < 1e-5);
         assert!((f64::from(out.output_at_baseline) - f64::from(f[[1, TARGET]])).abs() < 1e-5);
@@ -149,7 +152,12 @@ fn xrai_ig_stage_uses_the_rule() {
     let out = xrai.get_mask_with_details(&x, &mut m.as_fn(), &mut |_| {}).unwrap();
     let attrs = out.ig_attribution.unwrap();
     // Measured: 1.6e-7.
-    check("XRAI IG stage (gausslegendre)", attrs[0].view(), captum("ig_gausslegendre").view(), 2e-6);
+    check(
+        "XRAI IG stage (gausslegendre)",
+        attrs[0].view(),
+        captum("ig_gausslegendre").view(),
+        2e-6,
+    );
 }
 
 #[test]
@@ -188,7 +196,12 @@ fn several_targets_equal_one_target_calls_bit_for_bit_and_captum() {
             );
             let expected = captum_row(reference.view(), t);
             // Measured: 1.5e-7 to 2.2e-7.
-            check(&format!("target {t}"), masks.index_axis(Axis(0), t).into_dyn(), expected.view(), 2e-6);
+            check(
+                &format!("target {t}"),
+                masks.index_axis(Axis(0), t).into_dyn(),
+                expected.view(),
+                2e-6,
+            );
         }
     }
 }
@@ -222,7 +235,11 @@ fn tunnel_with_captum_noise(nt_type: NoiseTunnelType, stdev: NoiseStdev) -> (Arr
     let noisy = nhwc(load(&format!("nt_{name}_noisy")).view());
     let samples = noisy.shape()[0];
     let x = image("x");
-    let params = NoiseTunnelParams::new().nt_type(nt_type).nsamples(samples).stdev(stdev).seed(11);
+    let params = NoiseTunnelParams::new()
+        .nt_type(nt_type)
+        .nsamples(samples)
+        .stdev(stdev)
+        .seed(11);
     let mut m = model(Target::class(TARGET));
     let mut inner = m.as_fn();
     let mut sample = 0;
@@ -261,10 +278,7 @@ fn noise_tunnel_stdev_is_absolute_or_a_spread_of_the_range() {
     let x = image("x");
     let (lo, hi) = x.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
     let range = f64::from(hi - lo);
-    for (stdev, expected) in [
-        (NoiseStdev::Absolute(0.2), 0.2),
-        (NoiseStdev::Spread(0.3), 0.3 * range),
-    ] {
+    for (stdev, expected) in [(NoiseStdev::Absolute(0.2), 0.2), (NoiseStdev::Spread(0.3), 0.3 * range)] {
         let (_, drawn) = tunnel_with_captum_noise(NoiseTunnelType::SmoothGrad, stdev);
         let n = drawn.len() as f64;
         let mean = drawn.iter().sum::<f64>() / n;
@@ -290,7 +304,11 @@ fn smoothgrad_is_noise_tunnel_with_the_references_names() {
     ] {
         let sg = SmoothGrad::new(
             VanillaGradients::new(),
-            SmoothGradParams::new().nsamples(4).stdev_spread(0.1).magnitude(magnitude).seed(9),
+            SmoothGradParams::new()
+                .nsamples(4)
+                .stdev_spread(0.1)
+                .magnitude(magnitude)
+                .seed(9),
         );
         let nt = NoiseTunnel::new(
             VanillaGradients::new(),
@@ -332,7 +350,11 @@ fn blur_ig_delta_is_measured_from_the_most_blurred_image() {
     let at_baseline = output_of(&mut m, blurred.view());
     let at_input = output_of(&mut m, x.view());
     // Measured: equal to the last bit or two (1e-7).
-    assert!((f64::from(out.output_at_baseline) - at_baseline).abs() < 1e-5, "{} vs {at_baseline}", out.output_at_baseline);
+    assert!(
+        (f64::from(out.output_at_baseline) - at_baseline).abs() < 1e-5,
+        "{} vs {at_baseline}",
+        out.output_at_baseline
+    );
     assert!((f64::from(out.output_at_input) - at_input).abs() < 1e-5);
     let sum: f64 = out.mask.iter().map(|&v| f64::from(v)).sum();
     let delta = sum - (at_input - at_baseline);
@@ -361,7 +383,10 @@ fn guided_ig_delta_is_completeness_on_its_path() {
 }
 
 /// A model that gives gradients but no output values.
-fn gradients_only(batch: ArrayViewD<'_, f32>, _request: &ModelRequest<'_>) -> Result<ModelOutputs<f32>, saliency::BoxError> {
+fn gradients_only(
+    batch: ArrayViewD<'_, f32>,
+    _request: &ModelRequest<'_>,
+) -> Result<ModelOutputs<f32>, saliency::BoxError> {
     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.to_owned()))
 }
 
@@ -369,9 +394,17 @@ fn gradients_only(batch: ArrayViewD<'_, f32>, _request: &ModelRequest<'_>) -> Re
 fn a_delta_without_output_values_is_an_error_naming_the_key() {
     let x = ArrayD::<f32>::from_elem(IxDyn(&[6, 6, 3]), 0.5);
     let errors = [
-        IntegratedGradients::new().get_mask_with_delta(&x, &mut gradients_only).unwrap_err(),
-        BlurIg::new().steps(4).get_mask_with_delta(&x, &mut gradients_only).unwrap_err(),
-        GuidedIg::new().steps(4).get_mask_with_delta(&x, &mut gradients_only).unwrap_err(),
+        IntegratedGradients::new()
+            .get_mask_with_delta(&x, &mut gradients_only)
+            .unwrap_err(),
+        BlurIg::new()
+            .steps(4)
+            .get_mask_with_delta(&x, &mut gradients_only)
+            .unwrap_err(),
+        GuidedIg::new()
+            .steps(4)
+            .get_mask_with_delta(&x, &mut gradients_only)
+            .unwrap_err(),
     ];
     for err in errors {
         assert!(matches!(err, SaliencyError::ConvergenceDeltaNeedsOutputValues), "{err}");
@@ -383,7 +416,10 @@ fn a_delta_without_output_values_is_an_error_naming_the_key() {
 fn riemann_rules_need_two_steps_as_in_captum() {
     let x = Array1::<f32>::ones(3);
     for rule in CAPTUM_RULES {
-        let res = IntegratedGradients::new().rule(rule).steps(1).get_mask(&x, &mut gradients_only);
+        let res = IntegratedGradients::new()
+            .rule(rule)
+            .steps(1)
+            .get_mask(&x, &mut gradients_only);
         match rule {
             IntegrationRule::GaussLegendre => assert!(res.is_ok()),
             _ => {
@@ -398,12 +434,25 @@ fn riemann_rules_need_two_steps_as_in_captum() {
     }
     // Checked before any model call, for XRAI too.
     let err = Xrai::<f32>::new()
-        .parameters(XraiParameters::new().steps(1).integration_rule(IntegrationRule::RiemannLeft))
-        .get_mask(&ArrayD::<f32>::zeros(IxDyn(&[8, 8, 3])), &mut |_b: ArrayViewD<'_, f32>, _r: &ModelRequest<'_>| {
+        .parameters(
+            XraiParameters::new()
+                .steps(1)
+                .integration_rule(IntegrationRule::RiemannLeft),
+        )
+        .get_mask(&ArrayD::<f32>::zeros(IxDyn(&[8, 8, 3])), &mut |_b: ArrayViewD<
+            '_,
+            f32,
+        >,
+                                                                  _r: &ModelRequest<
+            '_,
+        >| {
             panic!("the model must not be called")
         })
         .unwrap_err();
-    assert!(matches!(err, SaliencyError::InvalidParameter { name: "steps", .. }), "{err}");
+    assert!(
+        matches!(err, SaliencyError::InvalidParameter { name: "steps", .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -414,9 +463,14 @@ fn noise_tunnel_refuses_a_bad_stdev_before_any_model_call() {
         (NoiseStdev::Spread(f64::NAN), "stdev_spread"),
     ] {
         let err = NoiseTunnel::new(VanillaGradients::new(), NoiseTunnelParams::new().stdev(stdev))
-            .get_mask(&x, &mut |_b: ArrayViewD<'_, f32>, _r: &ModelRequest<'_>| panic!("the model must not be called"))
+            .get_mask(&x, &mut |_b: ArrayViewD<'_, f32>, _r: &ModelRequest<'_>| {
+                panic!("the model must not be called")
+            })
             .unwrap_err();
-        assert!(matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name), "{err}");
+        assert!(
+            matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name),
+            "{err}"
+        );
     }
     assert_eq!(
         CoreSaliency::<f32>::name(&NoiseTunnel::new(VanillaGradients::new(), NoiseTunnelParams::new())),

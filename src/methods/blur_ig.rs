@@ -208,14 +208,11 @@ impl BlurIg {
     /// assert!(out.relative_delta() < 0.01, "{}", out.relative_delta());
     /// # Ok::<(), saliency::SaliencyError>(())
     /// ```
-    pub fn get_mask_with_delta<'a, F: Float, D: ndarray::Dimension>(
+    pub fn get_mask_with_delta<'a, F: Float + 'a, D: ndarray::Dimension>(
         &self,
         x: impl ndarray::AsArray<'a, F, D>,
         model: &mut dyn CallModelFunction<F>,
-    ) -> Result<crate::MaskWithDelta<F, D>>
-    where
-        F: 'a,
-    {
+    ) -> Result<crate::MaskWithDelta<F, D>> {
         let x = x.into();
         let x = x.view().into_dyn();
         self.check()?;
@@ -234,8 +231,7 @@ impl BlurIg {
         }
         let start = ArrayD::from_shape_vec(IxDyn(&shape), start)
             .map_err(|_| SaliencyError::internal("the blurred baseline does not have the input's size"))?;
-        let (at_baseline, at_input) =
-            crate::methods::integrated_gradients::end_values(model, start.view(), x.view())?;
+        let (at_baseline, at_input) = crate::methods::integrated_gradients::end_values(model, start.view(), x.view())?;
         let mask = self.get_mask_dyn(x, model, &mut |_| {})?;
         crate::MaskWithDelta::new(mask, at_input, at_baseline)
     }

@@ -145,7 +145,15 @@ impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
         let baseline = self.checked_baseline(&x)?;
-        integrated_gradients(x, baseline.view(), self.steps, self.rule, self.batch_size, model, progress)
+        integrated_gradients(
+            x,
+            baseline.view(),
+            self.steps,
+            self.rule,
+            self.batch_size,
+            model,
+            progress,
+        )
     }
 }
 
@@ -397,16 +405,18 @@ pub(crate) fn end_values<F: Float>(
     let batch = ndarray::stack(ndarray::Axis(0), &[start, end])
         .map_err(|_| SaliencyError::internal("the two ends of a path differ in shape"))?;
     let mut outputs = call_model(model, batch.view(), &[key]).map_err(|e| match e {
-        SaliencyError::MissingOutput { key } if key == OutputKey::OutputLayerValues => {
-            SaliencyError::ConvergenceDeltaNeedsOutputValues
-        }
+        SaliencyError::MissingOutput {
+            key: OutputKey::OutputLayerValues,
+        } => SaliencyError::ConvergenceDeltaNeedsOutputValues,
         e => e,
     })?;
     let values = outputs.take(key)?;
     let mut values = values.iter().copied();
     match (values.next(), values.next()) {
         (Some(a), Some(b)) => Ok((a, b)),
-        _ => Err(SaliencyError::internal("the output values of the path's ends are not two")),
+        _ => Err(SaliencyError::internal(
+            "the output values of the path's ends are not two",
+        )),
     }
 }
 

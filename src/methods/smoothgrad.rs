@@ -339,8 +339,7 @@ pub(crate) fn noisy_masks<F: Float, M: CoreSaliency<F> + ?Sized>(
     }
     let n = F::from_f64_lossy(nsamples as f64);
     // `nsamples` was checked to be at least 1.
-    let (shape, mut total, squares) =
-        total.ok_or_else(|| SaliencyError::internal("SmoothGrad averaged no sample"))?;
+    let (shape, mut total, squares) = total.ok_or_else(|| SaliencyError::internal("SmoothGrad averaged no sample"))?;
     total.iter_mut().for_each(|t| *t /= n);
     if with_squares {
         for (t, &s) in total.iter_mut().zip(&squares) {
