@@ -426,20 +426,47 @@ pub(crate) fn masks_of_images<F: Float, M: CoreSaliency<F> + ?Sized>(
             shape: images.shape().to_vec(),
         });
     }
+    let image = |i: usize| images.index_axis(Axis(0), i);
+    packed_masks(method, n, "images", &image, model, progress)
+}
+
+/// [`Saliency::get_masks_for_targets`](crate::Saliency::get_masks_for_targets):
+/// `method` on `x` once per target, the rows of target `t` labelled image `t`
+/// in the model's request, model calls packed across targets.
+pub(crate) fn masks_of_targets<F: Float, M: CoreSaliency<F> + ?Sized>(
+    method: &M,
+    x: ArrayViewD<'_, F>,
+    targets: usize,
+    model: &mut dyn CallModelFunction<F>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ArrayD<F>> {
+    crate::checks::check_positive("targets", targets)?;
+    let image = |_: usize| x.view();
+    packed_masks(method, targets, "targets", &image, model, progress)
+}
+
+/// The masks of `n` tasks, task `i` explaining `image(i)` with its rows
+/// labelled image `i`; `[n, ...mask]`.
+fn packed_masks<'x, F: Float, M: CoreSaliency<F> + ?Sized>(
+    method: &M,
+    n: usize,
+    what: &'static str,
+    image: &(dyn Fn(usize) -> ArrayViewD<'x, F> + Sync),
+    model: &mut dyn CallModelFunction<F>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ArrayD<F>> {
     let mut masks: Option<(Vec<usize>, Vec<F>)> = None;
-    let task = |i: usize, model: &mut dyn CallModelFunction<F>| {
-        method.get_mask_dyn(images.index_axis(Axis(0), i), model, &mut |_| {})
-    };
+    let task = |i: usize, model: &mut dyn CallModelFunction<F>| method.get_mask_dyn(image(i), model, &mut |_| {});
     let mut collect = |i: usize, mask: ArrayD<F>| -> Result<()> {
         let (shape, values) = match &mut masks {
             Some(m) => m,
             None => {
                 let len = n.checked_mul(mask.len()).ok_or(SaliencyError::param(
-                    "images",
+                    what,
                     n,
                     "give masks too large to allocate together",
                 ))?;
-                let values = crate::checks::try_filled("images", n, len, F::zero())?;
+                let values = crate::checks::try_filled(what, n, len, F::zero())?;
                 masks.insert((mask.shape().to_vec(), values))
             }
         };

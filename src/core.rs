@@ -140,6 +140,17 @@ pub trait CoreSaliency<F: Float>: Sync {
     ) -> Result<ArrayD<F>> {
         smoothgrad::smooth(self, x, model, params, &mut |_| {})
     }
+
+    /// [`Saliency::get_masks_for_targets`] on a dynamic-rank input.
+    fn get_masks_for_targets_dyn(
+        &self,
+        x: ArrayViewD<'_, F>,
+        targets: usize,
+        model: &mut dyn CallModelFunction<F>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArrayD<F>> {
+        crate::batching::masks_of_targets(self, x, targets, model, progress)
+    }
 }
 
 /// The dimension of the masks [`Saliency::get_masks`] returns for images
@@ -213,6 +224,53 @@ pub trait Saliency<F: Float>: CoreSaliency<F> {
         F: 'a,
     {
         in_dimension(self.get_smoothed_mask_dyn(x.into().into_dyn(), model, params)?)
+    }
+
+    /// The masks of one input for `targets` targets, `[targets, ...mask]`,
+    /// from one run whose model calls carry the rows of every target (up to
+    /// the method's batch size per call: with `batch_size >= targets * steps`
+    /// Integrated Gradients asks the model once for all path points of all
+    /// targets).
+    ///
+    /// The rows of target `t` are labelled image `t` in the request
+    /// ([`ModelRequest::image_of_row`](crate::ModelRequest::image_of_row)),
+    /// so a model explains each row for its target: with the candle and ONNX
+    /// adapters, `Target::classes(classes)` explains target `t` for class
+    /// `classes[t]` (every class: `targets` = the class count and
+    /// `Target::classes((0..count).collect())`). Mask `t` equals, bit for
+    /// bit, the one-input call for target `t`, whatever the batch size.
+    ///
+    /// ```
+    /// use ndarray::{array, Array2};
+    /// use saliency::{IntegratedGradients, ModelOutputs, OutputKey, Saliency};
+    ///
+    /// // A linear model with three outputs: target t's gradient is row t of w.
+    /// let w = Array2::from_shape_vec((3, 2), vec![1.0_f64, 0.0, 0.0, 2.0, -1.0, 1.0])?;
+    /// let x = array![3.0_f64, 4.0];
+    /// let ig = IntegratedGradients::new().steps(10).batch_size(30);
+    /// let mut calls = 0;
+    /// let masks = ig.get_masks_for_targets(&x, 3, &mut |batch, request| {
+    ///     calls += 1;
+    ///     let mut grads = batch.to_owned();
+    ///     for (row, mut g) in grads.outer_iter_mut().enumerate() {
+    ///         g.assign(&w.row(request.image_of_row(row)));
+    ///     }
+    ///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, grads))
+    /// })?;
+    /// assert_eq!(calls, 1);
+    /// assert_eq!(masks, array![[3.0, 0.0], [0.0, 8.0], [-3.0, 4.0]]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn get_masks_for_targets<'a, D: Dimension>(
+        &self,
+        x: impl AsArray<'a, F, D>,
+        targets: usize,
+        model: &mut dyn CallModelFunction<F>,
+    ) -> Result<Array<F, <Self::MaskDim<D> as Dimension>::Larger>>
+    where
+        F: 'a,
+    {
+        in_dimension(self.get_masks_for_targets_dyn(x.into().into_dyn(), targets, model, &mut |_| {})?)
     }
 
     /// Computes the masks of several images at once: `images` is `[N, ...]`
@@ -319,6 +377,16 @@ macro_rules! forward_to_pointee {
                 params: &SmoothGradParams,
             ) -> Result<ArrayD<F>> {
                 (**self).get_smoothed_mask_dyn(x, model, params)
+            }
+
+            fn get_masks_for_targets_dyn(
+                &self,
+                x: ArrayViewD<'_, F>,
+                targets: usize,
+                model: &mut dyn CallModelFunction<F>,
+                progress: &mut dyn FnMut(Progress),
+            ) -> Result<ArrayD<F>> {
+                (**self).get_masks_for_targets_dyn(x, targets, model, progress)
             }
         }
 

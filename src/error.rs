@@ -252,6 +252,14 @@ pub enum SaliencyError {
         shape: Vec<usize>,
     },
 
+    /// A convergence delta was asked for, but the model returned no
+    /// [`OutputKey::OutputLayerValues`] for the two ends of the path.
+    #[error(
+        "the convergence delta needs the explained output f(x): return OutputKey::OutputLayerValues \
+         (one value per row, shape [B] or [B, 1]) when the request asks for it"
+    )]
+    ConvergenceDeltaNeedsOutputValues,
+
     /// A condition the crate's own logic rules out occurred (such as a
     /// shape that disagrees with one checked before): a bug in this crate,
     /// not a fault of the arguments.

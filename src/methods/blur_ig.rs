@@ -176,6 +176,67 @@ impl BlurIg {
 /// The reference's blur of `x` (row-major `f64` values of `shape`): none at
 /// sigma 0, else a Gaussian over height and width with the constant 0 beyond
 /// the edges, stored as `F`. `scratch` is reused between calls.
+impl BlurIg {
+    /// The mask and its convergence delta: `sum(mask) - (f(x) - f(baseline))`
+    /// (Captum's convergence delta), where the baseline is the start of the
+    /// path, the input blurred with the path's largest sigma (`max_sigma`, or
+    /// its square root with `sqrt`), computed as the path's points are. The
+    /// reference's path never evaluates the model there (its last point is
+    /// one sigma step short of it), so `f(baseline)` comes from one extra
+    /// call: the model is asked for [`OutputKey::OutputLayerValues`] once, on
+    /// a batch of two rows (the blurred baseline, then `x`), before the path.
+    /// A model that does not return it gets
+    /// [`SaliencyError::ConvergenceDeltaNeedsOutputValues`].
+    ///
+    /// ```
+    /// use ndarray::{Array3, Axis};
+    /// use saliency::{BlurIg, ModelOutputs, OutputKey};
+    ///
+    /// let x = Array3::<f64>::from_shape_fn((6, 6, 1), |(i, j, _)| ((i * j) % 5) as f64 / 5.0);
+    /// // f(x) = sum(sin(x)).
+    /// let out = BlurIg::new().max_sigma(3.0).steps(400).get_mask_with_delta(&x, &mut |batch, request| {
+    ///     let mut outputs = ModelOutputs::new();
+    ///     if request.wants(OutputKey::OutputLayerValues) {
+    ///         let f = batch.map_axis(Axis(1), |r| r.iter().map(|v| v.sin()).sum::<f64>()).sum_axis(Axis(1)).sum_axis(Axis(1));
+    ///         outputs.insert(OutputKey::OutputLayerValues, f);
+    ///     }
+    ///     if request.wants(OutputKey::InputOutputGradients) {
+    ///         outputs.insert(OutputKey::InputOutputGradients, batch.mapv(f64::cos));
+    ///     }
+    ///     Ok(outputs)
+    /// })?;
+    /// assert!(out.relative_delta() < 0.01, "{}", out.relative_delta());
+    /// # Ok::<(), saliency::SaliencyError>(())
+    /// ```
+    pub fn get_mask_with_delta<'a, F: Float + 'a, D: ndarray::Dimension>(
+        &self,
+        x: impl ndarray::AsArray<'a, F, D>,
+        model: &mut dyn CallModelFunction<F>,
+    ) -> Result<crate::MaskWithDelta<F, D>> {
+        let x = x.into();
+        let x = x.view().into_dyn();
+        self.check()?;
+        check_image("input", &x)?;
+        let shape = x.shape().to_vec();
+        let x_f64 = crate::imageops::to_f64_vec(&x);
+        let sigma = self.sigmas().last().copied().unwrap_or(0.0);
+        let mut start = vec![F::zero(); x_f64.len()];
+        blur(&x_f64, &shape, sigma, &mut start, &mut Scratch::default());
+        if let Some((count, first_index)) = find_non_finite(&start) {
+            return Err(SaliencyError::NonFiniteResult {
+                what: "blurred input",
+                count,
+                first_index,
+            });
+        }
+        let start = ArrayD::from_shape_vec(IxDyn(&shape), start)
+            .map_err(|_| SaliencyError::internal("the blurred baseline does not have the input's size"))?;
+        let (at_baseline, at_input) = crate::methods::integrated_gradients::end_values(model, start.view(), x.view())?;
+        let mask = self.get_mask_dyn(x, model, &mut |_| {})?;
+        crate::MaskWithDelta::new(mask, at_input, at_baseline)
+    }
+}
+
 fn blur<F: Float>(x: &[f64], shape: &[usize], sigma: f64, out: &mut [F], scratch: &mut Scratch) {
     let sigmas = [sigma, sigma, 0.0];
     // Sigma 0 filters no axis: the result is `x` itself.

@@ -8,7 +8,7 @@ use crate::checks::{check_input, check_like_input, check_positive, check_steps, 
 use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_check, non_finite_error};
+use crate::model::{CallModelFunction, OutputKey, call_model, call_model_deferring_finite_check, non_finite_error};
 
 /// Integrated Gradients: the gradient averaged along the straight path from a
 /// baseline to the input, times (input - baseline).
@@ -21,6 +21,18 @@ use crate::model::{CallModelFunction, OutputKey, call_model_deferring_finite_che
 /// At most `batch_size` path points exist at any time; they are sent to the
 /// model in batches of `batch_size` (the last one may be smaller). The result
 /// does not depend on `batch_size` beyond floating-point summation order.
+///
+/// [`rule`](Self::rule) picks Captum's integration rules instead
+/// ([`IntegrationRule`]): the mask is then `(x - baseline) * sum(w_i * g_i)`
+/// over the rule's points `alpha_i` and weights `w_i`. The parameters map to
+/// Captum 0.9's `IntegratedGradients(forward).attribute(inputs, baselines,
+/// target, n_steps, method)` as: `steps` = `n_steps`, [`rule`](Self::rule) =
+/// `method` (its [`captum_name`](IntegrationRule::captum_name)), the
+/// [`baseline`](Self::baseline) = `baselines` (one, of the input's shape;
+/// none = zeros, as Captum's default), the target is the model's (the
+/// closure's) choice, and `batch_size` = `internal_batch_size`.
+/// [`get_mask_with_delta`](Self::get_mask_with_delta) is
+/// `return_convergence_delta=True`.
 ///
 /// ```
 /// use ndarray::array;
@@ -40,6 +52,7 @@ pub struct IntegratedGradients<F> {
     steps: usize,
     batch_size: usize,
     baseline: Option<ArrayD<F>>,
+    rule: IntegrationRule,
 }
 
 impl<F> Default for IntegratedGradients<F> {
@@ -48,6 +61,7 @@ impl<F> Default for IntegratedGradients<F> {
             steps: 25,
             batch_size: 1,
             baseline: None,
+            rule: IntegrationRule::EvenlySpaced,
         }
     }
 }
@@ -79,6 +93,19 @@ impl<F: Float> IntegratedGradients<F> {
     pub fn baseline<D: ndarray::Dimension>(mut self, baseline: ndarray::Array<F, D>) -> Self {
         self.baseline = Some(baseline.into_dyn());
         self
+    }
+
+    /// How the path integral is approximated (default: the reference's
+    /// [`IntegrationRule::EvenlySpaced`]).
+    #[must_use = "a setter returns the changed method; assign or chain it"]
+    pub fn rule(mut self, rule: IntegrationRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// The integration rule.
+    pub fn get_rule(&self) -> IntegrationRule {
+        self.rule
     }
 
     /// The number of path points.
@@ -117,15 +144,279 @@ impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 1)?;
-        let baseline = match &self.baseline {
+        let baseline = self.checked_baseline(&x)?;
+        integrated_gradients(
+            x,
+            baseline.view(),
+            self.steps,
+            self.rule,
+            self.batch_size,
+            model,
+            progress,
+        )
+    }
+}
+
+impl<F: Float> IntegratedGradients<F> {
+    /// Checks the settings against `x`; returns the baseline to use.
+    fn checked_baseline<'b>(&'b self, x: &ArrayViewD<'_, F>) -> Result<std::borrow::Cow<'b, ArrayD<F>>> {
+        check_input("input", x, 1)?;
+        check_steps("steps", self.steps)?;
+        check_positive("batch_size", self.batch_size)?;
+        self.rule.points_and_weights(self.steps)?;
+        Ok(match &self.baseline {
             Some(b) => {
                 check_like_input("baseline", &b.view(), x.shape())?;
                 std::borrow::Cow::Borrowed(b)
             }
             None => std::borrow::Cow::Owned(ArrayD::zeros(x.raw_dim())),
+        })
+    }
+
+    /// The mask and its convergence delta (Captum's
+    /// `return_convergence_delta=True`): `sum(mask) - (f(x) - f(baseline))`,
+    /// where `f` is the explained output. Completeness makes it 0 for the
+    /// exact integral, so it measures the integration error of the rule
+    /// and the step count.
+    ///
+    /// The model is asked for [`OutputKey::OutputLayerValues`] once, on a
+    /// batch of two rows (the baseline, then `x`), before the path; a model
+    /// that does not return it gets
+    /// [`SaliencyError::ConvergenceDeltaNeedsOutputValues`].
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use saliency::{IntegratedGradients, IntegrationRule, ModelOutputs, OutputKey};
+    ///
+    /// // f(x) = sum(x^3): f(x) - f(0) = 1 - 8 = -7.
+    /// let x = array![1.0_f64, -2.0];
+    /// let ig = IntegratedGradients::new().rule(IntegrationRule::GaussLegendre).steps(2);
+    /// let out = ig.get_mask_with_delta(&x, &mut |batch, request| {
+    ///     let mut outputs = ModelOutputs::new();
+    ///     if request.wants(OutputKey::OutputLayerValues) {
+    ///         let f = batch.map_axis(ndarray::Axis(1), |row| row.iter().map(|v| v * v * v).sum::<f64>());
+    ///         outputs.insert(OutputKey::OutputLayerValues, f);
+    ///     }
+    ///     if request.wants(OutputKey::InputOutputGradients) {
+    ///         outputs.insert(OutputKey::InputOutputGradients, batch.mapv(|v| 3.0 * v * v));
+    ///     }
+    ///     Ok(outputs)
+    /// })?;
+    /// // Two Gauss-Legendre points integrate the quadratic gradient exactly.
+    /// assert!(out.delta.abs() < 1e-12);
+    /// assert_eq!((out.output_at_input, out.output_at_baseline), (-7.0, 0.0));
+    /// # Ok::<(), saliency::SaliencyError>(())
+    /// ```
+    pub fn get_mask_with_delta<'a, D: ndarray::Dimension>(
+        &self,
+        x: impl ndarray::AsArray<'a, F, D>,
+        model: &mut dyn CallModelFunction<F>,
+    ) -> Result<MaskWithDelta<F, D>>
+    where
+        F: 'a,
+    {
+        let x = x.into();
+        let x_dyn = x.view().into_dyn();
+        let baseline = self.checked_baseline(&x_dyn)?;
+        let (at_baseline, at_input) = end_values(model, baseline.view(), x_dyn.view())?;
+        let mask = integrated_gradients(
+            x_dyn,
+            baseline.view(),
+            self.steps,
+            self.rule,
+            self.batch_size,
+            model,
+            &mut |_| {},
+        )?;
+        MaskWithDelta::new(mask, at_input, at_baseline)
+    }
+}
+
+/// How the path integral of the integrated-gradients methods is
+/// approximated: the points `alpha_i` in `[0, 1]` where the gradient is
+/// taken on the path `baseline + alpha * (x - baseline)`, and the weight
+/// `w_i` of each. The mask is `(x - baseline) * sum(w_i * g_i)`.
+///
+/// Besides the reference's rule, the five rules of Captum 0.9
+/// (`captum.attr._utils.approximation_methods`), with Captum's points and
+/// weights for `n` steps:
+///
+/// | rule | Captum `method` | points | weights |
+/// | --- | --- | --- | --- |
+/// | `EvenlySpaced` (default) | none (PAIR saliency's) | `linspace(0, 1, n)` | `1 / n` |
+/// | `RiemannLeft` | `riemann_left` | `linspace(0, 1 - 1/n, n)` | `1 / n` |
+/// | `RiemannRight` | `riemann_right` | `linspace(1/n, 1, n)` | `1 / n` |
+/// | `RiemannMiddle` | `riemann_middle` | `linspace(1/(2n), 1 - 1/(2n), n)` | `1 / n` |
+/// | `RiemannTrapezoid` | `riemann_trapezoid` | `linspace(0, 1, n)` | `1 / n`, the two ends `1 / (2n)` |
+/// | `GaussLegendre` | `gausslegendre` | Gauss-Legendre nodes on `[0, 1]` | their weights |
+///
+/// Captum's trapezoid weights sum to `(n - 1) / n`, not 1 (a true
+/// trapezoid rule on `n` points has spacing `1 / (n - 1)`); it is kept as
+/// Captum has it, so that the masks match. Captum's Riemann rules need at
+/// least 2 steps. Captum computes the Riemann points in `float32`
+/// (`torch.linspace`); here they are computed in `f64`, a difference of at
+/// most one `float32` rounding of `alpha`.
+///
+/// ```
+/// use saliency::IntegrationRule;
+/// let (points, weights) = IntegrationRule::RiemannMiddle.points_and_weights(4)?;
+/// assert_eq!(points, [0.125, 0.375, 0.625, 0.875]);
+/// assert_eq!(weights, [0.25; 4]);
+/// assert_eq!(IntegrationRule::RiemannMiddle.captum_name(), Some("riemann_middle"));
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IntegrationRule {
+    /// PAIR saliency's rule: `n` evenly spaced points from 0 to 1, both
+    /// included, each weighted `1 / n`.
+    #[default]
+    EvenlySpaced,
+    /// Captum's `riemann_left`: the left ends of `n` equal intervals.
+    RiemannLeft,
+    /// Captum's `riemann_right`: the right ends of `n` equal intervals.
+    RiemannRight,
+    /// Captum's `riemann_middle`: the midpoints of `n` equal intervals.
+    RiemannMiddle,
+    /// Captum's `riemann_trapezoid` (its default).
+    RiemannTrapezoid,
+    /// Captum's `gausslegendre`: `n`-point Gauss-Legendre quadrature.
+    GaussLegendre,
+}
+
+impl IntegrationRule {
+    /// Every rule, the default first.
+    pub const ALL: [IntegrationRule; 6] = [
+        IntegrationRule::EvenlySpaced,
+        IntegrationRule::RiemannLeft,
+        IntegrationRule::RiemannRight,
+        IntegrationRule::RiemannMiddle,
+        IntegrationRule::RiemannTrapezoid,
+        IntegrationRule::GaussLegendre,
+    ];
+
+    /// Captum's name for the rule (its `method` argument); `None` for the
+    /// reference's rule, which Captum does not have.
+    pub fn captum_name(self) -> Option<&'static str> {
+        match self {
+            IntegrationRule::EvenlySpaced => None,
+            IntegrationRule::RiemannLeft => Some("riemann_left"),
+            IntegrationRule::RiemannRight => Some("riemann_right"),
+            IntegrationRule::RiemannMiddle => Some("riemann_middle"),
+            IntegrationRule::RiemannTrapezoid => Some("riemann_trapezoid"),
+            IntegrationRule::GaussLegendre => Some("gausslegendre"),
+        }
+    }
+
+    /// The points `alpha_i` (ascending) and weights `w_i` for `steps`
+    /// points. Errors when `steps` is 0 or above [`MAX_STEPS`](crate::MAX_STEPS),
+    /// or 1 for Captum's Riemann rules.
+    pub fn points_and_weights(self, steps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+        check_steps("steps", steps)?;
+        let n = steps as f64;
+        let even = |start: f64, end: f64| -> Vec<f64> {
+            // As linspace: start + i * step, the last point exactly `end`.
+            let step = (end - start) / (n - 1.0);
+            (0..steps)
+                .map(|i| if i + 1 == steps { end } else { start + i as f64 * step })
+                .collect()
         };
-        integrated_gradients(x, baseline.view(), self.steps, self.batch_size, model, progress)
+        let riemann = |points: Vec<f64>| (points, vec![1.0 / n; steps]);
+        if steps < 2 && !matches!(self, IntegrationRule::EvenlySpaced | IntegrationRule::GaussLegendre) {
+            return Err(SaliencyError::param(
+                "steps",
+                steps,
+                "must be at least 2 for Captum's Riemann rules (as in Captum)",
+            ));
+        }
+        Ok(match self {
+            IntegrationRule::EvenlySpaced => (linspace_0_1(steps).collect(), vec![1.0 / n; steps]),
+            IntegrationRule::RiemannLeft => riemann(even(0.0, 1.0 - 1.0 / n)),
+            IntegrationRule::RiemannRight => riemann(even(1.0 / n, 1.0)),
+            IntegrationRule::RiemannMiddle => riemann(even(1.0 / (2.0 * n), 1.0 - 1.0 / (2.0 * n))),
+            IntegrationRule::RiemannTrapezoid => {
+                let mut weights = vec![1.0 / n; steps];
+                weights[0] /= 2.0;
+                weights[steps - 1] /= 2.0;
+                (linspace_0_1(steps).collect(), weights)
+            }
+            IntegrationRule::GaussLegendre => crate::imageops::gauss_legendre_unit(steps),
+        })
+    }
+}
+
+impl std::fmt::Display for IntegrationRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.captum_name().unwrap_or("evenly_spaced"))
+    }
+}
+
+/// A mask with its convergence delta, from the `get_mask_with_delta` of
+/// [`IntegratedGradients`], [`BlurIg`](crate::BlurIg) and
+/// [`GuidedIg`](crate::GuidedIg).
+///
+/// `delta = sum(mask) - (output_at_input - output_at_baseline)` (Captum's
+/// convergence delta), summed in `f64`; `output_*` are the model's
+/// [`OutputKey::OutputLayerValues`] at the two ends of the path.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaskWithDelta<F, D: ndarray::Dimension> {
+    /// The mask, as `get_mask` returns it.
+    pub mask: ndarray::Array<F, D>,
+    /// `sum(mask) - (output_at_input - output_at_baseline)`.
+    pub delta: F,
+    /// The explained output at the input, `f(x)`.
+    pub output_at_input: F,
+    /// The explained output at the start of the path, `f(baseline)`.
+    pub output_at_baseline: F,
+}
+
+impl<F: Float, D: ndarray::Dimension> MaskWithDelta<F, D> {
+    pub(crate) fn new(mask: ArrayD<F>, at_input: F, at_baseline: F) -> Result<Self> {
+        let sum: f64 = mask.iter().map(|v| v.as_f64()).sum();
+        let delta = sum - (at_input.as_f64() - at_baseline.as_f64());
+        let mask = mask
+            .into_dimensionality::<D>()
+            .map_err(|_| SaliencyError::internal("a mask does not have the rank its method promises"))?;
+        Ok(MaskWithDelta {
+            mask,
+            delta: F::from_f64_lossy(delta),
+            output_at_input: at_input,
+            output_at_baseline: at_baseline,
+        })
+    }
+
+    /// `|delta| / |output_at_input - output_at_baseline|`: the delta as a
+    /// fraction of the change it should sum to (infinite or NaN when the two
+    /// outputs are equal).
+    pub fn relative_delta(&self) -> f64 {
+        self.delta.as_f64().abs() / (self.output_at_input.as_f64() - self.output_at_baseline.as_f64()).abs()
+    }
+}
+
+/// The explained output at `start` and at `end` (same shape), from one model
+/// call of two rows asking for [`OutputKey::OutputLayerValues`] only.
+pub(crate) fn end_values<F: Float>(
+    model: &mut dyn CallModelFunction<F>,
+    start: ArrayViewD<'_, F>,
+    end: ArrayViewD<'_, F>,
+) -> Result<(F, F)> {
+    let key = OutputKey::OutputLayerValues;
+    let batch = ndarray::stack(ndarray::Axis(0), &[start, end])
+        .map_err(|_| SaliencyError::internal("the two ends of a path differ in shape"))?;
+    let mut outputs = call_model(model, batch.view(), &[key]).map_err(|e| match e {
+        SaliencyError::MissingOutput {
+            key: OutputKey::OutputLayerValues,
+        } => SaliencyError::ConvergenceDeltaNeedsOutputValues,
+        e => e,
+    })?;
+    let values = outputs.take(key)?;
+    let mut values = values.iter().copied();
+    match (values.next(), values.next()) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(SaliencyError::internal(
+            "the output values of the path's ends are not two",
+        )),
     }
 }
 
@@ -144,18 +435,24 @@ pub(crate) fn linspace_0_1(steps: usize) -> impl Iterator<Item = f64> {
 }
 
 /// Integrated gradients of `x` from `baseline` (same shape, both checked by
-/// the caller: a baseline of another shape gives an internal error), used
-/// by [`IntegratedGradients`] and by XRAI.
+/// the caller: a baseline of another shape gives an internal error) with
+/// `rule`, used by [`IntegratedGradients`] and by XRAI.
 pub(crate) fn integrated_gradients<F: Float>(
     x: ArrayViewD<'_, F>,
     baseline: ArrayViewD<'_, F>,
     steps: usize,
+    rule: IntegrationRule,
     batch_size: usize,
     model: &mut dyn CallModelFunction<F>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ArrayD<F>> {
     check_steps("steps", steps)?;
     check_positive("batch_size", batch_size)?;
+    let (alphas, weights) = rule.points_and_weights(steps)?;
+    // The reference's rule sums the gradients and divides once at the end,
+    // as the reference does; the others weight each gradient.
+    let weights: Option<Vec<F>> =
+        (rule != IntegrationRule::EvenlySpaced).then(|| weights.iter().map(|&w| F::from_f64_lossy(w)).collect());
     // Flat copies: the hot loops below run over contiguous slices.
     let base = flat(&baseline);
     let x_flat = flat(&x);
@@ -179,7 +476,6 @@ pub(crate) fn integrated_gradients<F: Float>(
     with_scratch(scratch_len, |buffer: &mut [F]| -> Result<()> {
         let key = OutputKey::InputOutputGradients;
 
-        let alphas: Vec<f64> = linspace_0_1(steps).collect();
         let mut done = 0;
         for chunk in alphas.chunks(batch_size) {
             // baseline + alpha * diff, as the reference computes it (for f32
@@ -212,13 +508,26 @@ pub(crate) fn integrated_gradients<F: Float>(
             let finite = std::sync::atomic::AtomicBool::new(true);
             // Sum the batch first, then add, in the reference's order; row by row
             // so that every pass is a contiguous, vectorised one.
+            let batch_weights = weights.as_ref().map(|w| &w[done..done + rows]);
             for_each_chunk_mut_from(PARALLEL_MIN / rows, &mut total, |offset, out| {
                 let n = out.len();
                 let mut rows_of_chunk = grads.chunks(len).map(|row| &row[offset..offset + n]);
-                let mut sum: Vec<F> = rows_of_chunk.next().map(<[F]>::to_vec).unwrap_or_default();
-                for row in rows_of_chunk {
-                    sum.iter_mut().zip(row).for_each(|(s, &g)| *s += g);
-                }
+                let sum: Vec<F> = match batch_weights {
+                    None => {
+                        let mut sum: Vec<F> = rows_of_chunk.next().map(<[F]>::to_vec).unwrap_or_default();
+                        for row in rows_of_chunk {
+                            sum.iter_mut().zip(row).for_each(|(s, &g)| *s += g);
+                        }
+                        sum
+                    }
+                    Some(w) => {
+                        let mut sum = vec![F::zero(); n];
+                        for (row, &w) in rows_of_chunk.zip(w) {
+                            sum.iter_mut().zip(row).for_each(|(s, &g)| *s += w * g);
+                        }
+                        sum
+                    }
+                };
                 out.iter_mut().zip(&sum).for_each(|(t, &s)| *t += s);
                 // NaN and infinities survive the sum: checking it checks every
                 // gradient without another pass over the batch.
@@ -238,9 +547,10 @@ pub(crate) fn integrated_gradients<F: Float>(
     })
     .ok_or_else(too_large)??;
     let n = F::from_f64_lossy(steps as f64);
+    let weighted = weights.is_some();
     for_each_chunk_mut(&mut total, |offset, out| {
         for (t, &d) in out.iter_mut().zip(&diff[offset..]) {
-            *t = *t * d / n;
+            *t = if weighted { *t * d } else { *t * d / n };
         }
     });
     let mask = ArrayD::from_shape_vec(x.raw_dim(), total)

@@ -39,6 +39,7 @@ pub mod guided_grad_cam;
 pub mod guided_ig;
 pub mod input_x_gradient;
 pub mod integrated_gradients;
+pub mod noise_tunnel;
 pub mod occlusion;
 pub mod smoothgrad;
 pub mod vanilla;

@@ -210,11 +210,58 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
     check_input("input", &x, 1)?;
     let (lo, hi) = crate::imageops::min_max(x.iter().copied());
     let stdev = params.stdev_spread * (hi.as_f64() - lo.as_f64());
+    let noise = Noise {
+        stdev,
+        stdev_name: "stdev_spread",
+        nsamples: params.nsamples,
+        seed: params.seed,
+        batch_size: params.batch_size,
+    };
+    let aggregate = if params.magnitude {
+        Aggregate::MeanOfSquares
+    } else {
+        Aggregate::Mean
+    };
+    noisy_masks(method, x, model, &noise, aggregate, progress)
+}
+
+/// The noise of a SmoothGrad or NoiseTunnel run, its settings checked.
+pub(crate) struct Noise {
+    /// The absolute standard deviation.
+    pub stdev: f64,
+    /// The setting `stdev` came from, for the error of an invalid one.
+    pub stdev_name: &'static str,
+    pub nsamples: usize,
+    pub seed: Option<u64>,
+    pub batch_size: Option<usize>,
+}
+
+/// How the masks of the noisy samples are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Aggregate {
+    Mean,
+    MeanOfSquares,
+    /// `mean(m^2) - mean(m)^2`, as Captum's VarGrad.
+    Variance,
+}
+
+/// `method`'s masks of `nsamples` noisy copies of `x`, combined by
+/// `aggregate`. Shared by SmoothGrad and NoiseTunnel.
+pub(crate) fn noisy_masks<F: Float, M: CoreSaliency<F> + ?Sized>(
+    method: &M,
+    x: ArrayViewD<'_, F>,
+    model: &mut dyn CallModelFunction<F>,
+    noise: &Noise,
+    aggregate: Aggregate,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ArrayD<F>> {
+    let stdev = noise.stdev;
     let normal = Normal::new(0.0, stdev)
-        .map_err(|_| SaliencyError::param("stdev_spread", stdev, "gives an invalid noise deviation"))?;
+        .map_err(|_| SaliencyError::param(noise.stdev_name, stdev, "gives an invalid noise deviation"))?;
     // Every block of `CHUNK` values has its own ChaCha stream, so the noise
     // is the same however many threads draw it.
-    let seed = params.seed.unwrap_or_else(|| rand::RngExt::random(&mut rand::rng()));
+    let seed = noise.seed.unwrap_or_else(|| rand::RngExt::random(&mut rand::rng()));
+    let nsamples = noise.nsamples;
     let x_flat = flat(&x);
     let len = x_flat.len();
     // Each sample is one task: its noisy copy (a function of the seed and
@@ -234,20 +281,28 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
             .map_err(|_| SaliencyError::internal("the noisy input does not have the input's size"))?;
         method.get_mask_dyn(view, model, &mut |_| {})
     };
-    let mut total: Option<(Vec<usize>, Vec<F>)> = None;
-    let magnitude = params.magnitude;
+    // The sum of the masks (or of their squares), and for the variance the
+    // sum of squares beside the sum.
+    let mut total: Option<(Vec<usize>, Vec<F>, Vec<F>)> = None;
+    let squares_first = aggregate == Aggregate::MeanOfSquares;
+    let with_squares = aggregate == Aggregate::Variance;
     let mut add = |sample: usize, mask: ArrayD<F>| -> Result<()> {
         let mask_view = mask.view();
         let mask_flat = flat(&mask_view);
         match &mut total {
             None => {
                 let mut first = mask_flat.into_owned();
-                if magnitude {
+                let squares = if with_squares {
+                    first.iter().map(|&g| g * g).collect()
+                } else {
+                    Vec::new()
+                };
+                if squares_first {
                     first.iter_mut().for_each(|g| *g = *g * *g);
                 }
-                total = Some((mask.shape().to_vec(), first));
+                total = Some((mask.shape().to_vec(), first, squares));
             }
-            Some((shape, t)) => {
+            Some((shape, t, sq)) => {
                 if shape.as_slice() != mask.shape() {
                     return Err(SaliencyError::ShapeMismatch {
                         what: "a SmoothGrad sample's mask",
@@ -257,35 +312,40 @@ pub(crate) fn smooth<F: Float, M: CoreSaliency<F> + ?Sized>(
                 }
                 for_each_chunk_mut(t, |offset, out| {
                     for (t, &g) in out.iter_mut().zip(&mask_flat[offset..]) {
-                        *t += if magnitude { g * g } else { g };
+                        *t += if squares_first { g * g } else { g };
                     }
                 });
+                if with_squares {
+                    for_each_chunk_mut(sq, |offset, out| {
+                        for (s, &g) in out.iter_mut().zip(&mask_flat[offset..]) {
+                            *s += g * g;
+                        }
+                    });
+                }
             }
         }
-        progress(Progress::new(Stage::SmoothGradSamples, sample + 1, params.nsamples));
+        progress(Progress::new(Stage::SmoothGradSamples, sample + 1, nsamples));
         Ok(())
     };
-    match params.batch_size {
-        Some(batch_size) => run_packed(
-            params.nsamples,
-            batch_size,
-            RowImages::Single,
-            model,
-            &sample_mask,
-            &mut add,
-        )?,
+    match noise.batch_size {
+        Some(batch_size) => run_packed(nsamples, batch_size, RowImages::Single, model, &sample_mask, &mut add)?,
         // As the reference: one sample after another, each calling the
         // model as the wrapped method does.
         None => {
-            for sample in 0..params.nsamples {
+            for sample in 0..nsamples {
                 add(sample, sample_mask(sample, model)?)?;
             }
         }
     }
-    let n = F::from_f64_lossy(params.nsamples as f64);
+    let n = F::from_f64_lossy(nsamples as f64);
     // `nsamples` was checked to be at least 1.
-    let (shape, mut total) = total.ok_or_else(|| SaliencyError::internal("SmoothGrad averaged no sample"))?;
+    let (shape, mut total, squares) = total.ok_or_else(|| SaliencyError::internal("SmoothGrad averaged no sample"))?;
     total.iter_mut().for_each(|t| *t /= n);
+    if with_squares {
+        for (t, &s) in total.iter_mut().zip(&squares) {
+            *t = s / n - *t * *t;
+        }
+    }
     let mask = ArrayD::from_shape_vec(IxDyn(&shape), total)
         .map_err(|_| SaliencyError::internal("the SmoothGrad mask does not have its samples' size"))?;
     // Squares and sums of huge finite masks overflow.

@@ -182,19 +182,10 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 1)?;
-        check_steps("steps", self.steps)?;
-        check_unit("fraction", self.fraction)?;
-        check_unit("max_dist", self.max_dist)?;
-        // One image sends one row per call, but the setting is checked
-        // whatever the call.
-        check_positive("batch_size", self.batch_size)?;
+        self.check(&x)?;
         let input: Vec<f64> = x.iter().map(|v| v.as_f64()).collect();
         let baseline: Vec<f64> = match &self.baseline {
-            Some(b) => {
-                check_like_input("baseline", &b.view(), x.shape())?;
-                b.iter().map(|v| v.as_f64()).collect()
-            }
+            Some(b) => b.iter().map(|v| v.as_f64()).collect(),
             None => Vec::new(),
         };
         // An all-zero baseline (the default) is not stored: the passes then
@@ -206,6 +197,74 @@ impl<F: Float> CoreSaliency<F> for GuidedIg<F> {
         let mask = ArrayD::from_shape_vec(x.raw_dim(), attr)
             .map_err(|_| SaliencyError::internal("the Guided IG attribution does not have the input's size"))?;
         finite_result("guided integrated gradients", mask)
+    }
+}
+
+impl<F: Float> GuidedIg<F> {
+    fn check(&self, x: &ArrayViewD<'_, F>) -> Result<()> {
+        check_input("input", x, 1)?;
+        check_steps("steps", self.steps)?;
+        check_unit("fraction", self.fraction)?;
+        check_unit("max_dist", self.max_dist)?;
+        // One image sends one row per call, but the setting is checked
+        // whatever the call.
+        check_positive("batch_size", self.batch_size)?;
+        if let Some(b) = &self.baseline {
+            check_like_input("baseline", &b.view(), x.shape())?;
+        }
+        Ok(())
+    }
+
+    /// The mask and its convergence delta: `sum(mask) - (f(x) - f(baseline))`
+    /// (Captum's convergence delta; Guided IG's path runs from the baseline to
+    /// `x`, so completeness holds as for Integrated Gradients). The model is
+    /// asked for [`OutputKey::OutputLayerValues`](crate::OutputKey::OutputLayerValues)
+    /// once, on a batch of two rows (the baseline, then `x`), before the path;
+    /// a model that does not return it gets
+    /// [`SaliencyError::ConvergenceDeltaNeedsOutputValues`].
+    ///
+    /// ```
+    /// use ndarray::{array, Axis};
+    /// use saliency::{GuidedIg, ModelOutputs, OutputKey};
+    ///
+    /// // f(x) = sum(x^2) from the zero baseline.
+    /// let x = array![1.0_f64, -2.0, 0.5];
+    /// let out = GuidedIg::new().steps(400).get_mask_with_delta(&x, &mut |batch, request| {
+    ///     let mut outputs = ModelOutputs::new();
+    ///     if request.wants(OutputKey::OutputLayerValues) {
+    ///         outputs.insert(OutputKey::OutputLayerValues, batch.map_axis(Axis(1), |r| r.dot(&r)));
+    ///     }
+    ///     if request.wants(OutputKey::InputOutputGradients) {
+    ///         outputs.insert(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v));
+    ///     }
+    ///     Ok(outputs)
+    /// })?;
+    /// assert_eq!(out.output_at_input, 5.25);
+    /// assert!(out.relative_delta() < 0.01, "{}", out.relative_delta());
+    /// # Ok::<(), saliency::SaliencyError>(())
+    /// ```
+    pub fn get_mask_with_delta<'a, D: ndarray::Dimension>(
+        &self,
+        x: impl ndarray::AsArray<'a, F, D>,
+        model: &mut dyn CallModelFunction<F>,
+    ) -> Result<crate::MaskWithDelta<F, D>>
+    where
+        F: 'a,
+    {
+        let x = x.into();
+        let x = x.view().into_dyn();
+        self.check(&x)?;
+        let zeros;
+        let start = match &self.baseline {
+            Some(b) => b.view(),
+            None => {
+                zeros = ArrayD::zeros(x.raw_dim());
+                zeros.view()
+            }
+        };
+        let (at_baseline, at_input) = crate::methods::integrated_gradients::end_values(model, start, x.view())?;
+        let mask = self.get_mask_dyn(x, model, &mut |_| {})?;
+        crate::MaskWithDelta::new(mask, at_input, at_baseline)
     }
 }
 

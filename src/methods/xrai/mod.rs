@@ -23,7 +23,7 @@ use crate::checks::{check_image, check_like_input, check_positive, check_shape, 
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
-use crate::methods::integrated_gradients::integrated_gradients;
+use crate::methods::integrated_gradients::{IntegrationRule, integrated_gradients};
 use crate::model::CallModelFunction;
 
 pub use segments::{get_segment_labels_felzenszwalb, get_segments_felzenszwalb};
@@ -60,6 +60,7 @@ pub struct XraiParameters {
     flatten_xrai_segments: bool,
     algorithm: XraiAlgorithm,
     min_pixel_diff: usize,
+    integration_rule: IntegrationRule,
 }
 
 impl Default for XraiParameters {
@@ -72,6 +73,7 @@ impl Default for XraiParameters {
             flatten_xrai_segments: true,
             algorithm: XraiAlgorithm::Full,
             min_pixel_diff: 50,
+            integration_rule: IntegrationRule::EvenlySpaced,
         }
     }
 }
@@ -125,6 +127,20 @@ impl XraiParameters {
     pub fn min_pixel_diff(mut self, pixels: usize) -> Self {
         self.min_pixel_diff = pixels;
         self
+    }
+
+    /// The integration rule of the integrated-gradients stage (the
+    /// reference's [`IntegrationRule::EvenlySpaced`]; Captum's rules as in
+    /// [`IntegratedGradients::rule`](crate::IntegratedGradients::rule)).
+    #[must_use = "a setter returns the changed parameters; assign or chain it"]
+    pub fn integration_rule(mut self, rule: IntegrationRule) -> Self {
+        self.integration_rule = rule;
+        self
+    }
+
+    /// The integration rule of the integrated-gradients stage.
+    pub fn get_integration_rule(&self) -> IntegrationRule {
+        self.integration_rule
     }
 
     /// The integrated-gradients steps per baseline.
@@ -353,6 +369,7 @@ impl<F: Float> Xrai<F> {
         let given = attribution.or_else(|| self.base_attribution.as_ref().map(|b| b.view()));
         check_image("input", &x)?;
         check_steps("steps", p.steps)?;
+        p.integration_rule.points_and_weights(p.steps)?;
         check_positive("batch_size", self.batch_size)?;
         if p.area_threshold.is_nan() {
             return Err(SaliencyError::param(
@@ -480,6 +497,7 @@ impl<F: Float> Xrai<F> {
                 x.view(),
                 b.view(),
                 steps,
+                self.parameters.integration_rule,
                 self.batch_size,
                 model,
                 &mut report,
