@@ -189,7 +189,11 @@ mod candle_side {
         }
     }
 
-    pub fn candle_model(w: &Weights, target: CTarget) -> impl FnMut(ndarray::ArrayViewD<'_, f32>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f32>, saliency::BoxError> {
+    pub fn candle_model(
+        w: &Weights,
+        target: CTarget,
+    ) -> impl FnMut(ndarray::ArrayViewD<'_, f32>, &saliency::ModelRequest<'_>) -> Result<ModelOutputs<f32>, saliency::BoxError>
+    {
         let mut model = CandleModel::<f32, _>::new(candle_cnn(w), target).channels_first(true);
         move |batch, request| Ok(model.call_request(batch, request)?)
     }
@@ -210,7 +214,10 @@ fn nine_methods() -> Vec<(&'static str, Box<dyn CoreSaliency<f32>>)> {
         ("Guided Backprop", Box::new(GuidedBackprop::new())),
         ("Occlusion", Box::new(Occlusion::new().size(4).stride(2).batch_size(64))),
         ("Grad-CAM", Box::new(GradCam::new())),
-        ("Blur IG", Box::new(BlurIg::new().max_sigma(4.0).steps(12).batch_size(12))),
+        (
+            "Blur IG",
+            Box::new(BlurIg::new().max_sigma(4.0).steps(12).batch_size(12)),
+        ),
         ("Guided IG", Box::new(GuidedIg::new().steps(12))),
         (
             "XRAI",
@@ -287,7 +294,9 @@ fn guided_gradients_on_a_branching_network_match_candles_guided_relu() {
         let y2 = ctx.relu(&u)?;
         ((y2 + (&u * 0.5)?)? + &t)?.matmul(&cw3)
     };
-    let batch = Array4::from_shape_fn((3, 2, 2, 3), |(n, i, j, c)| ((n * 7 + i * 5 + j * 3 + c) % 11) as f64 / 5.0 - 1.0);
+    let batch = Array4::from_shape_fn((3, 2, 2, 3), |(n, i, j, c)| {
+        ((n * 7 + i * 5 + j * 3 + c) % 11) as f64 / 5.0 - 1.0
+    });
     let key = [OutputKey::GuidedInputOutputGradients];
     let mut burn_model = BurnModel::<f64, _, 4>::new(burn_forward, Target::class(1));
     let mut candle_model = CandleModel::<f64, _>::new(candle_forward, CTarget::class(1));
@@ -319,13 +328,15 @@ fn per_image_targets_in_one_multi_image_call() {
         ("Grad-CAM", Box::new(GradCam::new())),
     ];
     for (name, method) in methods {
-        let mut all =
-            BurnModel::<f32, _, 4>::new(burn_cnn(&w, DType::F32), Target::classes(classes.clone())).channels_first(true);
+        let mut all = BurnModel::<f32, _, 4>::new(burn_cnn(&w, DType::F32), Target::classes(classes.clone()))
+            .channels_first(true);
         let masks = method.get_masks(images.view(), &mut all.as_fn()).unwrap();
         for (i, &class) in classes.iter().enumerate() {
             let mut one =
                 BurnModel::<f32, _, 4>::new(burn_cnn(&w, DType::F32), Target::class(class)).channels_first(true);
-            let alone = method.get_mask(images.index_axis(Axis(0), i), &mut one.as_fn()).unwrap();
+            let alone = method
+                .get_mask(images.index_axis(Axis(0), i), &mut one.as_fn())
+                .unwrap();
             // Measured 0 to 6e-8 (rows batched differently).
             assert_close(
                 &format!("burn per-image target {name} image {i}"),
@@ -337,7 +348,9 @@ fn per_image_targets_in_one_multi_image_call() {
         // The classes differ, so a wrong target per image would show.
         let mut first_class =
             BurnModel::<f32, _, 4>::new(burn_cnn(&w, DType::F32), Target::class(classes[0])).channels_first(true);
-        let wrong = method.get_mask(images.index_axis(Axis(0), 1), &mut first_class.as_fn()).unwrap();
+        let wrong = method
+            .get_mask(images.index_axis(Axis(0), 1), &mut first_class.as_fn())
+            .unwrap();
         assert!(
             common::rel_err(
                 masks.index_axis(Axis(0), 1).mapv(f64::from).view().into_dyn(),
@@ -358,17 +371,27 @@ fn a_select_target_and_a_model_that_ignores_the_input() {
         let mut m = BurnModel::<f64, _, 4>::new(burn_cnn(&w, DType::F64), target).channels_first(true);
         get(&m.call(&batch, &key).unwrap(), key[0])
     };
-    let both = grad_of(Target::select(|out: Tensor<2>| out.narrow(1, 0, 2).sum_dim(1).flatten::<1>(0, 1)));
+    let both = grad_of(Target::select(|out: Tensor<2>| {
+        out.narrow(1, 0, 2).sum_dim(1).flatten::<1>(0, 1)
+    }));
     let sum = grad_of(Target::class(0)) + grad_of(Target::class(1));
     // Measured 1.2e-16.
     assert_close("burn select target", both.view(), sum.view(), 1e-14);
 
     // A constant model: zero gradients, no burn panic on the backward pass.
     let constant = bt(&[1.0, 2.0], [1, 2], DType::F64);
-    let mut model = BurnModel::<f64, _, 2>::new(move |x: Tensor<2>, _: &ForwardContext| constant.clone() + x.sum_dim(1) * 0.0, Target::class(1));
+    let mut model = BurnModel::<f64, _, 2>::new(
+        move |x: Tensor<2>, _: &ForwardContext| constant.clone() + x.sum_dim(1) * 0.0,
+        Target::class(1),
+    );
     let x = ndarray::array![[1.0, 2.0, 3.0]].into_dyn();
-    let out = model.call(&x, &[OutputKey::InputOutputGradients, OutputKey::OutputLayerValues]).unwrap();
-    assert_eq!(get(&out, OutputKey::InputOutputGradients), ndarray::array![[0.0, 0.0, 0.0]].into_dyn());
+    let out = model
+        .call(&x, &[OutputKey::InputOutputGradients, OutputKey::OutputLayerValues])
+        .unwrap();
+    assert_eq!(
+        get(&out, OutputKey::InputOutputGradients),
+        ndarray::array![[0.0, 0.0, 0.0]].into_dyn()
+    );
     assert_eq!(get(&out, OutputKey::OutputLayerValues), ndarray::array![2.0].into_dyn());
 }
 
@@ -405,11 +428,21 @@ fn every_misuse_is_an_error_that_names_the_fix() {
     // The layer's values or gradients without a marked layer.
     let mut model = BurnModel::<f64, _, 2>::new(linear_model(), Target::class(0));
     let e = call_err(&mut model, &row, &[OutputKey::ConvolutionOutputGradients]);
-    assert!(matches!(e, BurnAdapterError::NoLayerMarked { key: OutputKey::ConvolutionOutputGradients }), "{e}");
+    assert!(
+        matches!(
+            e,
+            BurnAdapterError::NoLayerMarked {
+                key: OutputKey::ConvolutionOutputGradients
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("ForwardContext::layer"), "{e}");
 
     // A guided pass through a model that routes no ReLU.
-    let err = GuidedBackprop::new().get_mask(x1.view(), &mut model.as_fn()).unwrap_err();
+    let err = GuidedBackprop::new()
+        .get_mask(x1.view(), &mut model.as_fn())
+        .unwrap_err();
     let e = source_of::<BurnAdapterError>(&err);
     assert!(matches!(e, BurnAdapterError::NoGuidedRelu), "{e}");
     assert!(e.to_string().contains("ForwardContext::relu"), "{e}");
@@ -424,16 +457,26 @@ fn every_misuse_is_an_error_that_names_the_fix() {
 
     // Target class out of range.
     let mut model = BurnModel::<f64, _, 2>::new(linear_model(), Target::class(5));
-    let err = VanillaGradients::new().get_mask(x1.view(), &mut model.as_fn()).unwrap_err();
+    let err = VanillaGradients::new()
+        .get_mask(x1.view(), &mut model.as_fn())
+        .unwrap_err();
     let e = source_of::<BurnAdapterError>(&err);
-    assert!(matches!(e, BurnAdapterError::ClassOutOfRange { class: 5, classes: 2 }), "{e}");
+    assert!(
+        matches!(e, BurnAdapterError::ClassOutOfRange { class: 5, classes: 2 }),
+        "{e}"
+    );
 
     // Fewer per-image classes than images.
     let mut model = BurnModel::<f64, _, 2>::new(linear_model(), Target::classes(vec![0]));
     let two = ndarray::array![[1.0, 0.5, -0.25], [0.0, 1.0, 2.0]];
-    let err = VanillaGradients::new().get_masks(two.view(), &mut model.as_fn()).unwrap_err();
+    let err = VanillaGradients::new()
+        .get_masks(two.view(), &mut model.as_fn())
+        .unwrap_err();
     let e = source_of::<BurnAdapterError>(&err);
-    assert!(matches!(e, BurnAdapterError::NoTargetForImage { image: 1, images: 1 }), "{e}");
+    assert!(
+        matches!(e, BurnAdapterError::NoTargetForImage { image: 1, images: 1 }),
+        "{e}"
+    );
 
     // An output that is not one row per example.
     let w = bt(&[1.0, -1.0, 0.5, 2.0, 0.0, 1.0], [3, 2], DType::F64);
@@ -445,7 +488,8 @@ fn every_misuse_is_an_error_that_names_the_fix() {
     assert!(matches!(e, BurnAdapterError::OutputShape { batch: 2, .. }), "{e}");
 
     // A selector returning the wrong number of values.
-    let mut model = BurnModel::<f64, _, 2>::new(linear_model(), Target::select(|out: Tensor<2>| out.flatten::<1>(0, 1)));
+    let mut model =
+        BurnModel::<f64, _, 2>::new(linear_model(), Target::select(|out: Tensor<2>| out.flatten::<1>(0, 1)));
     let e = call_err(&mut model, &row, &[OutputKey::OutputLayerValues]);
     assert!(matches!(e, BurnAdapterError::TargetShape { batch: 1, .. }), "{e}");
 
@@ -461,18 +505,32 @@ fn every_misuse_is_an_error_that_names_the_fix() {
     assert!(matches!(e, BurnAdapterError::SeveralLayersMarked { marks: 2 }), "{e}");
 
     // Channels-first without a channel axis, and images already channels-first.
-    let mut model = BurnModel::<f64, _, 3>::new(|x: Tensor<3>, _: &ForwardContext| x.sum_dim(2).flatten::<2>(1, 2), Target::class(0))
-        .channels_first(true);
-    let e = call_err(&mut model, &ArrayD::zeros(vec![1, 4, 4]), &[OutputKey::OutputLayerValues]);
+    let mut model = BurnModel::<f64, _, 3>::new(
+        |x: Tensor<3>, _: &ForwardContext| x.sum_dim(2).flatten::<2>(1, 2),
+        Target::class(0),
+    )
+    .channels_first(true);
+    let e = call_err(
+        &mut model,
+        &ArrayD::zeros(vec![1, 4, 4]),
+        &[OutputKey::OutputLayerValues],
+    );
     assert!(matches!(e, BurnAdapterError::ChannelsFirstRank { .. }), "{e}");
     let w = Weights::new(1);
     let mut model = BurnModel::<f64, _, 4>::new(burn_cnn(&w, DType::F64), Target::class(0)).channels_first(true);
-    let e = call_err(&mut model, &ArrayD::zeros(vec![1, 3, 8, 8]), &[OutputKey::OutputLayerValues]);
+    let e = call_err(
+        &mut model,
+        &ArrayD::zeros(vec![1, 3, 8, 8]),
+        &[OutputKey::OutputLayerValues],
+    );
     assert!(matches!(e, BurnAdapterError::ChannelsFirstInput { .. }), "{e}");
 
     // burn's own panic (mismatched matmul shapes) comes back as an error.
     let w = bt(&[1.0, 2.0], [2, 1], DType::F64);
-    let mut model = BurnModel::<f64, _, 2>::new(move |x: Tensor<2>, _: &ForwardContext| x.matmul(w.clone()), Target::class(0));
+    let mut model = BurnModel::<f64, _, 2>::new(
+        move |x: Tensor<2>, _: &ForwardContext| x.matmul(w.clone()),
+        Target::class(0),
+    );
     let e = call_err(&mut model, &row, &[OutputKey::InputOutputGradients]);
     assert!(matches!(e, BurnAdapterError::Burn { .. }), "{e}");
 
@@ -490,7 +548,10 @@ fn every_misuse_is_an_error_that_names_the_fix() {
         Target::class(0),
     );
     let e = call_err(&mut model, &row, &[OutputKey::GuidedInputOutputGradients]);
-    assert!(matches!(e, BurnAdapterError::ReluCountChanged { first: 1, now: 2 }), "{e}");
+    assert!(
+        matches!(e, BurnAdapterError::ReluCountChanged { first: 1, now: 2 }),
+        "{e}"
+    );
 }
 
 #[test]
@@ -499,7 +560,10 @@ fn adapter_errors_convert_into_box_dyn_error() {
         let mut model = BurnModel::<f64, _, 2>::new(linear_model(), Target::class(9));
         let x = ndarray::array![[1.0, 2.0, 3.0]];
         let out = model.call(&x, &[OutputKey::OutputLayerValues])?;
-        Ok(out.get(OutputKey::OutputLayerValues).map(|v| v.iter().copied().collect()).unwrap_or_default())
+        Ok(out
+            .get(OutputKey::OutputLayerValues)
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default())
     }
     let err = logits().unwrap_err();
     assert!(err.to_string().contains("out of range"), "{err}");

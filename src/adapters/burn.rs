@@ -107,6 +107,9 @@ pub enum ReluMode {
 /// Reads one leaf's gradient, flattened, out of a backward pass.
 type GradReader = Box<dyn Fn(&Gradients) -> Option<Tensor<1>>>;
 
+/// Reads one leaf's gradient, as host data, out of a backward pass.
+type DataReader = Box<dyn Fn(&Gradients) -> Option<TensorData>>;
+
 /// One ReLU of a guided pass: its input, flattened and still in the graph
 /// (the root of the stage that pushes the guided gradient back through the
 /// network before it), and the reader of its output leaf's gradient.
@@ -148,7 +151,7 @@ struct LayerRecord {
     values: Option<TensorData>,
     /// Reads the gradient of the zero leaf added to the layer's output,
     /// which is the gradient with respect to the layer.
-    probe: Option<Box<dyn Fn(&Gradients) -> Option<TensorData>>>,
+    probe: Option<DataReader>,
 }
 
 impl ForwardContext {
@@ -769,7 +772,7 @@ where
                     });
                 }
                 if let Some(probe) = &record.probe {
-                    pass.layer_gradients = grads.as_ref().and_then(|g| probe(g));
+                    pass.layer_gradients = grads.as_ref().and_then(probe);
                 }
                 if layer_gradients && pass.layer_gradients.is_none() {
                     // The target does not depend on the layer.
@@ -893,6 +896,8 @@ fn to_array<F: Float + Element>(data: TensorData) -> Result<ArrayD<F>, BurnAdapt
     let values = data
         .convert::<F>()
         .try_into_vec::<F>()
-        .map_err(|e| BurnAdapterError::Burn { message: format!("{e:?}") })?;
+        .map_err(|e| BurnAdapterError::Burn {
+            message: format!("{e:?}"),
+        })?;
     ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| BurnAdapterError::Burn { message: e.to_string() })
 }
