@@ -6,6 +6,8 @@
 //!   guided gradients included.
 //! - `candle_ops` (feature `candle`): convolution, pooling and ReLU for
 //!   candle models with fast and complete input gradients.
+//! - `burn` (feature `burn`): `burn::BurnModel` does the same for a burn
+//!   model on burn's Flex CPU backend with autodiff, guided gradients included.
 //! - `onnx` (feature `onnx`): `onnx::OnnxModel` loads an ONNX file and serves
 //!   every key the same way, on candle.
 
@@ -16,3 +18,6 @@ pub mod candle_ops;
 
 #[cfg(feature = "onnx")]
 pub mod onnx;
+
+#[cfg(feature = "burn")]
+pub mod burn;
