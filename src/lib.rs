@@ -43,7 +43,6 @@ pub mod error;
 mod float;
 pub mod imageops;
 pub mod methods;
-#[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod model;
 mod parallel;

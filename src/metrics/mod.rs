@@ -1,9 +1,15 @@
-//! Evaluation metrics for saliency maps: the Performance Information Curves
-//! (Softmax Information Curve, SIC, and Accuracy Information Curve, AIC) of
-//! [XRAI: Better Attributions Through Regions](https://arxiv.org/abs/1906.02825),
-//! as `saliency.metrics` of the reference computes them (feature `metrics`).
+//! Evaluation metrics for saliency maps.
 //!
-//! The curve of one image reveals the most salient pixels of a saliency map
+//! - The Performance Information Curves (Softmax Information Curve, SIC, and
+//!   Accuracy Information Curve, AIC) of
+//!   [XRAI: Better Attributions Through Regions](https://arxiv.org/abs/1906.02825),
+//!   as `saliency.metrics` of the reference computes them (feature `metrics`).
+//! - ROAD, remove and debias ([Rong et al. 2022](https://arxiv.org/abs/2202.00449)),
+//!   as pytorch-grad-cam 1.5.7 computes it: [`Road`], [`noisy_linear_impute`].
+//! - Captum 0.9's `infidelity` and `sensitivity_max`: [`Infidelity`],
+//!   [`SensitivityMax`].
+//!
+//! The PIC curve of one image reveals the most salient pixels of a saliency map
 //! step by step in a blurred version of the image, and plots the model's
 //! normalized prediction against the normalized information (the lossless
 //! WebP size) of each partly revealed image. A better saliency map reaches a
@@ -13,15 +19,24 @@
 //! `griddata(method="linear")` wherever the Delaunay triangulation of the kept
 //! pixels is unique; on integer grids it often is not (co-circular pixels),
 //! and then Qhull and `spade` may pick different triangles. The WebP sizes
-//! come from libwebp encoding as Pillow does (see [`estimate_image_entropy`]).
+//! come from libwebp encoding as Pillow does (see `estimate_image_entropy`).
 
+#[cfg(feature = "metrics")]
 mod griddata;
+#[cfg(feature = "metrics")]
 mod libwebp;
+#[cfg(feature = "metrics")]
 mod pic;
+mod road;
+mod robustness;
 
+#[cfg(feature = "metrics")]
 pub use griddata::Interpolation;
+#[cfg(feature = "metrics")]
 pub use pic::{
     AggregateMetricResult, Aggregation, DEFAULT_THRESHOLDS, PicMetric, PicMetricResult, Pixel,
     aggregate_individual_pic_results, compute_pic_metric, create_blurred_image, estimate_image_entropy,
     generate_random_mask,
 };
+pub use road::{ROAD_PERCENTILES, Road, RoadOrder, RoadResult, noisy_linear_impute};
+pub use robustness::{Infidelity, SensitivityMax};
