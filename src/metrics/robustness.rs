@@ -277,24 +277,28 @@ impl Infidelity {
         let batch = self.batch_size.unwrap_or(self.samples);
         let fxp = outputs_of(model, &perturbed, &shape, batch)?;
 
-        let (mut s_aa, mut s_ab, mut s_bb, mut s_diff) = (0.0_f64, 0.0_f64, 0.0_f64, 0.0_f64);
-        for (i, fp) in perturbations.iter().zip(&fxp) {
-            // Captum multiplies in the input's type.
-            let a: f64 = i.iter().zip(attribution.iter()).map(|(&p, &at)| (at * p).as_f64()).sum();
-            let b = (fx - *fp).as_f64();
+        // In the input's type, as Captum: for f32 the normalized score is a
+        // difference of nearly equal terms and keeps Captum's rounding (use
+        // f64 inputs for more digits).
+        let (mut s_aa, mut s_ab, mut s_bb, mut s_diff) = (F::zero(), F::zero(), F::zero(), F::zero());
+        for (i, &fp) in perturbations.iter().zip(&fxp) {
+            let a = i.iter().zip(attribution.iter()).fold(F::zero(), |acc, (&p, &at)| acc + at * p);
+            let b = fx - fp;
             s_aa += a * a;
             s_ab += a * b;
             s_bb += b * b;
             s_diff += (a - b) * (a - b);
         }
-        let n = self.samples as f64;
-        if self.normalize {
+        let n = F::from_f64_lossy(self.samples as f64);
+        let two = F::from_f64_lossy(2.0);
+        let value = if self.normalize {
             // Captum's `safe_div`: a zero denominator counts as 1.
-            let beta = s_ab / if s_aa == 0.0 { 1.0 } else { s_aa };
-            Ok((beta * beta * s_aa - 2.0 * beta * s_ab + s_bb) / n)
+            let beta = s_ab / if s_aa == F::zero() { F::one() } else { s_aa };
+            (beta * beta * s_aa - two * beta * s_ab + s_bb) / n
         } else {
-            Ok(s_diff / n)
-        }
+            s_diff / n
+        };
+        Ok(value.as_f64())
     }
 }
 
