@@ -296,8 +296,8 @@ pub fn estimate_image_entropy<'a, D: Dimension>(image: impl AsArray<'a, u8, D>) 
 /// against about 70 ms for the WebP encoding.
 ///
 /// It is not the reference's measure: the SIC AUC on the PIC fixtures moves
-/// by 0.010 (64 x 64), 0.012 (greyscale) and 0.004 (224 x 224) against the
-/// WebP sizes (README, "PIC timing").
+/// by +0.025 (64 x 64), +0.005 (greyscale) and -0.008 (224 x 224) against
+/// the reference's (README, "PIC timing").
 ///
 /// Errors on a wrong rank or channel count (1 to 4), or an empty image.
 ///
@@ -505,9 +505,9 @@ impl PicMetric {
     }
 
     /// Estimates the information with [`estimate_image_entropy_fast`] instead
-    /// of the lossless WebP size: about 100 times cheaper, but the AUC is no
-    /// longer the reference's (on the PIC fixtures it moves by up to the
-    /// figures in that function's documentation). Off by default.
+    /// of the lossless WebP size: far cheaper, but the AUC is no longer the
+    /// reference's (on the PIC fixtures it moves by up to 0.025, see that
+    /// function). Off by default.
     #[must_use = "a setter returns the changed metric; assign or chain it"]
     pub fn fast_entropy(mut self, fast: bool) -> Self {
         self.fast_entropy = fast;
