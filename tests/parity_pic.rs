@@ -480,7 +480,14 @@ fn fast_entropy_auc_shift_on_the_fixtures() {
         // Measured shifts +0.0252 (pic64), +0.0054 (greyscale), -0.0075
         // (pic224); bounds at about twice.
         ("pic64", &image, &saliency, &random, thresholds(), 0.05),
-        ("pic64_grey", &grey, &saliency, &random, vec![0.01, 0.02, 0.1, 0.5], 0.015),
+        (
+            "pic64_grey",
+            &grey,
+            &saliency,
+            &random,
+            vec![0.01, 0.02, 0.1, 0.5],
+            0.015,
+        ),
         ("pic224", &image224, &saliency224, &random224, thresholds(), 0.015),
     ];
     for (name, img, sal, rnd, th, bound) in cases {
@@ -491,7 +498,10 @@ fn fast_entropy_auc_shift_on_the_fixtures() {
             .unwrap();
         let expected = fixture::<f64>(TOPIC, &format!("{name}_auc"))[[0]];
         let shift = fast.auc - expected;
-        println!("PIC fast entropy {name}: AUC {:.4} vs reference {expected:.4}, shift {shift:+.4}", fast.auc);
+        println!(
+            "PIC fast entropy {name}: AUC {:.4} vs reference {expected:.4}, shift {shift:+.4}",
+            fast.auc
+        );
         assert!(shift.abs() <= bound, "{name}: shift {shift}");
     }
 }

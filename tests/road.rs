@@ -32,13 +32,18 @@ fn load(name: &str) -> Case {
             .unwrap(),
         w: fixture::<f64>(TOPIC, &format!("{name}_w")),
         v: fixture::<f64>(TOPIC, &format!("{name}_v")),
-        stats: fixture::<f64>(TOPIC, &format!("{name}_stats")).iter().copied().collect(),
+        stats: fixture::<f64>(TOPIC, &format!("{name}_stats"))
+            .iter()
+            .copied()
+            .collect(),
     }
 }
 
 /// The generator's model, f(x) = sum(W x) + 0.5 sum(V x^2), in f64 on the
 /// f32 images; the score is returned as f32, as the reference rounds it.
-fn model(case: &Case) -> impl FnMut(ArrayViewD<'_, f32>, &ModelRequest<'_>) -> Result<ModelOutputs<f32>, BoxError> + '_ {
+fn model(
+    case: &Case,
+) -> impl FnMut(ArrayViewD<'_, f32>, &ModelRequest<'_>) -> Result<ModelOutputs<f32>, BoxError> + '_ {
     move |batch, keys| {
         assert_eq!(keys, [OutputKey::OutputLayerValues]);
         let scores = batch.outer_iter().map(|img| {
@@ -59,7 +64,10 @@ fn check_imputations(name: &str, tol: f32) {
     let case = load(name);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut worst = 0.0_f32;
-    for (order, tag) in [(RoadOrder::MostRelevantFirst, "morf"), (RoadOrder::LeastRelevantFirst, "lerf")] {
+    for (order, tag) in [
+        (RoadOrder::MostRelevantFirst, "morf"),
+        (RoadOrder::LeastRelevantFirst, "lerf"),
+    ] {
         let expected = fixture::<f32>(TOPIC, &format!("{name}_{tag}_images"))
             .into_dimensionality::<Ix4>()
             .unwrap();
@@ -106,7 +114,9 @@ fn check_scores(name: &str, tol: f64) {
         .chain(result.least_relevant_first.iter().zip(lerf.iter()))
         .fold(0.0_f64, |m, (a, e)| m.max((a - e).abs()));
     let original_diff = (result.original_score - case.stats[0]).abs();
-    println!("parity ROAD scores {name}: max abs difference {diff:.3e}, original {original_diff:.3e} (tolerance {tol:.0e})");
+    println!(
+        "parity ROAD scores {name}: max abs difference {diff:.3e}, original {original_diff:.3e} (tolerance {tol:.0e})"
+    );
     assert!(diff <= tol, "{name}: scores differ by {diff:e}");
     assert!(original_diff <= tol);
 }
@@ -181,9 +191,19 @@ fn noise_has_the_set_deviation_on_removed_pixels_only() {
 #[test]
 fn seeded_results_repeat() {
     let case = load("fine");
-    let a = Road::new().seed(4).compute(&case.image, case.saliency.view(), &mut model(&case)).unwrap();
-    let b = Road::new().seed(4).batch_size(5).compute(&case.image, case.saliency.view(), &mut model(&case)).unwrap();
-    let c = Road::new().seed(5).compute(&case.image, case.saliency.view(), &mut model(&case)).unwrap();
+    let a = Road::new()
+        .seed(4)
+        .compute(&case.image, case.saliency.view(), &mut model(&case))
+        .unwrap();
+    let b = Road::new()
+        .seed(4)
+        .batch_size(5)
+        .compute(&case.image, case.saliency.view(), &mut model(&case))
+        .unwrap();
+    let c = Road::new()
+        .seed(5)
+        .compute(&case.image, case.saliency.view(), &mut model(&case))
+        .unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
@@ -207,13 +227,31 @@ fn errors_name_the_fix() {
     let err = Road::new()
         .compute(&case.image, Array2::<f32>::ones((24, 20)).view(), &mut model(&case))
         .unwrap_err();
-    assert!(matches!(err, SaliencyError::InvalidParameter { name: "saliency_map", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SaliencyError::InvalidParameter {
+                name: "saliency_map",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("constant"), "{err}");
 
     let err = Road::new()
         .compute(&case.image, Array2::<f32>::ones((20, 24)).view(), &mut model(&case))
         .unwrap_err();
-    assert!(matches!(err, SaliencyError::ShapeMismatch { what: "saliency_map", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SaliencyError::ShapeMismatch {
+                what: "saliency_map",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     for (road, name) in [
         (Road::new().percentiles(vec![]), "percentiles"),
@@ -222,19 +260,32 @@ fn errors_name_the_fix() {
         (Road::new().noise(f64::NAN), "noise"),
         (Road::new().batch_size(0), "batch_size"),
     ] {
-        let err = road.compute(&case.image, case.saliency.view(), &mut model(&case)).unwrap_err();
-        assert!(matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name), "{err}");
+        let err = road
+            .compute(&case.image, case.saliency.view(), &mut model(&case))
+            .unwrap_err();
+        assert!(
+            matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name),
+            "{err}"
+        );
     }
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let none = Array2::from_elem((24, 20), false);
     let err = noisy_linear_impute(&case.image, none.view(), 0.0, &mut rng).unwrap_err();
-    assert!(matches!(err, SaliencyError::InvalidParameter { name: "keep", .. }), "{err}");
+    assert!(
+        matches!(err, SaliencyError::InvalidParameter { name: "keep", .. }),
+        "{err}"
+    );
     let err = noisy_linear_impute(&case.image, none.view(), -0.5, &mut rng).unwrap_err();
-    assert!(matches!(err, SaliencyError::InvalidParameter { name: "noise", .. }), "{err}");
+    assert!(
+        matches!(err, SaliencyError::InvalidParameter { name: "noise", .. }),
+        "{err}"
+    );
 
     let mut bad = case.image.clone();
     bad[[0, 0, 0]] = f32::NAN;
-    let err = Road::new().compute(&bad, case.saliency.view(), &mut model(&case)).unwrap_err();
+    let err = Road::new()
+        .compute(&bad, case.saliency.view(), &mut model(&case))
+        .unwrap_err();
     assert!(matches!(err, SaliencyError::NonFiniteInput { .. }), "{err}");
 }

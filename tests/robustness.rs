@@ -29,7 +29,9 @@ impl Net {
 
     /// f(x) = sum(W x) + 0.5 sum(V x^2) + tanh(sum(U x)), in f64 as the
     /// generator's forward; its gradient W + V x + (1 - tanh^2) U.
-    fn model<F: Float>(&self) -> impl FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> + '_ {
+    fn model<F: Float>(
+        &self,
+    ) -> impl FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> + '_ {
         move |batch, keys| {
             let mut out = ModelOutputs::new();
             let rows: Vec<(f64, Vec<f64>)> = batch
@@ -59,7 +61,10 @@ impl Net {
                 out.insert(OutputKey::OutputLayerValues, Array1::from_iter(scores));
             }
             if keys.wants(OutputKey::InputOutputGradients) {
-                let grads: Vec<F> = rows.iter().flat_map(|(_, g)| g.iter().map(|&v| F::from_f64(v).unwrap())).collect();
+                let grads: Vec<F> = rows
+                    .iter()
+                    .flat_map(|(_, g)| g.iter().map(|&v| F::from_f64(v).unwrap()))
+                    .collect();
                 out.insert(
                     OutputKey::InputOutputGradients,
                     ArrayD::from_shape_vec(batch.raw_dim(), grads).unwrap(),
@@ -73,7 +78,10 @@ impl Net {
 /// [infidelity, normalized infidelity, sensitivity_max, default infidelity
 /// mean, std, default sensitivity mean, std, runs].
 fn stats(suffix: &str) -> Vec<f64> {
-    fixture::<f64>(TOPIC, &format!("captum_stats_{suffix}")).iter().copied().collect()
+    fixture::<f64>(TOPIC, &format!("captum_stats_{suffix}"))
+        .iter()
+        .copied()
+        .collect()
 }
 
 fn rel(a: f64, e: f64) -> f64 {
@@ -99,7 +107,9 @@ fn check_infidelity<F: Float + ndarray_npy::ReadableElement>(suffix: &str, tol: 
             .compute_with(&x, &attribution, &mut net.model::<F>(), recorded)
             .unwrap();
         let err = rel(got, want);
-        println!("parity infidelity {tag} {suffix}: {got:.6e} vs Captum {want:.6e}, relative error {err:.2e} (tolerance {tol:.0e})");
+        println!(
+            "parity infidelity {tag} {suffix}: {got:.6e} vs Captum {want:.6e}, relative error {err:.2e} (tolerance {tol:.0e})"
+        );
         assert!(err <= tol, "infidelity {tag} {suffix}: {got:e} vs {want:e}");
     }
 }
@@ -125,13 +135,16 @@ fn check_sensitivity<F: Float + ndarray_npy::ReadableElement>(suffix: &str, tol:
     let x = fixture::<F>(TOPIC, &format!("captum_x_{suffix}"));
     let perturbed = fixture::<F>(TOPIC, &format!("captum_sensitivity_perturbed_{suffix}"));
     let want = stats(suffix)[2];
-    let recorded =
-        |k: usize, _x: ArrayViewD<'_, F>| -> Result<ArrayD<F>, BoxError> { Ok(perturbed.index_axis(Axis(0), k).to_owned()) };
+    let recorded = |k: usize, _x: ArrayViewD<'_, F>| -> Result<ArrayD<F>, BoxError> {
+        Ok(perturbed.index_axis(Axis(0), k).to_owned())
+    };
     let got = SensitivityMax::new()
         .compute_with(&VanillaGradients::new(), &x, &mut net.model::<F>(), recorded)
         .unwrap();
     let err = rel(got, want);
-    println!("parity sensitivity_max {suffix}: {got:.8e} vs Captum {want:.8e}, relative error {err:.2e} (tolerance {tol:.0e})");
+    println!(
+        "parity sensitivity_max {suffix}: {got:.8e} vs Captum {want:.8e}, relative error {err:.2e} (tolerance {tol:.0e})"
+    );
     assert!(err <= tol, "sensitivity_max {suffix}: {got:e} vs {want:e}");
 }
 
@@ -182,16 +195,25 @@ fn seeded_scores_repeat_and_batching_does_not_matter() {
     let net = Net::load();
     let x = fixture::<f64>(TOPIC, "captum_x_f64");
     let attribution = fixture::<f64>(TOPIC, "captum_attribution_f64");
-    let a = Infidelity::new().seed(1).compute(&x, &attribution, &mut net.model()).unwrap();
+    let a = Infidelity::new()
+        .seed(1)
+        .compute(&x, &attribution, &mut net.model())
+        .unwrap();
     let b = Infidelity::new()
         .seed(1)
         .batch_size(3)
         .compute(&x, &attribution, &mut net.model())
         .unwrap();
-    let c = Infidelity::new().seed(2).compute(&x, &attribution, &mut net.model()).unwrap();
+    let c = Infidelity::new()
+        .seed(2)
+        .compute(&x, &attribution, &mut net.model())
+        .unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
-    let s1 = SensitivityMax::new().seed(1).compute(&VanillaGradients::new(), &x, &mut net.model()).unwrap();
+    let s1 = SensitivityMax::new()
+        .seed(1)
+        .compute(&VanillaGradients::new(), &x, &mut net.model())
+        .unwrap();
     let s2 = SensitivityMax::new()
         .seed(1)
         .compute(&VanillaGradients::new().batch_size(2), &x, &mut net.model())
@@ -210,25 +232,62 @@ fn errors_name_the_fix() {
         (Infidelity::new().batch_size(0), "batch_size"),
     ] {
         let err = m.compute(&x, &attribution, &mut net.model()).unwrap_err();
-        assert!(matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name), "{err}");
+        assert!(
+            matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name),
+            "{err}"
+        );
     }
     let short = attribution.slice_axis(Axis(0), (0..2).into()).to_owned();
     let err = Infidelity::new().compute(&x, &short, &mut net.model()).unwrap_err();
-    assert!(matches!(err, SaliencyError::ShapeMismatch { what: "attribution", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SaliencyError::ShapeMismatch {
+                what: "attribution",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = Infidelity::new()
-        .compute_with(&x, &attribution, &mut net.model(), |_, x| Ok((x.to_owned(), short.clone())))
+        .compute_with(&x, &attribution, &mut net.model(), |_, x| {
+            Ok((x.to_owned(), short.clone()))
+        })
         .unwrap_err();
-    assert!(matches!(err, SaliencyError::ShapeMismatch { what: "perturbed input", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SaliencyError::ShapeMismatch {
+                what: "perturbed input",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     for (m, name) in [
         (SensitivityMax::new().samples(0), "samples"),
         (SensitivityMax::new().radius(-0.1), "radius"),
     ] {
         let err = m.compute(&VanillaGradients::new(), &x, &mut net.model()).unwrap_err();
-        assert!(matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name), "{err}");
+        assert!(
+            matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name),
+            "{err}"
+        );
     }
     let err = SensitivityMax::new()
-        .compute_with(&VanillaGradients::new(), &x, &mut net.model(), |_, x| Ok(x.mapv(|_| f64::NAN)))
+        .compute_with(&VanillaGradients::new(), &x, &mut net.model(), |_, x| {
+            Ok(x.mapv(|_| f64::NAN))
+        })
         .unwrap_err();
-    assert!(matches!(err, SaliencyError::NonFiniteInput { what: "perturbed input", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SaliencyError::NonFiniteInput {
+                what: "perturbed input",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -36,8 +36,7 @@ pub use griddata::Interpolation;
 pub use pic::{
     AggregateMetricResult, Aggregation, DEFAULT_THRESHOLDS, PicMetric, PicMetricResult, Pixel,
     aggregate_individual_pic_results, compute_pic_metric, create_blurred_image, estimate_image_entropy,
-    estimate_image_entropy_fast,
-    generate_random_mask,
+    estimate_image_entropy_fast, generate_random_mask,
 };
 pub use road::{ROAD_PERCENTILES, Road, RoadOrder, RoadResult, noisy_linear_impute};
 pub use robustness::{Infidelity, SensitivityMax};

@@ -79,10 +79,10 @@ pub enum RoadOrder {
 ///     let scores = batch.outer_iter().map(|img| {
 ///         img.indexed_iter().filter(|(ix, _)| ix[0] < 8 && ix[1] < 8).map(|(_, v)| v).sum::<f64>() / 192.0
 ///     });
-///     Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, ndarray::Array1::from_iter(scores)))
+///     Ok::<_, saliency::BoxError>(ModelOutputs::new().with(OutputKey::OutputLayerValues, ndarray::Array1::from_iter(scores)))
 /// };
 /// // A map that points at that quarter.
-/// let saliency = Array2::from_shape_fn((16, 16), |(i, j)| if i < 8 && j < 8 { 1.0 } else { 0.0 } + 0.01 * (i + j) as f64);
+/// let saliency = Array2::from_shape_fn((16, 16), |(i, j)| (if i < 8 && j < 8 { 1.0 } else { 0.0 }) + 0.01 * (i + j) as f64);
 /// let result = Road::new().seed(0).compute(&image, saliency.view(), model)?;
 /// assert_eq!(result.most_relevant_first.len(), 9);
 /// println!("MoRF {:.3}, LeRF {:.3}", result.morf_average(), result.lerf_average());
@@ -217,7 +217,11 @@ impl Road {
                 "must hold at least one percentile (ROAD_PERCENTILES is the usual list)",
             ));
         }
-        if let Some(p) = self.percentiles.iter().find(|p| !(p.is_finite() && (0.0..=100.0).contains(*p))) {
+        if let Some(p) = self
+            .percentiles
+            .iter()
+            .find(|p| !(p.is_finite() && (0.0..=100.0).contains(*p)))
+        {
             return Err(SaliencyError::param("percentiles", p, "must each be between 0 and 100"));
         }
         if !(self.noise.is_finite() && self.noise >= 0.0) {
@@ -309,8 +313,16 @@ impl Road {
         .into_iter()
         .collect::<Result<_>>()?;
 
-        let original = scores_of(model, &[image.as_standard_layout().iter().copied().collect()], image.shape(), 1)?;
-        let original_score = original.first().copied().ok_or_else(|| SaliencyError::internal("no score"))?;
+        let original = scores_of(
+            model,
+            &[image.as_standard_layout().iter().copied().collect()],
+            image.shape(),
+            1,
+        )?;
+        let original_score = original
+            .first()
+            .copied()
+            .ok_or_else(|| SaliencyError::internal("no score"))?;
         let batch = self.batch_size.unwrap_or(images.len()).max(1);
         let scores = scores_of(model, &images, image.shape(), batch)?;
         let n = self.percentiles.len();
@@ -392,7 +404,11 @@ pub fn noisy_linear_impute<'a, F: Float, D: Dimension, R: Rng + ?Sized>(
     let (h, w, _) = image3.dim();
     crate::checks::check_shape("keep", keep.shape(), &[h, w])?;
     if !(noise.is_finite() && noise >= 0.0) {
-        return Err(SaliencyError::param("noise", noise, "must be finite and >= 0 (0 turns the noise off)"));
+        return Err(SaliencyError::param(
+            "noise",
+            noise,
+            "must be finite and >= 0 (0 turns the noise off)",
+        ));
     }
     let keep: Vec<bool> = keep.iter().copied().collect();
     let filled = impute(image3, &keep, noise, rng).map_err(|e| match e {

@@ -97,7 +97,7 @@ fn outputs_of<F: Float>(
 /// let x = Array1::from_vec(vec![1.0, 2.0, 3.0, 4.0]);
 /// let model = &mut |batch: ndarray::ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
 ///     let scores = batch.outer_iter().map(|row| row.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>());
-///     Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, Array1::from_iter(scores)))
+///     Ok::<_, saliency::BoxError>(ModelOutputs::new().with(OutputKey::OutputLayerValues, Array1::from_iter(scores)))
 /// };
 /// let infidelity = Infidelity::new().seed(3).compute(&x, &w, model)?;
 /// assert!(infidelity < 1e-20);
@@ -200,7 +200,11 @@ impl Infidelity {
         check_samples(self.samples)?;
         check_batch(self.batch_size)?;
         if !(self.noise_std.is_finite() && self.noise_std > 0.0) {
-            return Err(SaliencyError::param("noise_std", self.noise_std, "must be finite and > 0"));
+            return Err(SaliencyError::param(
+                "noise_std",
+                self.noise_std,
+                "must be finite and > 0",
+            ));
         }
         Ok(())
     }
@@ -282,7 +286,10 @@ impl Infidelity {
         // f64 inputs for more digits).
         let (mut s_aa, mut s_ab, mut s_bb, mut s_diff) = (F::zero(), F::zero(), F::zero(), F::zero());
         for (i, &fp) in perturbations.iter().zip(&fxp) {
-            let a = i.iter().zip(attribution.iter()).fold(F::zero(), |acc, (&p, &at)| acc + at * p);
+            let a = i
+                .iter()
+                .zip(attribution.iter())
+                .fold(F::zero(), |acc, (&p, &at)| acc + at * p);
             let b = fx - fp;
             s_aa += a * a;
             s_ab += a * b;
@@ -331,7 +338,7 @@ impl Infidelity {
 /// // f(x) = sum(x^2): the gradient 2x changes by 2d under a perturbation d.
 /// let x = Array1::from_vec(vec![1.0, -2.0, 3.0]);
 /// let model = &mut |batch: ndarray::ArrayViewD<'_, f64>, _: &saliency::ModelRequest<'_>| {
-///     Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
+///     Ok::<_, saliency::BoxError>(ModelOutputs::new().with(OutputKey::InputOutputGradients, batch.mapv(|v| 2.0 * v)))
 /// };
 /// let s = SensitivityMax::new().seed(1).compute(&VanillaGradients::new(), &x, model)?;
 /// // ||2d|| / ||2x|| <= sqrt(3) * 0.02 / sqrt(14).
