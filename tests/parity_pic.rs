@@ -476,7 +476,15 @@ fn fast_entropy_auc_shift_on_the_fixtures() {
     let grey = fixture::<u8>(TOPIC, "pic64_grey_image");
     let image224 = fixture::<u8>(TOPIC, "pic224_image");
     let (saliency224, random224) = (hashed_saliency(224, 224), hashed_random_mask(224, 224));
-    let cases: [(&str, &ArrayD<u8>, &Array2<f64>, &Array2<bool>, Vec<f64>, f64); 3] = [
+    type Case<'a> = (
+        &'a str,
+        &'a ArrayD<u8>,
+        &'a Array2<f64>,
+        &'a Array2<bool>,
+        Vec<f64>,
+        f64,
+    );
+    let cases: [Case<'_>; 3] = [
         // Measured shifts +0.0252 (pic64), +0.0054 (greyscale), -0.0075
         // (pic224); bounds at about twice.
         ("pic64", &image, &saliency, &random, thresholds(), 0.05),

@@ -215,15 +215,12 @@ impl Infidelity {
     /// ChaCha8 generator seeded with [`seed`](Self::seed).
     ///
     /// Errors: see [`compute_with`](Self::compute_with).
-    pub fn compute<'a, 'b, F: Float, D: Dimension>(
+    pub fn compute<'a, 'b, F: Float + 'a + 'b, D: Dimension>(
         &self,
         x: impl AsArray<'a, F, D>,
         attribution: impl AsArray<'b, F, D>,
         model: &mut dyn CallModelFunction<F>,
-    ) -> Result<f64>
-    where
-        F: 'a + 'b,
-    {
+    ) -> Result<f64> {
         self.check()?;
         let seed = random_seed(self.seed);
         let normal = Normal::new(0.0, self.noise_std)
@@ -246,7 +243,7 @@ impl Infidelity {
     /// `x`; an attribution of another shape or not finite; a perturbation
     /// pair of another shape or not finite; the perturbation's and the
     /// model's errors and malformed outputs.
-    pub fn compute_with<'a, 'b, F: Float, D: Dimension, P>(
+    pub fn compute_with<'a, 'b, F: Float + 'a + 'b, D: Dimension, P>(
         &self,
         x: impl AsArray<'a, F, D>,
         attribution: impl AsArray<'b, F, D>,
@@ -254,7 +251,6 @@ impl Infidelity {
         mut perturb: P,
     ) -> Result<f64>
     where
-        F: 'a + 'b,
         P: FnMut(usize, ArrayViewD<'_, F>) -> std::result::Result<(ArrayD<F>, ArrayD<F>), BoxError>,
     {
         self.check()?;
@@ -267,7 +263,7 @@ impl Infidelity {
         let mut perturbations = Vec::with_capacity(self.samples);
         let mut perturbed = Vec::with_capacity(self.samples);
         for sample in 0..self.samples {
-            let (i, xp) = perturb(sample, x.view()).map_err(|source| SaliencyError::Model(source))?;
+            let (i, xp) = perturb(sample, x.view()).map_err(SaliencyError::Model)?;
             check_returned("perturbation", &i, &shape)?;
             check_returned("perturbed input", &xp, &shape)?;
             perturbations.push(i);
@@ -421,15 +417,12 @@ impl SensitivityMax {
     /// radius]` from a ChaCha8 generator seeded with [`seed`](Self::seed).
     ///
     /// Errors: see [`compute_with`](Self::compute_with).
-    pub fn compute<'a, F: Float, D: Dimension>(
+    pub fn compute<'a, F: Float + 'a, D: Dimension>(
         &self,
         method: &dyn CoreSaliency<F>,
         x: impl AsArray<'a, F, D>,
         model: &mut dyn CallModelFunction<F>,
-    ) -> Result<f64>
-    where
-        F: 'a,
-    {
+    ) -> Result<f64> {
         self.check()?;
         let seed = random_seed(self.seed);
         let uniform = Uniform::new_inclusive(-self.radius, self.radius)
@@ -448,7 +441,7 @@ impl SensitivityMax {
     /// Errors: the settings' ([`check`](Self::check)); an empty or non-finite
     /// `x`; a perturbed input of another shape or not finite; the
     /// perturbation's and the method's errors.
-    pub fn compute_with<'a, F: Float, D: Dimension, P>(
+    pub fn compute_with<'a, F: Float + 'a, D: Dimension, P>(
         &self,
         method: &dyn CoreSaliency<F>,
         x: impl AsArray<'a, F, D>,
@@ -456,7 +449,6 @@ impl SensitivityMax {
         mut perturb: P,
     ) -> Result<f64>
     where
-        F: 'a,
         P: FnMut(usize, ArrayViewD<'_, F>) -> std::result::Result<ArrayD<F>, BoxError>,
     {
         self.check()?;
