@@ -382,7 +382,7 @@ fn scores_of<F: Float>(
 /// use saliency::metrics::noisy_linear_impute;
 ///
 /// // The centre of a 3 x 3 image becomes the weighted mean of its ring.
-/// let image = array![[1.0, 2.0, 3.0], [4.0, 100.0, 6.0], [7.0, 8.0, 9.0]];
+/// let image = array![[1.0_f64, 2.0, 3.0], [4.0, 100.0, 6.0], [7.0, 8.0, 9.0]];
 /// let mut keep = Array2::from_elem((3, 3), true);
 /// keep[[1, 1]] = false;
 /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
