@@ -9,6 +9,10 @@
 //!   top-k % overlap), and a matrix of both over several maps.
 //! - [`curves`]: the deletion and insertion curves of
 //!   [RISE](https://arxiv.org/abs/1806.07421) and their areas.
+//! - ROAD, remove and debias ([Rong et al. 2022](https://arxiv.org/abs/2202.00449)),
+//!   as pytorch-grad-cam 1.5.7 computes it: [`Road`], [`noisy_linear_impute`].
+//! - Captum 0.9's `infidelity` and `sensitivity_max`: [`Infidelity`],
+//!   [`SensitivityMax`].
 //!
 //! With the feature `metrics`: the Performance Information Curves (Softmax
 //! Information Curve, SIC, and Accuracy Information Curve, AIC) of
@@ -37,6 +41,8 @@ mod griddata;
 mod libwebp;
 #[cfg(feature = "metrics")]
 mod pic;
+mod road;
+mod robustness;
 
 pub use agreement::{Agreement, agreement_matrix, spearman, top_percent_iou};
 pub use curves::{CurveBaseline, CurveKind, CurveResult, PerturbationCurve};
@@ -48,5 +54,7 @@ pub use griddata::Interpolation;
 pub use pic::{
     AggregateMetricResult, Aggregation, DEFAULT_THRESHOLDS, PicMetric, PicMetricResult, Pixel,
     aggregate_individual_pic_results, compute_pic_metric, create_blurred_image, estimate_image_entropy,
-    generate_random_mask,
+    estimate_image_entropy_fast, generate_random_mask,
 };
+pub use road::{ROAD_PERCENTILES, Road, RoadOrder, RoadResult, noisy_linear_impute};
+pub use robustness::{Infidelity, SensitivityMax};

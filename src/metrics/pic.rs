@@ -282,6 +282,92 @@ pub fn estimate_image_entropy<'a, D: Dimension>(image: impl AsArray<'a, u8, D>) 
     })
 }
 
+/// A fast estimate of the information in an image, in bytes: the Shannon
+/// entropy of its prediction residuals, as a lossless coder would see them.
+/// Opt-in replacement for [`estimate_image_entropy`] in
+/// [`PicMetric::fast_entropy`].
+///
+/// Colour images are decorrelated as lossless WebP does (green, red minus
+/// green, blue minus green, alpha); each plane is predicted from its left,
+/// upper and upper-left neighbours (`clamp(left + up - upper_left)`, the
+/// gradient predictor of lossless coders), and the estimate is the sum over
+/// planes of `pixels * H(residuals) / 8`, `H` the entropy of the residuals'
+/// histogram (modulo 256). It is about 200 times cheaper than the WebP
+/// encoding: 0.033 s against 6.9 s for the 15 images of the 224 x 224 PIC
+/// timing (`examples/pic_timing.rs`, one thread).
+///
+/// It is not the reference's measure: the SIC AUC on the PIC fixtures moves
+/// by +0.025 (64 x 64), +0.005 (greyscale) and -0.008 (224 x 224) against
+/// the reference's (README, "PIC timing").
+///
+/// Errors on a wrong rank or channel count (1 to 4), or an empty image.
+///
+/// ```
+/// use ndarray::Array2;
+/// let flat = Array2::<u8>::from_elem((32, 32), 128);
+/// let noisy = Array2::<u8>::from_shape_fn((32, 32), |(i, j)| ((i * 7919 + j * 104_729) % 251) as u8);
+/// let e_flat = saliency::metrics::estimate_image_entropy_fast(&flat)?;
+/// let e_noisy = saliency::metrics::estimate_image_entropy_fast(&noisy)?;
+/// assert!(e_flat < e_noisy);
+/// # Ok::<(), saliency::SaliencyError>(())
+/// ```
+pub fn estimate_image_entropy_fast<'a, D: Dimension>(image: impl AsArray<'a, u8, D>) -> Result<usize> {
+    let image = image.into().into_dyn();
+    let (h, w, c) = image_dims("image", &image)?;
+    if !(1..=4).contains(&c) {
+        return Err(SaliencyError::param("channels", c, "must be 1, 2, 3 or 4"));
+    }
+    let data = image.as_standard_layout();
+    let bytes = data
+        .as_slice()
+        .ok_or_else(|| SaliencyError::internal("a standard-layout image is not contiguous"))?;
+    // Planes: grey (and alpha), or G, R - G, B - G (and alpha).
+    let plane = |k: usize, p: usize| -> u8 {
+        let px = bytes.get(p * c..(p + 1) * c).unwrap_or_default();
+        let at = |i: usize| px.get(i).copied().unwrap_or(0);
+        match (c, k) {
+            (3 | 4, 0) => at(1),
+            (3 | 4, 1) => at(0).wrapping_sub(at(1)),
+            (3 | 4, 2) => at(2).wrapping_sub(at(1)),
+            (_, k) => at(k),
+        }
+    };
+    let mut bits = 0.0_f64;
+    let n = h * w;
+    for k in 0..c {
+        let mut hist = [0_u32; 256];
+        for i in 0..h {
+            for j in 0..w {
+                let p = i * w + j;
+                let v = i32::from(plane(k, p));
+                let predicted = match (i, j) {
+                    (0, 0) => 0,
+                    (0, _) => i32::from(plane(k, p - 1)),
+                    (_, 0) => i32::from(plane(k, p - w)),
+                    _ => {
+                        let (a, b, d) = (
+                            i32::from(plane(k, p - 1)),
+                            i32::from(plane(k, p - w)),
+                            i32::from(plane(k, p - w - 1)),
+                        );
+                        (a + b - d).clamp(0, 255)
+                    }
+                };
+                hist[((v - predicted) & 0xff) as usize] += 1;
+            }
+        }
+        bits -= hist
+            .iter()
+            .filter(|&&m| m > 0)
+            .map(|&m| {
+                let q = f64::from(m) / n as f64;
+                f64::from(m) * q.log2()
+            })
+            .sum::<f64>();
+    }
+    Ok((bits / 8.0).ceil() as usize)
+}
+
 /// The saliency thresholds of the XRAI paper (the reference's documented
 /// example): fractions of the most salient pixels revealed per step.
 pub const DEFAULT_THRESHOLDS: [f64; 13] = [
@@ -336,6 +422,7 @@ pub struct PicMetric {
     keep_monotonous: bool,
     num_data_points: usize,
     batch_size: Option<usize>,
+    fast_entropy: bool,
 }
 
 impl Default for PicMetric {
@@ -349,6 +436,7 @@ impl Default for PicMetric {
             keep_monotonous: true,
             num_data_points: 1000,
             batch_size: None,
+            fast_entropy: false,
         }
     }
 }
@@ -415,6 +503,21 @@ impl PicMetric {
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = Some(n);
         self
+    }
+
+    /// Estimates the information with [`estimate_image_entropy_fast`] instead
+    /// of the lossless WebP size: far cheaper, but the AUC is no longer the
+    /// reference's (on the PIC fixtures it moves by up to 0.025, see that
+    /// function). Off by default.
+    #[must_use = "a setter returns the changed metric; assign or chain it"]
+    pub fn fast_entropy(mut self, fast: bool) -> Self {
+        self.fast_entropy = fast;
+        self
+    }
+
+    /// Whether the fast entropy estimate replaces the WebP size.
+    pub fn get_fast_entropy(&self) -> bool {
+        self.fast_entropy
     }
 
     /// The fractions of the most salient pixels revealed.
@@ -516,7 +619,13 @@ impl PicMetric {
             saliency_map,
             random_mask,
             predict,
-            &|img: ArrayViewD<'_, u8>| estimate_image_entropy(img),
+            &|img: ArrayViewD<'_, u8>| {
+                if self.fast_entropy {
+                    estimate_image_entropy_fast(img)
+                } else {
+                    estimate_image_entropy(img)
+                }
+            },
         )
     }
 
