@@ -3,7 +3,7 @@
 //! `NAME<TAB>median seconds`.
 //!
 //! ```text
-//! cargo run --release --example workloads -- [--repeat N] [NAME ...]
+//! cargo run --release --example workloads -- [--size S] [--repeat N] [NAME ...]
 //! ```
 //!
 //! The models are near-free, so the figures are the crate's own cost.
@@ -27,8 +27,8 @@ fn len<D: ndarray::Dimension>(mask: saliency::Result<ndarray::Array<f32, D>>) ->
     mask.map(|m| m.len())
 }
 
-fn workload(name: &str) -> Option<Workload> {
-    let x = workload_image(224, 224);
+fn workload(name: &str, size: usize) -> Option<Workload> {
+    let x = workload_image(size, size);
     match name {
         "vanilla" => Some(Box::new(move || len(VanillaGradients::new().get_mask(&x, &mut grads)))),
         "ig" => Some(Box::new(move || {
@@ -137,9 +137,15 @@ const NAMES: [&str; 10] = [
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut repeat = 3usize;
+    let mut size = 224usize;
     let mut names = Vec::new();
     while let Some(arg) = args.next() {
-        if arg == "--repeat" {
+        if arg == "--size" {
+            size = args.next().ok_or("--size needs a number")?.parse()?;
+            if size < 64 {
+                return Err("--size must be at least 64 (occlusion64 crops 64 x 64)".into());
+            }
+        } else if arg == "--repeat" {
             repeat = args.next().ok_or("--repeat needs a number")?.parse()?;
             if repeat == 0 {
                 return Err("--repeat must be at least 1".into());
@@ -154,7 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         names = NAMES.iter().map(|s| s.to_string()).collect();
     }
     for name in names {
-        let Some(mut run) = workload(&name) else {
+        let Some(mut run) = workload(&name, size) else {
             println!("{name}\tnot built yet");
             continue;
         };
