@@ -2,6 +2,7 @@
 //! scikit-image function, named after it, and is tested against it.
 
 pub mod felzenszwalb;
+mod fft_line;
 pub mod gaussian;
 pub mod interp;
 pub mod morphology;
