@@ -104,8 +104,10 @@ impl FftPlan {
     }
 
     /// Correlates the lines along the middle axis of `src` ([outer, n,
-    /// inner], row-major) into `dst`; `lanes` holds the lines contiguously in
-    /// between when `inner > 1`. `round` is applied to every output value.
+    /// inner], row-major) into `dst`; when `inner > 1`, `lanes` holds the
+    /// results in between, `LANES` lines interleaved ([outer, groups, n,
+    /// LANES]) so that reading and writing both go along rows. `round` is
+    /// applied to every output value.
     pub(crate) fn correlate<R: Fn(f64) -> f64 + Sync>(
         &self,
         src: &[f64],
@@ -125,55 +127,59 @@ impl FftPlan {
                 vec![Complex::new(0.0, 0.0); scratch_len],
             )
         };
-        let task = |state: &mut (Vec<Complex<f64>>, Vec<Complex<f64>>), chunk: usize, out: &mut [f64]| {
-            let first = chunk * LANES;
-            let line = |lane: usize| {
-                let (o, c) = (lane / inner, lane % inner);
-                let base = o * n * inner + c;
-                move |i: usize| src[base + i * inner]
-            };
-            self.correlate_chunk(first, out, &line, round, state);
-        };
         if inner == 1 {
-            // The lines are already contiguous: write them in place.
+            // The lines are contiguous: groups of `LANES` lines in place.
+            let task = |state: &mut Buffers, chunk: usize, out: &mut [f64]| {
+                let base = chunk * LANES * n;
+                let read = |k: usize, i: usize| src[base + k * n + i];
+                self.correlate_group(out.len() / n, read, out, (1, n), round, state);
+            };
             for_each_sized_chunk_init(dst, LANES * n, parallel, init, task);
             return;
         }
-        lanes.resize(outer * inner * n, 0.0);
+        let groups = inner.div_ceil(LANES);
+        lanes.resize(outer * groups * LANES * n, 0.0);
+        let task = |state: &mut Buffers, chunk: usize, out: &mut [f64]| {
+            let (o, first) = (chunk / groups, (chunk % groups) * LANES);
+            let base = o * n * inner + first;
+            let read = |k: usize, i: usize| src[base + i * inner + k];
+            self.correlate_group(LANES.min(inner - first), read, out, (LANES, 1), round, state);
+        };
         for_each_sized_chunk_init(lanes, LANES * n, parallel, init, task);
         let lanes = &lanes[..];
-        // Back from [outer, inner, n] to [outer, n, inner].
         for_each_sized_chunk(dst, n * inner, parallel, |o, out| {
-            let slab = &lanes[o * inner * n..(o + 1) * inner * n];
             for (i, row) in out.chunks_exact_mut(inner).enumerate() {
-                for (c, v) in row.iter_mut().enumerate() {
-                    *v = slab[c * n + i];
+                for (g, part) in row.chunks_mut(LANES).enumerate() {
+                    let at = ((o * groups + g) * n + i) * LANES;
+                    part.copy_from_slice(&lanes[at..at + part.len()]);
                 }
             }
         });
     }
 
-    /// The lines `first..` that fill `out` (`n` values each), line `k`'s
-    /// sample `i` read as `line(k)(i)`.
-    fn correlate_chunk<R: Fn(f64) -> f64, L: Fn(usize) -> G, G: Fn(usize) -> f64>(
+    /// Correlates `count` lines (at most `LANES`), sample `i` of line `k`
+    /// read as `read(k, i)` and its result written to `out[i * si + k * sk]`.
+    fn correlate_group<R: Fn(f64) -> f64>(
         &self,
-        first: usize,
+        count: usize,
+        read: impl Fn(usize, usize) -> f64,
         out: &mut [f64],
-        line: &L,
+        (si, sk): (usize, usize),
         round: &R,
-        (buf, scratch): &mut (Vec<Complex<f64>>, Vec<Complex<f64>>),
+        (buf, scratch): &mut Buffers,
     ) {
         let (n, len) = (self.n, self.len);
-        let count = out.len() / n;
         let pairs = count.div_ceil(2);
         let buf = &mut buf[..pairs * len];
-        for (p, period) in buf.chunks_exact_mut(len).enumerate() {
-            let a = line(first + 2 * p);
-            let has_b = 2 * p + 1 < count;
-            let b = line(first + 2 * p + usize::from(has_b));
-            for (i, z) in period[..n].iter_mut().enumerate() {
-                *z = Complex::new(a(i), if has_b { b(i) } else { 0.0 });
+        // Line 2p is the real part of transform p, line 2p + 1 (or zeros)
+        // the imaginary part.
+        for i in 0..n {
+            for p in 0..pairs {
+                let b = if 2 * p + 1 < count { read(2 * p + 1, i) } else { 0.0 };
+                buf[p * len + i] = Complex::new(read(2 * p, i), b);
             }
+        }
+        for period in buf.chunks_exact_mut(len) {
             let (head, rest) = period.split_at_mut(n);
             match self.mode {
                 BoundaryMode::Reflect => {
@@ -202,40 +208,34 @@ impl FftPlan {
             }
         }
         self.inverse.process_with_scratch(buf, scratch);
-        for (p, (period, pair)) in buf.chunks_exact(len).zip(out.chunks_mut(2 * n)).enumerate() {
-            let (ya, yb) = pair.split_at_mut(n.min(pair.len()));
-            let values = &period[..n];
-            match self.mode {
-                BoundaryMode::Constant(cval) => {
-                    let edge = |i: usize| cval * (self.before[i] + self.after[i]);
-                    for (i, (y, z)) in ya.iter_mut().zip(values).enumerate() {
-                        *y = round(z.re + edge(i));
-                    }
-                    for (i, (y, z)) in yb.iter_mut().zip(values).enumerate() {
-                        *y = round(z.im + edge(i));
-                    }
-                }
-                BoundaryMode::Nearest => {
-                    let (start, end) = edges[p];
-                    for (i, (y, z)) in ya.iter_mut().zip(values).enumerate() {
-                        *y = round(z.re + start.re * self.before[i] + end.re * self.after[i]);
-                    }
-                    for (i, (y, z)) in yb.iter_mut().zip(values).enumerate() {
-                        *y = round(z.im + start.im * self.before[i] + end.im * self.after[i]);
-                    }
-                }
-                _ => {
-                    for (y, z) in ya.iter_mut().zip(values) {
-                        *y = round(z.re);
-                    }
-                    for (y, z) in yb.iter_mut().zip(values) {
-                        *y = round(z.im);
-                    }
+        // What lies beyond the line adds `before[i] * start + after[i] * end`.
+        let zero = Complex::new(0.0, 0.0);
+        let cval = match self.mode {
+            BoundaryMode::Constant(c) => Complex::new(c, c),
+            _ => zero,
+        };
+        for i in 0..n {
+            let (before, after) = match self.mode {
+                BoundaryMode::Constant(_) | BoundaryMode::Nearest => (self.before[i], self.after[i]),
+                _ => (0.0, 0.0),
+            };
+            for p in 0..pairs {
+                let (start, end) = match self.mode {
+                    BoundaryMode::Nearest => edges[p],
+                    _ => (cval, cval),
+                };
+                let z = buf[p * len + i] + start * before + end * after;
+                out[i * si + 2 * p * sk] = round(z.re);
+                if 2 * p + 1 < count {
+                    out[i * si + (2 * p + 1) * sk] = round(z.im);
                 }
             }
         }
     }
 }
+
+/// A task's transform buffer (`LANES / 2` periods) and the transforms' scratch.
+type Buffers = (Vec<Complex<f64>>, Vec<Complex<f64>>);
 
 /// The transform length for lines of length `n`, kernel radius `r`: one
 /// period of the extended line, or (`constant`, `nearest`) room for the line
