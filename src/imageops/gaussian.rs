@@ -97,11 +97,12 @@ pub(crate) fn check_kernel_radius(name: &'static str, sigma: f64, truncate: f64)
 /// `int(truncate * sigma + 0.5)`, weights `exp(-x^2 / (2 sigma^2))`
 /// normalised to sum 1, sums are taken in `f64`, and the array between two
 /// axis passes has the input's element type. Kernels of radius below 12
-/// are summed directly in SciPy's order; longer ones (on lines of up to
-/// 2048 samples) as banded matrix products in a folded basis that halves the
-/// multiplications (fast for the large sigmas of Blur IG). Both agree with
-/// SciPy to about 1e-15 relative, and results do not depend on the number of
-/// threads.
+/// are summed directly in SciPy's order; longer ones as banded matrix
+/// products in a folded basis that halves the multiplications (short
+/// lines), or through the FFT with the exact truncated kernel (radius 24 and
+/// up on lines of 128 samples and more: a cost per sample independent of
+/// sigma). All agree with SciPy to about 1e-15 relative, and results do not
+/// depend on the number of threads.
 ///
 /// Errors: `sigma.len()` differs from the rank, a sigma negative or not
 /// finite, `truncate` negative or not finite, an empty or non-finite input,
