@@ -105,8 +105,8 @@ impl FftPlan {
 
     /// Correlates the lines along the middle axis of `src` ([outer, n,
     /// inner], row-major) into `dst`; when `inner > 1`, `lanes` holds the
-    /// results in between, `LANES` lines interleaved ([outer, groups, n,
-    /// LANES]) so that reading and writing both go along rows. `round` is
+    /// results in between, up to `LANES` lines interleaved ([outer, groups, n,
+    /// width]) so that reading and writing both go along rows. `round` is
     /// applied to every output value.
     pub(crate) fn correlate<R: Fn(f64) -> f64 + Sync>(
         &self,
@@ -137,20 +137,22 @@ impl FftPlan {
             for_each_sized_chunk_init(dst, LANES * n, parallel, init, task);
             return;
         }
-        let groups = inner.div_ceil(LANES);
-        lanes.resize(outer * groups * LANES * n, 0.0);
+        // Groups as wide as the rows when these are narrower than `LANES`.
+        let width = LANES.min(inner);
+        let groups = inner.div_ceil(width);
+        lanes.resize(outer * groups * width * n, 0.0);
         let task = |state: &mut Buffers, chunk: usize, out: &mut [f64]| {
-            let (o, first) = (chunk / groups, (chunk % groups) * LANES);
+            let (o, first) = (chunk / groups, (chunk % groups) * width);
             let base = o * n * inner + first;
             let read = |k: usize, i: usize| src[base + i * inner + k];
-            self.correlate_group(LANES.min(inner - first), read, out, (LANES, 1), round, state);
+            self.correlate_group(width.min(inner - first), read, out, (width, 1), round, state);
         };
-        for_each_sized_chunk_init(lanes, LANES * n, parallel, init, task);
+        for_each_sized_chunk_init(lanes, width * n, parallel, init, task);
         let lanes = &lanes[..];
         for_each_sized_chunk(dst, n * inner, parallel, |o, out| {
             for (i, row) in out.chunks_exact_mut(inner).enumerate() {
-                for (g, part) in row.chunks_mut(LANES).enumerate() {
-                    let at = ((o * groups + g) * n + i) * LANES;
+                for (g, part) in row.chunks_mut(width).enumerate() {
+                    let at = ((o * groups + g) * n + i) * width;
                     part.copy_from_slice(&lanes[at..at + part.len()]);
                 }
             }
