@@ -4,6 +4,7 @@
 pub mod bilinear;
 pub mod eigen;
 pub mod felzenszwalb;
+mod fft_line;
 pub mod gaussian;
 pub mod interp;
 pub mod morphology;

@@ -44,6 +44,37 @@ def generate_gaussian():
     save(TOPIC, "g3_f32_x", x)
     save(TOPIC, "g3_f32", ndimage.gaussian_filter(x, (2.5, 14.0, 0.0), mode="constant"))
 
+# Wide kernels (sigma 50, radius 200): 224-sample lines, which the FFT path
+# takes, and lines shorter than the radius, in every mode; lines of at least
+# 128 samples whose period is shorter than the kernel.
+# name, shape, sigma, mode, cval
+WIDE_GAUSSIAN = [
+    ("gw_reflect", (224, 6), (50.0, 50.0), "reflect", 0.0),
+    ("gw_constant", (224, 6), (50.0, 50.0), "constant", 0.3),
+    ("gw_nearest", (224, 6), (50.0, 50.0), "nearest", 0.0),
+    ("gw_mirror", (224, 6), (50.0, 50.0), "mirror", 0.0),
+    ("gw_wrap", (224, 6), (50.0, 50.0), "wrap", 0.0),
+    ("gw_blur", (12, 224, 3), (50.0, 50.0, 0.0), "constant", 0.0),
+    ("gw_odd_wrap", (223, 9), (31.0, 7.0), "wrap", 0.0),
+    # Kernels wider than the period of the extended line (aliased kernels).
+    ("gw_alias_reflect", (130, 4), (80.0, 0.0), "reflect", 0.0),
+    ("gw_alias_mirror", (129, 4), (70.0, 0.0), "mirror", 0.0),
+    ("gw_alias_wrap", (150, 4), (50.0, 0.0), "wrap", 0.0),
+]
+
+
+def generate_wide_gaussian():
+    # Its own generator, so the cases above keep their inputs.
+    rng = np.random.default_rng(33)
+    for name, shape, sigma, mode, cval in WIDE_GAUSSIAN:
+        x = rng.uniform(-1, 2, shape)
+        save(TOPIC, name + "_x", x)
+        save(TOPIC, name, ndimage.gaussian_filter(x, sigma, mode=mode, cval=cval))
+    x = rng.uniform(-1, 2, (224, 30, 3)).astype(np.float32)
+    save(TOPIC, "gw_f32_x", x)
+    save(TOPIC, "gw_f32", ndimage.gaussian_filter(x, (50.0, 50.0, 0.0), mode="constant"))
+
+
 # name, input shape, output shape, order, mode, cval, clip, anti_aliasing
 RESIZE = [
     ("r2_up_o1", (7, 7), (50, 50), 1, "reflect", 0.0, True, None),
@@ -91,4 +122,5 @@ def generate_resize():
 
 def generate():
     generate_gaussian()
+    generate_wide_gaussian()
     generate_resize()
