@@ -20,6 +20,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
+use saliency::adapters::candle_ops;
 use saliency::{
     BlurIg, CoreSaliency, GradCam, GuidedBackprop, IntegratedGradients, ModelOutputs, Occlusion, OutputKey, Saliency,
     SmoothGrad, SmoothGradParams, VanillaGradients, visualize,
@@ -80,7 +81,9 @@ impl Cnn {
     }
 
     fn forward(&self, x: &Tensor, ctx: &ForwardContext) -> candle_core::Result<Tensor> {
-        let h = ctx.relu(&self.conv1.forward(x)?)?.max_pool2d(2)?;
+        // candle 0.11's own max-pool backward scales each gradient by 1 / (kernel
+        // area); the crate's gives the true gradient.
+        let h = candle_ops::max_pool2d(&ctx.relu(&self.conv1.forward(x)?)?, 2, 2, [0; 4], false)?;
         let h = ctx.layer(&self.conv2.forward(&h)?)?;
         self.fc.forward(&ctx.relu(&h)?.mean((2, 3))?)
     }

@@ -56,6 +56,9 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewD, Axis, Ix3};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
+// candle 0.11's own max-pool backward scales each gradient by 1 / (kernel
+// area); the crate's gives the true gradient (IG's completeness holds).
+use saliency::adapters::candle_ops::max_pool2d;
 #[cfg(feature = "onnx")]
 use saliency::adapters::onnx::{InputLayout, OnnxModel};
 use saliency::imageops::resize::{AntiAliasing, ResizeOptions, resize};
@@ -147,8 +150,8 @@ impl Grader {
     }
 
     fn forward(&self, x: &Tensor, ctx: &ForwardContext) -> candle_core::Result<Tensor> {
-        let x = ctx.relu(&self.conv1.forward(x)?)?.max_pool2d(2)?;
-        let x = ctx.relu(&self.conv2.forward(&x)?)?.max_pool2d(2)?;
+        let x = max_pool2d(&ctx.relu(&self.conv1.forward(x)?)?, 2, 2, [0; 4], false)?;
+        let x = max_pool2d(&ctx.relu(&self.conv2.forward(&x)?)?, 2, 2, [0; 4], false)?;
         let x = ctx.layer(&ctx.relu(&self.conv3.forward(&x)?)?)?;
         self.head.forward(&x.mean(3)?.mean(2)?)
     }

@@ -33,6 +33,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Pooling
+//!
+//! candle 0.11's own `Tensor::max_pool2d` multiplies each gradient by
+//! 1 / (kernel area) in its backward pass (and refuses kernels that differ
+//! from their stride), so every gradient through it is scaled down: maps
+//! normalised for display look right, but IG's completeness and any
+//! comparison of raw gradients are off. Use
+//! [`candle_ops::max_pool2d`](crate::adapters::candle_ops::max_pool2d), whose
+//! backward passes the whole gradient to each window's first maximum, as
+//! PyTorch does.
+//!
 //! # Layouts
 //!
 //! Methods hand the model batches of images as `[B, H, W, C]`
