@@ -6,7 +6,7 @@
 //! from the all-zero baseline.
 //!
 //! ```text
-//! cargo run --example ig_convergence --features onnx
+//! cargo run --release --example ig_convergence --features onnx
 //! ```
 //!
 //! Prints a Markdown table: for each rule and step count, the mean and the
@@ -30,7 +30,7 @@ type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 const SIZE: usize = 48;
 const EMBRYOS: usize = 8;
-const STEPS: [usize; 8] = [2, 4, 8, 16, 32, 64, 128, 256];
+const STEPS: [usize; 9] = [2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 fn main() -> BoxResult<()> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx/grader/model.onnx");
