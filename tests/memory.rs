@@ -159,8 +159,9 @@ fn check_rows(rows: &[Row], image_bytes: usize, per_step: usize) {
     }
     for few in rows.iter().filter(|r| r.steps == 10) {
         for many in rows.iter().filter(|r| r.batch == few.batch && r.steps > 10) {
-            // Beyond the path points, the methods keep one scalar (alpha or
-            // sigma) per step: 8 bytes a step, plus the counter's slack.
+            // Beyond the path points, the methods keep a scalar or two per
+            // step (IG's point and weight, Blur IG's sigma): `per_step`
+            // bytes a step, plus the counter's slack.
             let allowed = per_step * (many.steps - few.steps) + SMALL;
             let grown = many.peak.saturating_sub(few.peak);
             assert!(
@@ -181,8 +182,9 @@ fn check_rows(rows: &[Row], image_bytes: usize, per_step: usize) {
 /// batch of `B = min(batch_size, steps)` points holds at most: the zero
 /// baseline, `input - baseline`, the running total (which becomes the
 /// result) and one partial sum of the batch (`4 L`); the path-point buffer
-/// (`B L`); the model's output for the batch (`B L`); and the list of the
-/// `steps` alphas (8 bytes each). Bound: `8 L (4 + 2 B) + 8 steps + SMALL`.
+/// (`B L`); the model's output for the batch (`B L`); and the integration
+/// rule's `steps` points and weights (16 bytes a step). Bound:
+/// `8 L (4 + 2 B) + 16 steps + SMALL`.
 /// Materialising all steps would need `8 L steps` instead.
 fn integrated_gradients_rows(x: &ArrayD<f64>) -> Vec<Row> {
     let len = x.len();
@@ -195,7 +197,7 @@ fn integrated_gradients_rows(x: &ArrayD<f64>) -> Vec<Row> {
                 ig.get_mask(x.view(), &mut model).unwrap();
             });
             let b = batch.min(steps);
-            let bound = F64 * len * (4 + 2 * b) + F64 * steps + SMALL;
+            let bound = F64 * len * (4 + 2 * b) + 2 * F64 * steps + SMALL;
             rows.push(Row {
                 method: "Integrated Gradients",
                 batch,
@@ -247,9 +249,9 @@ fn blur_ig_rows(x: &ArrayD<f64>) -> Vec<Row> {
 /// been reported) on `L` values: the two default baselines and the first
 /// baseline's finished attribution (`3 L`), and integrated gradients from
 /// the second baseline, as above but without a zero baseline of its own
-/// (`8 L (3 + 2 B) + 8 steps`). The given segments are turned into pixel
+/// (`8 L (3 + 2 B) + 16 steps`). The given segments are turned into pixel
 /// lists after this stage on a single thread. Bound:
-/// `8 L (6 + 2 B) + 8 steps + SMALL`.
+/// `8 L (6 + 2 B) + 16 steps + SMALL`.
 fn xrai_rows(x: &ArrayD<f64>) -> Vec<Row> {
     let (h, w) = (x.shape()[0], x.shape()[1]);
     let len = x.len();
@@ -280,7 +282,7 @@ fn xrai_rows(x: &ArrayD<f64>) -> Vec<Row> {
                 at_end_of_ig.expect("integrated gradients reported its last step")
             });
             let b = batch.min(steps);
-            let bound = F64 * len * (6 + 2 * b) + F64 * steps + SMALL;
+            let bound = F64 * len * (6 + 2 * b) + 2 * F64 * steps + SMALL;
             rows.push(Row {
                 method: "XRAI integrated gradients",
                 batch,
@@ -300,7 +302,7 @@ fn xrai_rows(x: &ArrayD<f64>) -> Vec<Row> {
 /// alone holds (`8 L (4 + 2 Bt)`, as above) and its queued request and the
 /// outputs returned to it (`2 Bt L`); the packed call holds its batch and
 /// the model's output (`2 B L`); the result holds the `N` masks (`N L`).
-/// Bound: `8 L (N + k (4 + 4 Bt) + 2 B) + 8 k steps + SMALL` per image
+/// Bound: `8 L (N + k (4 + 4 Bt) + 2 B) + 16 k steps + SMALL` per image
 /// under way. Materialising every image's steps would need `8 L N steps`.
 fn multi_image_rows(x: &ArrayD<f64>) -> Vec<Row> {
     let images = 6;
@@ -316,7 +318,7 @@ fn multi_image_rows(x: &ArrayD<f64>) -> Vec<Row> {
             });
             let bt = batch.min(steps);
             let k = batch.div_ceil(bt) + 1;
-            let bound = F64 * len * (images + k * (4 + 4 * bt) + 2 * batch) + k * (F64 * steps + SMALL);
+            let bound = F64 * len * (images + k * (4 + 4 * bt) + 2 * batch) + k * (2 * F64 * steps + SMALL);
             rows.push(Row {
                 method: "Integrated Gradients, 6 images in one call",
                 batch,
@@ -333,9 +335,9 @@ fn multi_image_rows(x: &ArrayD<f64>) -> Vec<Row> {
 fn peak_memory_does_not_grow_with_steps() {
     let ig_image = image(48, 48).into_dyn();
     let blur_image = image(24, 24).into_dyn();
-    check_rows(&integrated_gradients_rows(&ig_image), F64 * ig_image.len(), F64);
+    check_rows(&integrated_gradients_rows(&ig_image), F64 * ig_image.len(), 2 * F64);
     check_rows(&blur_ig_rows(&blur_image), F64 * blur_image.len(), F64);
-    check_rows(&xrai_rows(&ig_image), F64 * ig_image.len(), F64);
-    // Each image under way keeps its own alphas: at most k = 3 of them.
-    check_rows(&multi_image_rows(&ig_image), F64 * ig_image.len(), 3 * F64);
+    check_rows(&xrai_rows(&ig_image), F64 * ig_image.len(), 2 * F64);
+    // Each image under way keeps its own points and weights: at most k = 3.
+    check_rows(&multi_image_rows(&ig_image), F64 * ig_image.len(), 3 * 2 * F64);
 }
