@@ -51,32 +51,22 @@ impl FftPlan {
     pub(crate) fn new(n: usize, w: &[f64], mode: BoundaryMode, planner: &mut FftPlanner<f64>) -> Self {
         let r = w.len() - 1;
         let len = transform_len(n, r, mode);
-        let mut kernel = vec![0.0; len];
-        match mode {
+        let kernel = match mode {
             BoundaryMode::Reflect | BoundaryMode::Mirror | BoundaryMode::Wrap => {
                 // Every tap lands on the sample one period away: alias.
+                let mut kernel = vec![0.0; len];
                 kernel[0] += w[0];
                 for (j, &wj) in w.iter().enumerate().skip(1) {
                     kernel[j % len] += wj;
                     kernel[(len - j % len) % len] += wj;
                 }
+                kernel
             }
-            BoundaryMode::Constant(_) | BoundaryMode::Nearest => {
-                // Taps further than n - 1 from a sample never reach the line.
-                kernel[0] = w[0];
-                for (m, &wm) in w.iter().enumerate().take(n).skip(1) {
-                    kernel[m] = wm;
-                    kernel[len - m] = wm;
-                }
-            }
-        }
+            BoundaryMode::Constant(_) | BoundaryMode::Nearest => linear_kernel(n, w, len),
+        };
         let forward = planner.plan_fft_forward(len);
         let inverse = planner.plan_fft_inverse(len);
-        let mut buf: Vec<Complex<f64>> = kernel.iter().map(|&k| Complex::new(k, 0.0)).collect();
-        let mut scratch = vec![Complex::new(0.0, 0.0); forward.get_inplace_scratch_len()];
-        forward.process_with_scratch(&mut buf, &mut scratch);
-        let scale = 1.0 / len as f64;
-        let spectrum = buf.iter().map(|c| c.re * scale).collect();
+        let spectrum = scaled_spectrum(&kernel, forward.as_ref());
         // suffix[k] = w[k] + ... + w[r], summed from the small far end.
         let mut suffix = vec![0.0; r + 2];
         for k in (0..=r).rev() {
@@ -239,11 +229,35 @@ impl FftPlan {
 /// A task's transform buffer (`LANES / 2` periods) and the transforms' scratch.
 type Buffers = (Vec<Complex<f64>>, Vec<Complex<f64>>);
 
+/// The kernel `w` (centre first) as a circular kernel of length `len` (at
+/// least `n + min(r, n - 1)`) for a linear correlation of lines of `n`
+/// samples with zeros beyond them: taps further than `n - 1` from a sample
+/// never reach the line and are left out.
+pub(crate) fn linear_kernel(n: usize, w: &[f64], len: usize) -> Vec<f64> {
+    let mut kernel = vec![0.0; len];
+    kernel[0] = w[0];
+    for (m, &wm) in w.iter().enumerate().take(n).skip(1) {
+        kernel[m] = wm;
+        kernel[len - m] = wm;
+    }
+    kernel
+}
+
+/// The spectrum of a real symmetric circular kernel (real itself) divided by
+/// its length, the inverse transform being unnormalised.
+pub(crate) fn scaled_spectrum(kernel: &[f64], forward: &dyn Fft<f64>) -> Vec<f64> {
+    let mut buf: Vec<Complex<f64>> = kernel.iter().map(|&k| Complex::new(k, 0.0)).collect();
+    let mut scratch = vec![Complex::new(0.0, 0.0); forward.get_inplace_scratch_len()];
+    forward.process_with_scratch(&mut buf, &mut scratch);
+    let scale = 1.0 / kernel.len() as f64;
+    buf.iter().map(|c| c.re * scale).collect()
+}
+
 /// The transform length for lines of length `n`, kernel radius `r`: one
 /// period of the extended line, or (`constant`, `nearest`) room for the line
 /// and the kernel's reach into the zeros beyond it, rounded up to a size
 /// with factors 2, 3, 5 and 7 only (the fast ones).
-fn transform_len(n: usize, r: usize, mode: BoundaryMode) -> usize {
+pub(crate) fn transform_len(n: usize, r: usize, mode: BoundaryMode) -> usize {
     match mode {
         BoundaryMode::Reflect => 2 * n,
         BoundaryMode::Mirror => 2 * n - 2,
@@ -253,7 +267,7 @@ fn transform_len(n: usize, r: usize, mode: BoundaryMode) -> usize {
 }
 
 /// The smallest number at least `m` whose prime factors are 2, 3, 5 and 7.
-fn smooth_at_least(m: usize) -> usize {
+pub(crate) fn smooth_at_least(m: usize) -> usize {
     (m.max(1)..)
         .find(|&k| {
             let mut k = k;

@@ -348,6 +348,12 @@ fn choose_path(n: usize, radius: usize) -> Path {
     }
 }
 
+/// Whether an axis pass over lines of length `n` with a kernel of radius
+/// `radius` goes through the FFT.
+pub(crate) fn uses_fft(n: usize, radius: usize) -> bool {
+    choose_path(n, radius) == Path::Fft
+}
+
 /// Kernels of at least this radius on lines of at least `FFT_MIN_LEN`
 /// samples use the FFT (the crossover with the banded product in the table
 /// of [`choose_path`]).

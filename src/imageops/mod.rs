@@ -6,6 +6,7 @@ pub mod eigen;
 pub mod felzenszwalb;
 mod fft_line;
 pub mod gaussian;
+pub(crate) mod gaussian_series;
 pub mod interp;
 pub mod morphology;
 pub mod quadrature;

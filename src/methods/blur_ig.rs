@@ -12,6 +12,7 @@ use crate::float::Float;
 use crate::imageops::gaussian::{
     BoundaryMode, DEFAULT_TRUNCATE, Scratch, check_kernel_radius, filter_f64_with, round_to,
 };
+use crate::imageops::gaussian_series::{GaussianSeries, SeriesWorkspace};
 use crate::model::{CallModelFunction, OutputKey, call_model, find_non_finite};
 use crate::parallel::{for_each_chunk_mut, for_each_grouped};
 
@@ -327,9 +328,16 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         // into the pass that computes them, covers both.
         let grad_step_f64 = self.grad_step;
         let finite = AtomicBool::new(true);
-        let make_point = |scratch: &mut Scratch, i: usize, point: &mut [F], slope: &mut [F]| {
-            blur(&x, &shape, sigmas[i], point, scratch);
-            blur(&x, &shape, sigmas[i] + grad_step_f64, slope, scratch);
+        // Every blur of the call starts from `x`: what they share is done once.
+        let series = GaussianSeries::new(
+            x,
+            &shape,
+            sigmas[..self.steps].iter().flat_map(|&s| [s, s + grad_step_f64]),
+            DEFAULT_TRUNCATE,
+        );
+        let make_point = |ws: &mut SeriesWorkspace, i: usize, point: &mut [F], slope: &mut [F]| {
+            series.blur(sigmas[i], point, ws);
+            series.blur(sigmas[i] + grad_step_f64, slope, ws);
             let ok = slope.iter_mut().zip(point.iter()).fold(true, |ok, (s, &p)| {
                 *s = (*s - p) / grad_step;
                 ok & s.is_finite()
@@ -354,11 +362,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 &mut items,
                 // With several groups the groups are the parallelism: each
                 // filter runs on its group's thread, with no hand-offs.
-                |several| {
-                    let mut ws = Scratch::default();
-                    ws.sequential = several;
-                    ws
-                },
+                SeriesWorkspace::new,
                 |ws, (b, (point, slope))| make_point(ws, start + *b, point, slope),
             );
             if !finite.load(Ordering::Relaxed) {

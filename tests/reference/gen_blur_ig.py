@@ -39,3 +39,25 @@ def generate():
                                              grad_step=grad_step, sqrt=sqrt, batch_size=batch_size))
     x32 = x.astype(np.float32)
     save(TOPIC, "f32_batch4", s.BlurIG().GetMask(x32, model, max_sigma=6.0, steps=20, batch_size=4))
+    generate_fft_sized()
+
+
+def cube_grads(xb, call_model_args=None, expected_keys=None):
+    """f(x) = sum(x^3 / 3): its gradient x * x is exact in any language."""
+    return {s.INPUT_OUTPUT_GRADIENTS: xb * xb}
+
+
+def generate_fft_sized():
+    """Images large enough (both sides >= 128) that the wide kernels' blurs
+    take the FFT path; small sigmas on the same path still take the others."""
+    rng = np.random.default_rng(35)
+    x32 = rng.uniform(-1, 1, (136, 130, 3)).astype(np.float32)
+    save(TOPIC, "fft_x", x32)
+    save(TOPIC, "fft_f32", s.BlurIG().GetMask(x32, cube_grads, max_sigma=50.0, steps=10, batch_size=4))
+    x64 = x32.astype(np.float64)
+    save(TOPIC, "fft_f64", s.BlurIG().GetMask(x64, cube_grads, max_sigma=40.0, steps=8, batch_size=3))
+    # One channel, odd height (the rows pair across two image rows); the
+    # reference takes H x W x 1, which the crate's rank-2 input equals.
+    x1 = x64[:135, :129, :1].copy()
+    mask1 = s.BlurIG().GetMask(x1, cube_grads, max_sigma=30.0, steps=6, batch_size=1)
+    save(TOPIC, "fft_one_channel", mask1[:, :, 0])
