@@ -48,8 +48,11 @@ pub(crate) struct GaussianSeries {
     /// empty when no sigma takes the FFT path.
     columns: Vec<Complex<f64>>,
     /// The second pass's transforms, by length.
-    plans_b: Vec<(usize, Arc<dyn Fft<f64>>, Arc<dyn Fft<f64>>)>,
+    plans_b: Vec<LinePlan>,
 }
+
+/// A transform length with its forward and inverse transforms.
+type LinePlan = (usize, Arc<dyn Fft<f64>>, Arc<dyn Fft<f64>>);
 
 /// What one thread needs to blur: the first pass's result, transform
 /// buffers and the one-by-one filter's buffers.

@@ -33,7 +33,10 @@ use crate::parallel::{for_each_chunk_mut, for_each_grouped};
 /// `batch_size` (and equals the reference's for `batch_size` 1).
 ///
 /// At most `batch_size` path points (with their finite differences) exist at
-/// any time; progress is reported after every batch. A point or difference
+/// any time; progress is reported after every batch. On images whose sides
+/// are both at least 128 pixels, the wide kernels (radius 24 and up) blur
+/// through the FFT, and the spectra of the image's columns are computed once
+/// per call and kept for all its blurs: about 16 bytes per input value. A point or difference
 /// that overflows (blurs of values near `f64::MAX`) is
 /// [`SaliencyError::NonFiniteResult`] before the model sees it.
 ///
