@@ -230,21 +230,11 @@ pub struct Target {
 type SelectFn = Box<dyn Fn(Tensor<2>) -> Tensor<1>>;
 type SelectPerImageFn = Box<dyn Fn(Tensor<2>, &[usize]) -> Tensor<1>>;
 
-enum TargetKind {
-    Class(usize),
-    Classes(Vec<usize>),
-    Select(SelectFn),
-    SelectPerImage(SelectPerImageFn),
-}
+type TargetKind = common::TargetKind<SelectFn, SelectPerImageFn>;
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            TargetKind::Class(c) => write!(f, "Target::class({c})"),
-            TargetKind::Classes(c) => write!(f, "Target::classes({c:?})"),
-            TargetKind::Select(_) => f.write_str("Target::select(..)"),
-            TargetKind::SelectPerImage(_) => f.write_str("Target::select_per_image(..)"),
-        }
+        std::fmt::Debug::fmt(&self.kind, f)
     }
 }
 

@@ -195,6 +195,27 @@ pub(crate) fn stated_layout(channels_first: bool, layer_layout: Option<Activatio
     })
 }
 
+/// What a `Target` picks, with the framework's selector closures `S` (one
+/// output to the target values) and `P` (the same, knowing each row's
+/// image).
+pub(crate) enum TargetKind<S, P> {
+    Class(usize),
+    Classes(Vec<usize>),
+    Select(S),
+    SelectPerImage(P),
+}
+
+impl<S, P> std::fmt::Debug for TargetKind<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetKind::Class(c) => write!(f, "Target::class({c})"),
+            TargetKind::Classes(c) => write!(f, "Target::classes({c:?})"),
+            TargetKind::Select(_) => f.write_str("Target::select(..)"),
+            TargetKind::SelectPerImage(_) => f.write_str("Target::select_per_image(..)"),
+        }
+    }
+}
+
 /// `class`, if the output's class axis (of size `classes`) has it.
 pub(crate) fn class_in_range(class: usize, classes: usize) -> Result<usize, Refusal> {
     if class < classes {
