@@ -8,8 +8,12 @@
 //! (given beside each), never above the acceptance's 1e-4.
 #![cfg(feature = "onnx")]
 
+#[path = "common/cam_net.rs"]
+mod cam_net;
+
 use std::path::PathBuf;
 
+use cam_net::rel_err;
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, IxDyn};
 use ndarray_npy::read_npy;
 use saliency::adapters::candle::Target;
@@ -57,19 +61,6 @@ fn meta_number(key: &str) -> f64 {
     let text = meta[at..].trim_start();
     let end = text.find([',', '\n']).unwrap();
     text[..end].trim().parse().unwrap()
-}
-
-/// Largest absolute difference over the largest reference magnitude.
-fn rel_err(actual: ArrayViewD<'_, f32>, expected: ArrayViewD<'_, f32>) -> f64 {
-    assert_eq!(actual.shape(), expected.shape());
-    let scale = expected.iter().fold(0.0_f64, |m, &v| m.max(f64::from(v).abs()));
-    assert!(scale > 0.0, "an all-zero reference compares nothing");
-    let diff = actual
-        .iter()
-        .zip(expected.iter())
-        .fold(0.0_f64, |m, (&a, &e)| m.max((f64::from(a) - f64::from(e)).abs()));
-    assert!(diff.is_finite(), "non-finite result");
-    diff / scale
 }
 
 fn check(what: &str, actual: ArrayViewD<'_, f32>, expected: ArrayViewD<'_, f32>, tol: f64) {

@@ -13,149 +13,19 @@
 //! calls with each image's class.
 #![cfg(feature = "onnx")]
 
-use std::path::PathBuf;
+#[path = "common/cam_net.rs"]
+mod cam_net;
 
+use cam_net::{Net, json_field, json_string, nhwc_to_nchw, number, numbers};
 use candle_core::{Device, Tensor};
-use ndarray::{ArrayD, ArrayViewD, Axis};
-use ndarray_npy::read_npy;
+use ndarray::ArrayD;
 use saliency::adapters::candle::Target;
-use saliency::adapters::onnx::{OnnxError, OnnxGraph, OnnxModel};
+use saliency::adapters::onnx::{OnnxError, OnnxGraph};
 use saliency::{GradCam, GuidedBackprop, IntegratedGradients, Occlusion, Saliency, SaliencyError, VanillaGradients};
 
-/// One fixture network with its inputs and the few `meta.json` fields used.
-struct Net {
-    name: String,
-    dir: PathBuf,
-    /// `[2, C, H, W]`, as the fixtures are written.
-    input: ArrayD<f32>,
-    /// `[2, H, W, C]`, as the crate takes images.
-    images: ArrayD<f32>,
-    classes: Vec<usize>,
-    layer: String,
-    meta: String,
-}
-
-impl Net {
-    fn load(name: &str) -> Net {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/onnx")
-            .join(name);
-        let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
-        let input: ArrayD<f32> = read_npy(dir.join("input.npy")).unwrap();
-        let images = nchw_to_nhwc(input.view());
-        let classes = numbers(json_field(&meta, "classes"));
-        let layer = json_string(json_field(&meta, "layer"));
-        assert_eq!(classes.len(), input.shape()[0], "{name}: one class per image");
-        Net {
-            name: name.to_string(),
-            dir,
-            input,
-            images,
-            classes,
-            layer,
-            meta,
-        }
-    }
-
-    fn reference(&self, file: &str) -> ArrayD<f32> {
-        read_npy(self.dir.join(file)).unwrap()
-    }
-
-    fn model(&self, target: Target) -> OnnxModel<f32> {
-        OnnxModel::from_file(self.dir.join("model.onnx"), target)
-            .unwrap()
-            .layer(&self.layer)
-            .unwrap()
-    }
-
-    /// The masks of both images from one multi-image call, each image
-    /// explained for its own class; asserts they equal one-image calls with
-    /// each image's class. `[2, ...]`, in the crate's layout.
-    fn masks<M: Saliency<f32>>(&self, method: &M) -> ArrayD<f32> {
-        let mut model = self.model(Target::classes(self.classes.clone()));
-        let masks = method
-            .get_masks(self.images.view(), &mut model.as_fn())
-            .unwrap()
-            .into_dyn();
-        for (i, &class) in self.classes.iter().enumerate() {
-            let mut one = self.model(Target::class(class));
-            let mask = method
-                .get_mask(self.images.index_axis(Axis(0), i), &mut one.as_fn())
-                .unwrap()
-                .into_dyn();
-            assert!(
-                masks.index_axis(Axis(0), i) == mask,
-                "{}: {}: the multi-image call differs from the one-image call for image {i}",
-                self.name,
-                method.name()
-            );
-        }
-        masks
-    }
-
-    /// Asserts `actual` is within `tol` of `expected`, relative to the
-    /// largest reference magnitude.
-    fn check(&self, what: &str, actual: ArrayViewD<'_, f32>, expected: ArrayViewD<'_, f32>, tol: f64) {
-        assert_eq!(actual.shape(), expected.shape(), "{} {what}: shapes", self.name);
-        let err = rel_err(actual, expected);
-        println!("{} {what}: relative error {err:.2e} (tolerance {tol:.0e})", self.name);
-        assert!(
-            err <= tol,
-            "{} {what}: relative error {err:.3e} over {tol:.0e}",
-            self.name
-        );
-    }
-}
-
-fn nchw_to_nhwc(a: ArrayViewD<'_, f32>) -> ArrayD<f32> {
-    a.permuted_axes(vec![0, 2, 3, 1]).as_standard_layout().into_owned()
-}
-
-fn nhwc_to_nchw(a: ArrayViewD<'_, f32>) -> ArrayD<f32> {
-    a.permuted_axes(vec![0, 3, 1, 2]).as_standard_layout().into_owned()
-}
-
-/// Largest absolute difference over the largest reference magnitude.
-fn rel_err(actual: ArrayViewD<'_, f32>, expected: ArrayViewD<'_, f32>) -> f64 {
-    let scale = expected.iter().fold(0.0_f64, |m, &v| m.max(f64::from(v).abs()));
-    assert!(scale > 0.0, "an all-zero reference compares nothing");
-    let diff = actual
-        .iter()
-        .zip(expected.iter())
-        .fold(0.0_f64, |m, (&a, &e)| m.max((f64::from(a) - f64::from(e)).abs()));
-    assert!(diff.is_finite(), "non-finite result");
-    diff / scale
-}
-
-/// The raw text of the first `"key": value` in `json` (from the value's
-/// first character; the callers below read only what they need of it).
-fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
-    let pattern = format!("\"{key}\":");
-    let at = json.find(&pattern).unwrap_or_else(|| panic!("meta.json has no {key}"));
-    json[at + pattern.len()..].trim_start()
-}
-
-/// The string a field's text starts with.
-fn json_string(text: &str) -> String {
-    let rest = text.strip_prefix('"').unwrap();
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-/// The numbers of the array a field's text starts with.
-fn numbers<T: std::str::FromStr>(text: &str) -> Vec<T> {
-    let inner = &text[text.find('[').unwrap() + 1..text.find(']').unwrap()];
-    inner.split(',').map(|v| v.trim().parse().ok().unwrap()).collect()
-}
-
-/// The number a field's text starts with.
-fn number(text: &str) -> f64 {
-    let end = text.find([',', '\n', '}']).unwrap();
-    text[..end].trim().parse().unwrap()
-}
-
 fn logits(net: &str, file: &str, tol: f64) {
-    let net = Net::load(net);
-    let graph = OnnxGraph::from_file(net.dir.join("model.onnx")).unwrap();
+    let net = Net::load_from(net, "onnx");
+    let graph = OnnxGraph::from_file(net.onnx.join("model.onnx")).unwrap();
     let x = Tensor::from_slice(net.input.as_slice().unwrap(), net.input.shape(), &Device::Cpu).unwrap();
     let y = graph.forward(&x).unwrap();
     let y = ArrayD::from_shape_vec(y.dims(), y.flatten_all().unwrap().to_vec1::<f32>().unwrap()).unwrap();
@@ -167,7 +37,7 @@ fn logits(net: &str, file: &str, tol: f64) {
 /// each image's class) or `saliency.npy` (Captum's Saliency with
 /// `abs=False`, the same quantity).
 fn vanilla(net: &str, file: &str, tol: f64) {
-    let net = Net::load(net);
+    let net = Net::load_from(net, "onnx");
     let masks = net.masks(&VanillaGradients::new().batch_size(2));
     net.check(
         &format!("VanillaGradients vs {file}"),
@@ -181,9 +51,9 @@ fn vanilla(net: &str, file: &str, tol: f64) {
 /// `nn.ReLU`; the generator checked they are the graph's Relu nodes); a net
 /// without a Relu node must be refused with the crate's error.
 fn guided(net: &str, tol: Option<f64>) {
-    let net = Net::load(net);
+    let net = Net::load_from(net, "onnx");
     let relus = number(json_field(&net.meta, "relu_nodes"));
-    let has_reference = net.dir.join("guided_backprop.npy").exists();
+    let has_reference = net.has_reference("guided_backprop.npy");
     assert_eq!(
         has_reference,
         relus > 0.0,
@@ -231,7 +101,7 @@ fn guided(net: &str, tol: Option<f64>) {
 /// weight each channel by its gradient's mean over the layer's height and
 /// width and sum over channels.
 fn grad_cam(net: &str, tol: f64) {
-    let net = Net::load(net);
+    let net = Net::load_from(net, "onnx");
     let lgc = json_field(&net.meta, "LayerGradCam");
     assert!(json_field(lgc, "relu_attributions").starts_with("false"));
     assert!(json_field(lgc, "attribute_to_layer_input").starts_with("false"));
@@ -272,7 +142,7 @@ fn coverage(extent: usize, size: usize, stride: usize) -> Vec<usize> {
 /// undefined (0 / 0) in Captum's. The fixtures' sides are covered exactly,
 /// which is asserted, so every pixel is compared.
 fn occlusion(net: &str, tol: f64) {
-    let net = Net::load(net);
+    let net = Net::load_from(net, "onnx");
     let occ = json_field(&net.meta, "Occlusion");
     let window: Vec<usize> = numbers(json_field(occ, "sliding_window_shapes"));
     let strides: Vec<usize> = numbers(json_field(occ, "strides"));
@@ -316,7 +186,7 @@ fn occlusion(net: &str, tol: f64) {
 /// fixture's step count, path points `alpha * x`) against the generator's own
 /// computation of that rule from PyTorch gradients.
 fn integrated_gradients(net: &str, tol: f64) {
-    let net = Net::load(net);
+    let net = Net::load_from(net, "onnx");
     let ig = json_field(&net.meta, "ig_pair_rule");
     let steps = number(json_field(ig, "steps")) as usize;
     assert_eq!(json_string(json_field(ig, "baseline")), "zeros");
@@ -341,6 +211,19 @@ struct Tol {
     occlusion: f64,
     ig: f64,
 }
+
+/// mobilenet_v3 and its opset-13 export: the same network, with the same
+/// errors measured.
+const MOBILENET_V3: Tol = Tol {
+    logits_ort: 4e-6,   // measured 3.8e-7
+    logits_torch: 4e-6, // measured 3.5e-7
+    grad_input: 8e-6,   // measured 8.0e-7
+    saliency: 8e-6,     // measured 8.0e-7
+    guided: Some(2e-5), // measured 1.1e-6
+    grad_cam: 5e-6,     // measured 4.3e-7
+    occlusion: 6e-5,    // measured 5.7e-6
+    ig: 8e-6,           // measured 7.3e-7
+};
 
 macro_rules! parity {
     ($($net:ident: $tol:expr;)*) => {$(
@@ -423,26 +306,8 @@ parity! {
         occlusion: 1e-4, // measured 9.7e-6
         ig: 3e-6, // measured 2.5e-7
     };
-    mobilenet_v3: Tol {
-        logits_ort: 4e-6, // measured 3.8e-7
-        logits_torch: 4e-6, // measured 3.5e-7
-        grad_input: 8e-6, // measured 8.0e-7
-        saliency: 8e-6, // measured 8.0e-7
-        guided: Some(2e-5), // measured 1.1e-6
-        grad_cam: 5e-6, // measured 4.3e-7
-        occlusion: 6e-5, // measured 5.7e-6
-        ig: 8e-6, // measured 7.3e-7
-    };
-    mobilenet_v3_opset13: Tol {
-        logits_ort: 4e-6, // measured 3.8e-7
-        logits_torch: 4e-6, // measured 3.5e-7
-        grad_input: 8e-6, // measured 8.0e-7
-        saliency: 8e-6, // measured 8.0e-7
-        guided: Some(2e-5), // measured 1.1e-6
-        grad_cam: 5e-6, // measured 4.3e-7
-        occlusion: 6e-5, // measured 5.7e-6
-        ig: 8e-6, // measured 7.3e-7
-    };
+    mobilenet_v3: MOBILENET_V3;
+    mobilenet_v3_opset13: MOBILENET_V3;
     efficientnet: Tol {
         logits_ort: 4e-6, // measured 3.2e-7
         logits_torch: 4e-6, // measured 3.5e-7

@@ -89,6 +89,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use ::burn::tensor::{DType, Device, Element, Gradients, Tensor, TensorCreationOptions, TensorData, activation};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
+use super::common::{self, Pass, Plan, from_refusal};
 use crate::error::BoxError;
 use crate::float::Float;
 use crate::model::{ActivationLayout, ModelOutputs, ModelRequest, OutputKey};
@@ -229,21 +230,11 @@ pub struct Target {
 type SelectFn = Box<dyn Fn(Tensor<2>) -> Tensor<1>>;
 type SelectPerImageFn = Box<dyn Fn(Tensor<2>, &[usize]) -> Tensor<1>>;
 
-enum TargetKind {
-    Class(usize),
-    Classes(Vec<usize>),
-    Select(SelectFn),
-    SelectPerImage(SelectPerImageFn),
-}
+type TargetKind = common::TargetKind<SelectFn, SelectPerImageFn>;
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            TargetKind::Class(c) => write!(f, "Target::class({c})"),
-            TargetKind::Classes(c) => write!(f, "Target::classes({c:?})"),
-            TargetKind::Select(_) => f.write_str("Target::select(..)"),
-            TargetKind::SelectPerImage(_) => f.write_str("Target::select_per_image(..)"),
-        }
+        std::fmt::Debug::fmt(&self.kind, f)
     }
 }
 
@@ -287,28 +278,11 @@ impl Target {
     /// The class of each row, for the class targets (checked against the
     /// output's class axis); `None` for the selectors.
     fn classes_of_rows(&self, images: &[usize], classes: usize) -> Result<Option<Vec<usize>>, BurnAdapterError> {
-        let in_range = |class: usize| {
-            if class < classes {
-                Ok(class)
-            } else {
-                Err(BurnAdapterError::ClassOutOfRange { class, classes })
-            }
-        };
-        match &self.kind {
-            TargetKind::Class(class) => Ok(Some(vec![in_range(*class)?; images.len()])),
-            TargetKind::Classes(per_image) => images
-                .iter()
-                .map(|&image| {
-                    let class = *per_image.get(image).ok_or(BurnAdapterError::NoTargetForImage {
-                        image,
-                        images: per_image.len(),
-                    })?;
-                    in_range(class)
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            TargetKind::Select(_) | TargetKind::SelectPerImage(_) => Ok(None),
-        }
+        Ok(match &self.kind {
+            TargetKind::Class(class) => Some(vec![common::class_in_range(*class, classes)?; images.len()]),
+            TargetKind::Classes(per_image) => Some(common::row_classes(per_image, images, classes)?),
+            TargetKind::Select(_) | TargetKind::SelectPerImage(_) => None,
+        })
     }
 
     /// The target values, shape `[B]`; `images` holds the image of each row.
@@ -471,6 +445,8 @@ pub enum BurnAdapterError {
     },
 }
 
+from_refusal!(BurnAdapterError);
+
 /// A burn model as a [`CallModelFunction<F>`](crate::CallModelFunction)
 /// (`F` is `f32` or `f64`) on batches of rank `D`: see the
 /// [module docs](self).
@@ -503,14 +479,6 @@ impl<F, M, const D: usize> std::fmt::Debug for BurnModel<F, M, D> {
     }
 }
 
-/// The tensors one ordinary pass produced, read back to the host.
-struct Pass {
-    target: TensorData,
-    input_gradients: Option<TensorData>,
-    layer_values: Option<TensorData>,
-    layer_gradients: Option<TensorData>,
-}
-
 impl<F, M, const D: usize> BurnModel<F, M, D>
 where
     F: Float + Element,
@@ -531,116 +499,32 @@ where
         }
     }
 
-    /// The device the model's weights live on (autodiff is turned on for
-    /// the inputs the adapter makes there).
-    #[must_use = "a setter returns the changed model; assign or chain it"]
-    pub fn device(mut self, device: &Device) -> Self {
-        self.device = device.clone();
-        self
-    }
+    common::model_settings!(Device, DType, BurnAdapterError);
 
-    /// The dtype the model computes in, when it differs from `F` (inputs are
-    /// converted to it, outputs back to `F`).
-    #[must_use = "a setter returns the changed model; assign or chain it"]
-    pub fn dtype(mut self, dtype: DType) -> Self {
-        self.dtype = dtype;
-        self
-    }
-
-    /// Whether the model wants its input channels-first: the batch's last
-    /// axis is moved to position 1 (`[B, H, W, C]` becomes `[B, C, H, W]`).
-    /// Batches of rank below 4 are then refused with
-    /// [`BurnAdapterError::ChannelsFirstRank`].
-    #[must_use = "a setter returns the changed model; assign or chain it"]
-    pub fn channels_first(mut self, channels_first: bool) -> Self {
-        self.channels_first = channels_first;
-        self
-    }
-
-    /// The layout of the layer marked with [`ForwardContext::layer`], when
-    /// it is not the input's. By default it is the input's: channels-first
-    /// with [`channels_first`](Self::channels_first), else channels-last.
-    #[must_use = "a setter returns the changed model; assign or chain it"]
-    pub fn layer_layout(mut self, layout: ActivationLayout) -> Self {
-        self.layer_layout = Some(layout);
-        self
-    }
-
-    /// The device the model's weights live on.
-    pub fn get_device(&self) -> &Device {
-        &self.device
-    }
-
-    /// The dtype the model computes in.
-    pub fn get_dtype(&self) -> DType {
-        self.dtype
-    }
-
-    /// Whether the model takes its input channels-first.
-    pub fn get_channels_first(&self) -> bool {
-        self.channels_first
-    }
-
-    /// The layout set with [`layer_layout`](Self::layer_layout); `None`:
-    /// the input's.
-    pub fn get_layer_layout(&self) -> Option<ActivationLayout> {
-        self.layer_layout
-    }
-
-    /// The layout the adapter states for the marked layer.
-    fn stated_layout(&self) -> ActivationLayout {
-        self.layer_layout.unwrap_or(if self.channels_first {
-            ActivationLayout::ChannelsFirst
-        } else {
-            ActivationLayout::ChannelsLast
-        })
-    }
-
-    /// Changes the target.
-    pub fn set_target(&mut self, target: Target) {
-        self.target = target;
-    }
-
-    /// This model as a closure, to pass where a method wants
-    /// `&mut dyn CallModelFunction<F>`: `method.get_mask(x, &mut model.as_fn())`.
-    pub fn as_fn(
-        &mut self,
-    ) -> impl FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> + '_ {
-        move |batch, request| self.call_request(batch, request).map_err(BoxError::from)
-    }
-
-    /// Runs the model on `batch` (every row image 0) and returns the outputs
-    /// for `keys`, with the marked layer's layout stated.
-    ///
-    /// ```
-    /// use burn::tensor::Tensor;
-    /// use ndarray::Array2;
-    /// use saliency::OutputKey;
-    /// use saliency::adapters::burn::{BurnModel, ForwardContext, Target};
-    ///
-    /// fn logits() -> Result<Vec<f32>, Box<dyn std::error::Error>> {
-    ///     let forward = |x: Tensor<2>, _: &ForwardContext| x.sum_dim(1);
-    ///     let mut model = BurnModel::<f32, _, 2>::new(forward, Target::class(0));
-    ///     let batch = Array2::<f32>::from_shape_vec((2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
-    ///     let outputs = model.call(&batch, &[OutputKey::OutputLayerValues])?;
-    ///     let values = outputs.get(OutputKey::OutputLayerValues).ok_or("no values")?;
-    ///     Ok(values.iter().copied().collect())
-    /// }
-    /// assert_eq!(logits()?, [6.0, 15.0]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn call<'b, Dim: ndarray::Dimension>(
-        &mut self,
-        batch: impl ndarray::AsArray<'b, F, Dim>,
-        keys: &[OutputKey],
-    ) -> Result<ModelOutputs<F>, BurnAdapterError>
-    where
-        F: 'b,
-    {
-        let batch = batch.into().into_dyn();
-        let images = vec![0; batch.shape().first().copied().unwrap_or(0)];
-        self.call_request(batch, &ModelRequest::new(keys, &images))
-    }
+    common::model_calls!(
+        BurnAdapterError,
+        BoxError::from,
+        /// Runs the model on `batch` (every row image 0) and returns the outputs
+        /// for `keys`, with the marked layer's layout stated.
+        ///
+        /// ```
+        /// use burn::tensor::Tensor;
+        /// use ndarray::Array2;
+        /// use saliency::OutputKey;
+        /// use saliency::adapters::burn::{BurnModel, ForwardContext, Target};
+        ///
+        /// fn logits() -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+        ///     let forward = |x: Tensor<2>, _: &ForwardContext| x.sum_dim(1);
+        ///     let mut model = BurnModel::<f32, _, 2>::new(forward, Target::class(0));
+        ///     let batch = Array2::<f32>::from_shape_vec((2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+        ///     let outputs = model.call(&batch, &[OutputKey::OutputLayerValues])?;
+        ///     let values = outputs.get(OutputKey::OutputLayerValues).ok_or("no values")?;
+        ///     Ok(values.iter().copied().collect())
+        /// }
+        /// assert_eq!(logits()?, [6.0, 15.0]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+    );
 
     /// [`call`](Self::call) for a batch whose rows may belong to several
     /// images (as methods send it): each row is explained for its image's
@@ -650,56 +534,27 @@ where
         batch: ArrayViewD<'_, F>,
         request: &ModelRequest<'_>,
     ) -> Result<ModelOutputs<F>, BurnAdapterError> {
-        let keys = request.keys();
         let shape = batch.shape().to_vec();
         if shape.len() != D {
             return Err(BurnAdapterError::InputRank { expected: D, shape });
         }
-        // Moving the last axis of a batch without channels would swap
-        // height and width.
-        if self.channels_first && shape.len() < 4 {
-            return Err(BurnAdapterError::ChannelsFirstRank { shape });
-        }
-        // An image already channels-first would have its axes scrambled.
-        if self.channels_first && crate::checks::looks_channels_first(&shape[1..]) {
-            return Err(BurnAdapterError::ChannelsFirstInput { shape });
-        }
-        let batch_size = shape.first().copied().unwrap_or(0);
-        let images: Vec<usize> = (0..batch_size).map(|r| request.image_of_row(r)).collect();
+        let images = common::row_images(&shape, self.channels_first, request)?;
         let standard = batch.as_standard_layout();
-        let data = TensorData::new(standard.iter().copied().collect::<Vec<F>>(), shape.clone());
+        let data = TensorData::new(standard.iter().copied().collect::<Vec<F>>(), shape);
 
-        let wants = |k: OutputKey| keys.contains(&k);
+        let plan = Plan::new(request.keys());
         let mut outputs = ModelOutputs::new().with_layout(self.stated_layout());
-        let plain_keys = keys.iter().any(|&k| k != OutputKey::GuidedInputOutputGradients);
-        if plain_keys {
-            let layer_key = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients]
-                .into_iter()
-                .find(|&k| wants(k));
+        if plan.plain {
             let pass = self.pass(
                 &data,
                 &images,
-                wants(OutputKey::InputOutputGradients),
-                layer_key,
-                wants(OutputKey::ConvolutionOutputGradients),
+                plan.input_gradients,
+                plan.layer_key,
+                plan.layer_gradients,
             )?;
-            if wants(OutputKey::OutputLayerValues) {
-                outputs.insert(OutputKey::OutputLayerValues, to_array::<F>(pass.target)?);
-            }
-            if let Some(g) = pass.input_gradients {
-                outputs.insert(OutputKey::InputOutputGradients, to_array::<F>(g)?);
-            }
-            for (key, data) in [
-                (OutputKey::ConvolutionLayerValues, pass.layer_values),
-                (OutputKey::ConvolutionOutputGradients, pass.layer_gradients),
-            ] {
-                if wants(key) {
-                    let data = data.ok_or(BurnAdapterError::NoLayerMarked { key })?;
-                    outputs.insert(key, to_array::<F>(data)?);
-                }
-            }
+            pass.insert_into(&mut outputs, &plan, to_array::<F>)?;
         }
-        if wants(OutputKey::GuidedInputOutputGradients) {
+        if plan.guided {
             let guided = self.guided_pass(&data, &images)?;
             outputs.insert(OutputKey::GuidedInputOutputGradients, to_array::<F>(guided)?);
         }
@@ -737,7 +592,7 @@ where
         input_gradients: bool,
         layer_key: Option<OutputKey>,
         layer_gradients: bool,
-    ) -> Result<Pass, BurnAdapterError> {
+    ) -> Result<Pass<TensorData>, BurnAdapterError> {
         let ctx = ForwardContext::new(ReluMode::Standard, layer_gradients);
         let (leaf, target) = guard(|| {
             let (leaf, model_input) = self.input(data, input_gradients);
@@ -745,14 +600,7 @@ where
             Ok((leaf, output))
         })?;
         let record = ctx.layer.into_inner();
-        if record.marks > 1 {
-            return Err(BurnAdapterError::SeveralLayersMarked { marks: record.marks });
-        }
-        if let Some(key) = layer_key
-            && record.marks == 0
-        {
-            return Err(BurnAdapterError::NoLayerMarked { key });
-        }
+        common::check_marks(record.marks, layer_key)?;
         guard(|| {
             let target = self.target.pick(target, images)?;
             let values = target.clone().detach().into_data();

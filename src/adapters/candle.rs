@@ -98,6 +98,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var, WithDType};
 use ndarray::{ArrayD, ArrayView, ArrayViewD, Dimension, IxDyn};
 
+use super::common::{self, Pass, Plan, from_refusal};
 use crate::error::BoxError;
 use crate::float::Float;
 use crate::model::{ActivationLayout, ModelOutputs, ModelRequest, OutputKey};
@@ -247,21 +248,11 @@ pub struct Target {
 type SelectFn = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor>>;
 type SelectPerImageFn = Box<dyn Fn(&Tensor, &[usize]) -> candle_core::Result<Tensor>>;
 
-enum TargetKind {
-    Class(usize),
-    Classes(Vec<usize>),
-    Select(SelectFn),
-    SelectPerImage(SelectPerImageFn),
-}
+type TargetKind = common::TargetKind<SelectFn, SelectPerImageFn>;
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            TargetKind::Class(c) => write!(f, "Target::class({c})"),
-            TargetKind::Classes(c) => write!(f, "Target::classes({c:?})"),
-            TargetKind::Select(_) => f.write_str("Target::select(..)"),
-            TargetKind::SelectPerImage(_) => f.write_str("Target::select_per_image(..)"),
-        }
+        std::fmt::Debug::fmt(&self.kind, f)
     }
 }
 
@@ -313,30 +304,17 @@ impl Target {
                 actual: dims.to_vec(),
             }),
         };
-        let in_range = |class: usize, classes: usize| {
-            if class < classes {
-                Ok(())
-            } else {
-                Err(CandleAdapterError::ClassOutOfRange { class, classes })
-            }
-        };
         let values = match &self.kind {
             TargetKind::Class(class) => {
-                in_range(*class, classes_of(output.dims())?)?;
+                common::class_in_range(*class, classes_of(output.dims())?)?;
                 output.narrow(1, *class, 1)?
             }
             TargetKind::Classes(per_image) => {
                 let classes = classes_of(output.dims())?;
-                let mut rows = Vec::with_capacity(batch);
-                for r in 0..batch {
-                    let image = images.get(r).copied().unwrap_or(0);
-                    let class = *per_image.get(image).ok_or(CandleAdapterError::NoTargetForImage {
-                        image,
-                        images: per_image.len(),
-                    })?;
-                    in_range(class, classes)?;
-                    rows.push(class as u32);
-                }
+                let rows: Vec<u32> = common::row_classes(per_image, images, classes)?
+                    .into_iter()
+                    .map(|class| class as u32)
+                    .collect();
                 let index = Tensor::from_vec(rows, (batch, 1), output.device())?;
                 output.gather(&index, 1)?
             }
@@ -459,6 +437,8 @@ pub enum CandleAdapterError {
     },
 }
 
+from_refusal!(CandleAdapterError);
+
 impl CandleAdapterError {
     /// The boxed error a method reports as the source of
     /// [`SaliencyError::Model`](crate::SaliencyError::Model): candle's own
@@ -521,120 +501,34 @@ where
         }
     }
 
-    /// The device the model's weights live on.
-    #[must_use = "a setter returns the changed model; assign or chain it"]
-    pub fn device(mut self, device: &Device) -> Self {
-        self.device = device.clone();
-        self
-    }
+    common::model_settings!(Device, DType, CandleAdapterError);
 
-    /// The dtype the model computes in, when it differs from `F` (inputs are
-    /// converted to it, outputs back to `F`).
-    #[must_use = "a setter returns the changed model; assign or chain it"]
-    pub fn dtype(mut self, dtype: DType) -> Self {
-        self.dtype = dtype;
-        self
-    }
-
-    /// Whether the model wants its input channels-first: the batch's last
-    /// axis is moved to position 1 (`[B, H, W, C]` becomes `[B, C, H, W]`).
-    /// Batches of rank below 4 (images without a channel axis) are then
-    /// refused with [`CandleAdapterError::ChannelsFirstRank`].
-    #[must_use = "a setter returns the changed model; assign or chain it"]
-    pub fn channels_first(mut self, channels_first: bool) -> Self {
-        self.channels_first = channels_first;
-        self
-    }
-
-    /// The layout of the layer marked with [`ForwardContext::layer`], when
-    /// it is not the input's (for example a channels-last input the forward
-    /// pass permutes before a `Conv2d`). By default it is the input's:
-    /// channels-first with [`channels_first`](Self::channels_first), else
-    /// channels-last. The adapter states it with every output
-    /// ([`ModelOutputs::with_layout`]), and Grad-CAM follows it.
-    #[must_use = "a setter returns the changed model; assign or chain it"]
-    pub fn layer_layout(mut self, layout: ActivationLayout) -> Self {
-        self.layer_layout = Some(layout);
-        self
-    }
-
-    /// The device the model's weights live on.
-    pub fn get_device(&self) -> &Device {
-        &self.device
-    }
-
-    /// The dtype the model computes in.
-    pub fn get_dtype(&self) -> DType {
-        self.dtype
-    }
-
-    /// Whether the model takes its input channels-first.
-    pub fn get_channels_first(&self) -> bool {
-        self.channels_first
-    }
-
-    /// The layout set with [`layer_layout`](Self::layer_layout); `None`:
-    /// the input's.
-    pub fn get_layer_layout(&self) -> Option<ActivationLayout> {
-        self.layer_layout
-    }
-
-    /// The layout the adapter states for the marked layer.
-    fn stated_layout(&self) -> ActivationLayout {
-        self.layer_layout.unwrap_or(if self.channels_first {
-            ActivationLayout::ChannelsFirst
-        } else {
-            ActivationLayout::ChannelsLast
-        })
-    }
-
-    /// Changes the target.
-    pub fn set_target(&mut self, target: Target) {
-        self.target = target;
-    }
-
-    /// This model as a closure, to pass where a method wants
-    /// `&mut dyn CallModelFunction<F>`: `method.get_mask(x, &mut model.as_fn())`.
-    pub fn as_fn(
-        &mut self,
-    ) -> impl FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> + '_ {
-        move |batch, request| self.call_request(batch, request).map_err(CandleAdapterError::into_box)
-    }
-
-    /// Runs the model on `batch` and returns the outputs for `keys`, with
-    /// the marked layer's layout stated.
-    ///
-    /// The error converts with `?` into `Box<dyn std::error::Error>`:
-    ///
-    /// ```
-    /// use candle_core::Tensor;
-    /// use ndarray::Array2;
-    /// use saliency::OutputKey;
-    /// use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
-    ///
-    /// fn logits() -> Result<Vec<f32>, Box<dyn std::error::Error>> {
-    ///     let forward = |x: &Tensor, _: &ForwardContext| x.sum_keepdim(1);
-    ///     let mut model = CandleModel::<f32, _>::new(forward, Target::class(0));
-    ///     let batch = Array2::<f32>::from_shape_vec((2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
-    ///     let outputs = model.call(&batch, &[OutputKey::OutputLayerValues])?;
-    ///     let values = outputs.get(OutputKey::OutputLayerValues).ok_or("no values")?;
-    ///     Ok(values.iter().copied().collect())
-    /// }
-    /// assert_eq!(logits()?, [6.0, 15.0]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn call<'b, D: ndarray::Dimension>(
-        &mut self,
-        batch: impl ndarray::AsArray<'b, F, D>,
-        keys: &[OutputKey],
-    ) -> Result<ModelOutputs<F>, CandleAdapterError>
-    where
-        F: 'b,
-    {
-        let batch = batch.into().into_dyn();
-        let images = vec![0; batch.shape().first().copied().unwrap_or(0)];
-        self.call_request(batch, &ModelRequest::new(keys, &images))
-    }
+    common::model_calls!(
+        CandleAdapterError,
+        CandleAdapterError::into_box,
+        /// Runs the model on `batch` and returns the outputs for `keys`, with
+        /// the marked layer's layout stated.
+        ///
+        /// The error converts with `?` into `Box<dyn std::error::Error>`:
+        ///
+        /// ```
+        /// use candle_core::Tensor;
+        /// use ndarray::Array2;
+        /// use saliency::OutputKey;
+        /// use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
+        ///
+        /// fn logits() -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+        ///     let forward = |x: &Tensor, _: &ForwardContext| x.sum_keepdim(1);
+        ///     let mut model = CandleModel::<f32, _>::new(forward, Target::class(0));
+        ///     let batch = Array2::<f32>::from_shape_vec((2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+        ///     let outputs = model.call(&batch, &[OutputKey::OutputLayerValues])?;
+        ///     let values = outputs.get(OutputKey::OutputLayerValues).ok_or("no values")?;
+        ///     Ok(values.iter().copied().collect())
+        /// }
+        /// assert_eq!(logits()?, [6.0, 15.0]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+    );
 
     /// [`call`](Self::call) for a batch whose rows may belong to several
     /// images (as methods send it): each row is explained for its image's
@@ -644,56 +538,24 @@ where
         batch: ArrayViewD<'_, F>,
         request: &ModelRequest<'_>,
     ) -> Result<ModelOutputs<F>, CandleAdapterError> {
-        let keys = request.keys();
-        let shape = batch.shape().to_vec();
-        // Refused before any model work: moving the last axis of a batch
-        // without channels would swap height and width.
-        if self.channels_first && shape.len() < 4 {
-            return Err(CandleAdapterError::ChannelsFirstRank { shape });
-        }
-        // The adapter moves the channel axis itself; an image already
-        // channels-first would have its axes scrambled.
-        if self.channels_first && crate::checks::looks_channels_first(&shape[1..]) {
-            return Err(CandleAdapterError::ChannelsFirstInput { shape });
-        }
-        let batch_size = shape.first().copied().unwrap_or(0);
-        // One image per row (image 0 for rows the request does not cover).
-        let images: Vec<usize> = (0..batch_size).map(|r| request.image_of_row(r)).collect();
+        // Refused before any model work.
+        let images = common::row_images(batch.shape(), self.channels_first, request)?;
         let x = array_to_tensor(batch, ActivationLayout::ChannelsLast, &self.device)?;
 
-        let wants = |k: OutputKey| keys.contains(&k);
+        let plan = Plan::new(request.keys());
         let mut outputs = ModelOutputs::new().with_layout(self.stated_layout());
-        let plain_keys = keys.iter().any(|&k| k != OutputKey::GuidedInputOutputGradients);
-        if plain_keys {
-            // The key to name if the forward pass marks no layer.
-            let layer_key = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients]
-                .into_iter()
-                .find(|&k| wants(k));
+        if plan.plain {
             let pass = self.pass(
                 &x,
                 &images,
                 ReluMode::Standard,
-                wants(OutputKey::InputOutputGradients),
-                layer_key,
-                wants(OutputKey::ConvolutionOutputGradients),
+                plan.input_gradients,
+                plan.layer_key,
+                plan.layer_gradients,
             )?;
-            if wants(OutputKey::OutputLayerValues) {
-                outputs.insert(OutputKey::OutputLayerValues, to_array::<F>(&pass.target)?);
-            }
-            if let Some(g) = &pass.input_gradients {
-                outputs.insert(OutputKey::InputOutputGradients, to_array::<F>(g)?);
-            }
-            for (key, tensor) in [
-                (OutputKey::ConvolutionLayerValues, &pass.layer_values),
-                (OutputKey::ConvolutionOutputGradients, &pass.layer_gradients),
-            ] {
-                if wants(key) {
-                    let tensor = tensor.as_ref().ok_or(CandleAdapterError::NoLayerMarked { key })?;
-                    outputs.insert(key, to_array::<F>(tensor)?);
-                }
-            }
+            pass.insert_into(&mut outputs, &plan, |t| to_array::<F>(&t))?;
         }
-        if wants(OutputKey::GuidedInputOutputGradients) {
+        if plan.guided {
             let pass = self.pass(&x, &images, ReluMode::Guided, true, None, false)?;
             if let Some(g) = &pass.input_gradients {
                 outputs.insert(OutputKey::GuidedInputOutputGradients, to_array::<F>(g)?);
@@ -714,7 +576,7 @@ where
         input_gradients: bool,
         layer_key: Option<OutputKey>,
         layer_gradients: bool,
-    ) -> Result<Pass, CandleAdapterError> {
+    ) -> Result<Pass<Tensor>, CandleAdapterError> {
         let var = if input_gradients {
             Some(Var::from_tensor(x)?)
         } else {
@@ -736,14 +598,7 @@ where
             return Err(CandleAdapterError::NoGuidedRelu);
         }
         let record = ctx.layer.into_inner();
-        if record.marks > 1 {
-            return Err(CandleAdapterError::SeveralLayersMarked { marks: record.marks });
-        }
-        if let Some(key) = layer_key
-            && record.marks == 0
-        {
-            return Err(CandleAdapterError::NoLayerMarked { key });
-        }
+        common::check_marks(record.marks, layer_key)?;
         let target = self.target.pick(&output, images.len(), images)?;
         let mut pass = Pass {
             target: target.detach(),
@@ -771,14 +626,6 @@ where
         }
         Ok(pass)
     }
-}
-
-/// The tensors one pass produced.
-struct Pass {
-    target: Tensor,
-    input_gradients: Option<Tensor>,
-    layer_values: Option<Tensor>,
-    layer_gradients: Option<Tensor>,
 }
 
 /// Copies a tensor into an ndarray array of the same shape, converting to `F`.

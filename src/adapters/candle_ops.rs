@@ -638,16 +638,7 @@ pub fn max_pool2d(
     padding: [usize; 4],
     ceil_mode: bool,
 ) -> candle_core::Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    let (rows, cols) = window_axes(
-        "max_pool2d",
-        (h, w),
-        kernel.to_usize2(),
-        stride.to_usize2(),
-        (1, 1),
-        padding,
-        ceil_mode,
-    )?;
+    let (rows, cols) = pool_axes("max_pool2d", x, kernel, stride, padding, ceil_mode)?;
     x.contiguous()?.apply_op1(MaxPool2d {
         rows,
         cols,
@@ -672,21 +663,44 @@ pub fn avg_pool2d(
     ceil_mode: bool,
     count_include_pad: bool,
 ) -> candle_core::Result<Tensor> {
+    let (rows, cols) = pool_axes("avg_pool2d", x, kernel, stride, padding, ceil_mode)?;
+    x.contiguous()?.apply_op1(AvgPool2d {
+        rows,
+        cols,
+        count_include_pad,
+    })
+}
+
+/// The window axes of a pooling of `x` (`[B, C, H, W]`), checked.
+fn pool_axes(
+    op: &'static str,
+    x: &Tensor,
+    kernel: impl ToUsize2,
+    stride: impl ToUsize2,
+    padding: [usize; 4],
+    ceil_mode: bool,
+) -> candle_core::Result<(Axis, Axis)> {
     let (_, _, h, w) = x.dims4()?;
-    let (rows, cols) = window_axes(
-        "avg_pool2d",
+    window_axes(
+        op,
         (h, w),
         kernel.to_usize2(),
         stride.to_usize2(),
         (1, 1),
         padding,
         ceil_mode,
-    )?;
-    x.contiguous()?.apply_op1(AvgPool2d {
-        rows,
-        cols,
-        count_include_pad,
-    })
+    )
+}
+
+/// Calls `f(k, oi, oj)` for every output `(oi, oj)` of a pooling, `k`
+/// being its flat index in the output plane, in row-major order.
+#[inline]
+fn for_each_window(rows: &Axis, cols: &Axis, mut f: impl FnMut(usize, usize, usize)) {
+    for oi in 0..rows.output {
+        for oj in 0..cols.output {
+            f(oi * cols.output + oj, oi, oj);
+        }
+    }
 }
 
 /// The input rows (or columns) that window `o` along axis `a` covers,
@@ -856,29 +870,24 @@ impl MaxPool2d {
     /// into `at`.
     fn forward<T: WithDType + num_traits::Float>(&self, x: &[T], y: &mut [T], at: &mut [u32]) {
         let (rows, cols) = (&self.rows, &self.cols);
-        for oi in 0..rows.output {
-            for oj in 0..cols.output {
-                let k = oi * cols.output + oj;
-                (y[k], at[k]) = match max_index(x, cols.input, rows, cols, oi, oj) {
-                    // The plane fits u32 indices (checked before).
-                    Some(i) => (x[i], i as u32),
-                    None => (T::neg_infinity(), u32::MAX),
-                };
-            }
-        }
+        for_each_window(rows, cols, |k, oi, oj| {
+            (y[k], at[k]) = match max_index(x, cols.input, rows, cols, oi, oj) {
+                // The plane fits u32 indices (checked before).
+                Some(i) => (x[i], i as u32),
+                None => (T::neg_infinity(), u32::MAX),
+            };
+        });
     }
 
     /// The backward pass without recorded positions: the windows walked
     /// again.
     fn backward<T: WithDType + num_traits::Float>(&self, x: &[T], g: &[T], dx: &mut [T]) {
         let (rows, cols) = (&self.rows, &self.cols);
-        for oi in 0..rows.output {
-            for oj in 0..cols.output {
-                if let Some(at) = max_index(x, cols.input, rows, cols, oi, oj) {
-                    dx[at] += g[oi * cols.output + oj];
-                }
+        for_each_window(rows, cols, |k, oi, oj| {
+            if let Some(at) = max_index(x, cols.input, rows, cols, oi, oj) {
+                dx[at] += g[k];
             }
-        }
+        });
     }
 
     fn run_forward<T: WithDType + num_traits::Float>(&self, x: &[T], planes: usize) -> Vec<T> {
@@ -1000,40 +1009,36 @@ impl AvgPool2d {
     }
 
     fn forward<T: WithDType>(&self, x: &[T], y: &mut [T]) {
-        let (w, wo) = (self.cols.input, self.cols.output);
-        for oi in 0..self.rows.output {
-            for oj in 0..wo {
-                let (rr, cr, count) = self.window(oi, oj);
-                if count == 0 {
-                    continue;
-                }
-                let mut sum = T::zero();
-                for r in rr {
-                    for v in &x[r * w + cr.start..r * w + cr.end] {
-                        sum += *v;
-                    }
-                }
-                y[oi * wo + oj] = sum / T::from_f64(count as f64);
+        let w = self.cols.input;
+        for_each_window(&self.rows, &self.cols, |k, oi, oj| {
+            let (rr, cr, count) = self.window(oi, oj);
+            if count == 0 {
+                return;
             }
-        }
+            let mut sum = T::zero();
+            for r in rr {
+                for v in &x[r * w + cr.start..r * w + cr.end] {
+                    sum += *v;
+                }
+            }
+            y[k] = sum / T::from_f64(count as f64);
+        });
     }
 
     fn backward<T: WithDType>(&self, g: &[T], dx: &mut [T]) {
-        let (w, wo) = (self.cols.input, self.cols.output);
-        for oi in 0..self.rows.output {
-            for oj in 0..wo {
-                let (rr, cr, count) = self.window(oi, oj);
-                if count == 0 {
-                    continue;
-                }
-                let share = g[oi * wo + oj] / T::from_f64(count as f64);
-                for r in rr {
-                    for d in &mut dx[r * w + cr.start..r * w + cr.end] {
-                        *d += share;
-                    }
+        let w = self.cols.input;
+        for_each_window(&self.rows, &self.cols, |k, oi, oj| {
+            let (rr, cr, count) = self.window(oi, oj);
+            if count == 0 {
+                return;
+            }
+            let share = g[k] / T::from_f64(count as f64);
+            for r in rr {
+                for d in &mut dx[r * w + cr.start..r * w + cr.end] {
+                    *d += share;
                 }
             }
-        }
+        });
     }
 }
 

@@ -11,6 +11,9 @@
 //! - `onnx` (feature `onnx`): `onnx::OnnxModel` loads an ONNX file and serves
 //!   every key the same way, on candle.
 
+#[cfg(any(feature = "candle", feature = "burn"))]
+mod common;
+
 #[cfg(feature = "candle")]
 pub mod candle;
 #[cfg(feature = "candle")]

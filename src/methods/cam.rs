@@ -5,13 +5,13 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
-use crate::checks::{check_channels_last, check_input, check_positive, finite_result};
+use crate::checks::finite_result;
 use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::bilinear::{resize_align_corners, resize_half_pixel};
 use crate::imageops::eigen::top_eigen_symmetric;
-use crate::methods::grad_cam::{finish_reference, layer_output, resolve_layout};
+use crate::methods::grad_cam::{check_cam_input, explained_layer, finish_reference};
 use crate::model::{ActivationLayout, CallModelFunction, OutputKey, call_model};
 
 /// Which member of the CAM family [`Cam`] computes. With `A_k` the layer's
@@ -254,30 +254,22 @@ impl<F: Float> CoreSaliency<F> for Cam {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 2)?;
-        check_channels_last("input", x.shape())?;
-        check_positive("batch_size", self.batch_size)?;
-        let name = self.method.name();
-        let keys: &[OutputKey] = if self.method.uses_gradients() {
-            &[OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients]
-        } else {
-            &[OutputKey::ConvolutionLayerValues]
-        };
-        let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), keys)?;
-        // Score-CAM reports its calls once it knows how many it makes.
-        if self.method != CamMethod::ScoreCam {
-            progress(Progress::new(Stage::ModelCalls, 1, 1));
-        }
-        let stated = outputs.layout();
-        let values = layer_output(outputs.take(OutputKey::ConvolutionLayerValues)?, keys[0])?;
-        let layout = resolve_layout(name, self.layout, stated, values.shape())?;
-        let layer = Planes::of(values.into_dyn(), layout)?;
-        let grads = if self.method.uses_gradients() {
-            let key = OutputKey::ConvolutionOutputGradients;
-            let g = layer_output(outputs.take(key)?, key)?;
-            Some(Planes::of(g.into_dyn(), layout)?.data)
-        } else {
-            None
+        check_cam_input(&x, self.batch_size)?;
+        let explained = explained_layer(
+            self.method.name(),
+            x.view(),
+            model,
+            self.layout,
+            self.method.uses_gradients(),
+            progress,
+            // Score-CAM reports its calls once it knows how many it makes.
+            self.method != CamMethod::ScoreCam,
+        )?;
+        let layout = explained.layout;
+        let layer = Planes::of(explained.values.into_dyn(), layout)?;
+        let grads = match explained.gradients {
+            Some(g) => Some(Planes::of(g.into_dyn(), layout)?.data),
+            None => None,
         };
         let (c, hw) = (layer.channels, layer.h * layer.w);
         let a = &layer.data;

@@ -164,18 +164,12 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 2)?;
-        check_channels_last("input", x.shape())?;
-        // Unused by one image, but checked here too: a setting is valid or
-        // not whatever the call.
-        check_positive("batch_size", self.batch_size)?;
-        let keys = [OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients];
-        let mut outputs = call_model(model, x.view().insert_axis(Axis(0)), &keys)?;
-        progress(Progress::new(Stage::ModelCalls, 1, 1));
-        let stated = outputs.layout();
-        let values = layer_output(outputs.take(keys[0])?, keys[0])?;
-        let grads = layer_output(outputs.take(keys[1])?, keys[1])?;
-        let layout = resolve_layout("Grad-CAM", self.layout, stated, values.shape())?;
+        check_cam_input(&x, self.batch_size)?;
+        let layer = explained_layer("Grad-CAM", x.view(), model, self.layout, true, progress, true)?;
+        let (values, layout) = (layer.values, layer.layout);
+        let grads = layer
+            .gradients
+            .ok_or_else(|| SaliencyError::internal("Grad-CAM's layer came without its gradients"))?;
         let (_, a, b, c) = values.dim();
         let (channels, h, w) = match layout {
             ActivationLayout::ChannelsLast => (c, a, b),
@@ -236,6 +230,61 @@ impl<F: Float> CoreSaliency<F> for GradCam {
         let cam = finite_result("Grad-CAM map", cam.into_dyn())?;
         finish_reference(cam, self.should_resize, self.three_dims, &x.shape()[..2])
     }
+}
+
+/// The checks of every CAM-family method before its model call: an image
+/// `H x W` or `H x W x C`, channels-last, and a positive batch size.
+pub(crate) fn check_cam_input<F: Float>(x: &ArrayViewD<'_, F>, batch_size: usize) -> Result<()> {
+    check_input("input", x, 2)?;
+    check_channels_last("input", x.shape())?;
+    // Unused by one image, but checked here too: a setting is valid or
+    // not whatever the call.
+    check_positive("batch_size", batch_size)
+}
+
+/// One image's explained layer: its values, its gradients when asked for,
+/// both of rank 4, and the layout to read them in.
+pub(crate) struct ExplainedLayer<F> {
+    pub(crate) values: ndarray::Array4<F>,
+    pub(crate) gradients: Option<ndarray::Array4<F>>,
+    pub(crate) layout: ActivationLayout,
+}
+
+/// Calls the model once, on `x` as a batch of one, for the layer's values
+/// (and its gradients with `gradients`), checks them to rank 4 and resolves
+/// their layout from `set` and the model's statement ([`resolve_layout`]).
+/// With `report`, the call is reported to `progress` as the method's only
+/// one.
+pub(crate) fn explained_layer<F: Float>(
+    method: &'static str,
+    x: ArrayViewD<'_, F>,
+    model: &mut dyn CallModelFunction<F>,
+    set: Option<ActivationLayout>,
+    gradients: bool,
+    progress: &mut dyn FnMut(Progress),
+    report: bool,
+) -> Result<ExplainedLayer<F>> {
+    let keys: &[OutputKey] = if gradients {
+        &[OutputKey::ConvolutionLayerValues, OutputKey::ConvolutionOutputGradients]
+    } else {
+        &[OutputKey::ConvolutionLayerValues]
+    };
+    let mut outputs = call_model(model, x.insert_axis(Axis(0)), keys)?;
+    if report {
+        progress(Progress::new(Stage::ModelCalls, 1, 1));
+    }
+    let stated = outputs.layout();
+    let values = layer_output(outputs.take(keys[0])?, keys[0])?;
+    let gradients = match keys.get(1) {
+        Some(&key) => Some(layer_output(outputs.take(key)?, key)?),
+        None => None,
+    };
+    let layout = resolve_layout(method, set, stated, values.shape())?;
+    Ok(ExplainedLayer {
+        values,
+        gradients,
+        layout,
+    })
 }
 
 /// PAIR saliency's finish of a `h x w` map: with `should_resize`, divided by

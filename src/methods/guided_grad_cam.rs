@@ -3,12 +3,12 @@
 
 use ndarray::{ArrayD, ArrayViewD};
 
-use crate::checks::{check_channels_last, check_input, check_positive, finite_result};
+use crate::checks::finite_result;
 use crate::core::{CoreSaliency, Progress};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
 use crate::imageops::bilinear::{resize_half_pixel, resize_nearest};
-use crate::methods::grad_cam::GradCam;
+use crate::methods::grad_cam::{GradCam, check_cam_input};
 use crate::methods::vanilla::gradient_of_one;
 use crate::model::{ActivationLayout, CallModelFunction, OutputKey};
 
@@ -151,9 +151,7 @@ impl<F: Float> CoreSaliency<F> for GuidedGradCam {
         model: &mut dyn CallModelFunction<F>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ArrayD<F>> {
-        check_input("input", &x, 2)?;
-        check_channels_last("input", x.shape())?;
-        check_positive("batch_size", self.get_batch_size())?;
+        check_cam_input(&x, self.get_batch_size())?;
         let mut grad_cam = GradCam::new().should_resize(false).three_dims(false);
         if let Some(layout) = self.layout {
             grad_cam = grad_cam.layout(layout);

@@ -1,5 +1,7 @@
-//! A fixture network of tests/fixtures/onnx with the CAM-family and Captum
-//! references of tests/fixtures/cam (written by tests/reference/cam/generate.py).
+//! A fixture network of tests/fixtures/onnx with one set of its references:
+//! the CAM-family and Captum ones of tests/fixtures/cam (written by
+//! tests/reference/cam/generate.py), or the ONNX parity ones beside the
+//! model (tests/reference/onnx/generate.py).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -12,8 +14,12 @@ use saliency::adapters::onnx::OnnxModel;
 
 pub struct Net {
     pub name: String,
-    onnx: PathBuf,
-    cam: PathBuf,
+    /// tests/fixtures/onnx/<name>: the model and its input.
+    pub onnx: PathBuf,
+    /// The references and `meta.json` read.
+    refs: PathBuf,
+    /// `[2, C, H, W]`, as the fixtures are written.
+    pub input: ArrayD<f32>,
     /// `[2, H, W, C]`, as the crate takes images.
     pub images: ArrayD<f32>,
     pub classes: Vec<usize>,
@@ -22,18 +28,27 @@ pub struct Net {
 }
 
 impl Net {
+    /// The net `name` with its CAM-family and Captum references.
     pub fn load(name: &str) -> Net {
+        Net::load_from(name, "cam")
+    }
+
+    /// The net `name` with the references (and `meta.json`) of
+    /// tests/fixtures/`topic`/`name`.
+    pub fn load_from(name: &str, topic: &str) -> Net {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let (onnx, cam) = (root.join("onnx").join(name), root.join("cam").join(name));
-        let meta = std::fs::read_to_string(cam.join("meta.json")).unwrap();
+        let (onnx, refs) = (root.join("onnx").join(name), root.join(topic).join(name));
+        let meta = std::fs::read_to_string(refs.join("meta.json")).unwrap();
         let input: ArrayD<f32> = read_npy(onnx.join("input.npy")).unwrap();
         let images = nchw_to_nhwc(input.view());
         let classes = numbers::<usize>(json_field(&meta, "classes"));
         let layer = json_string(json_field(&meta, "layer"));
+        assert_eq!(classes.len(), input.shape()[0], "{name}: one class per image");
         Net {
             name: name.to_string(),
             onnx,
-            cam,
+            refs,
+            input,
             images,
             classes,
             layer,
@@ -42,7 +57,11 @@ impl Net {
     }
 
     pub fn reference(&self, file: &str) -> ArrayD<f32> {
-        read_npy(self.cam.join(file)).unwrap()
+        read_npy(self.refs.join(file)).unwrap()
+    }
+
+    pub fn has_reference(&self, file: &str) -> bool {
+        self.refs.join(file).exists()
     }
 
     pub fn model(&self, target: Target) -> OnnxModel<f32> {
@@ -101,6 +120,7 @@ pub fn nhwc_to_nchw(a: ArrayViewD<'_, f32>) -> ArrayD<f32> {
 
 /// Largest absolute difference over the largest reference magnitude.
 pub fn rel_err(actual: ArrayViewD<'_, f32>, expected: ArrayViewD<'_, f32>) -> f64 {
+    assert_eq!(actual.shape(), expected.shape(), "shapes differ");
     let scale = expected.iter().fold(0.0_f64, |m, &v| m.max(f64::from(v).abs()));
     assert!(scale > 0.0, "an all-zero reference compares nothing");
     let diff = actual
@@ -127,6 +147,12 @@ pub fn json_string(text: &str) -> String {
 pub fn numbers<T: std::str::FromStr>(text: &str) -> Vec<T> {
     let inner = &text[text.find('[').unwrap() + 1..text.find(']').unwrap()];
     inner.split(',').map(|v| v.trim().parse().ok().unwrap()).collect()
+}
+
+/// The number a field's text starts with.
+pub fn number(text: &str) -> f64 {
+    let end = text.find([',', '\n', '}']).unwrap();
+    text[..end].trim().parse().unwrap()
 }
 
 /// Every number of the (nested) array a field's text starts with, in order.

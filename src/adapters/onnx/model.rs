@@ -267,28 +267,12 @@ where
         self.graph.layers(&shape)
     }
 
-    /// This model as a closure, to pass where a method wants
-    /// `&mut dyn CallModelFunction<F>`: `method.get_mask(x, &mut model.as_fn())`.
-    pub fn as_fn(
-        &mut self,
-    ) -> impl FnMut(ArrayViewD<'_, F>, &ModelRequest<'_>) -> Result<ModelOutputs<F>, BoxError> + '_ {
-        move |batch, request| self.call_request(batch, request).map_err(|e| Box::new(e) as BoxError)
-    }
-
-    /// Runs the model on `batch` (`[B, H, W, C]`) and returns the outputs
-    /// for `keys`.
-    pub fn call<'b, D: ndarray::Dimension>(
-        &mut self,
-        batch: impl ndarray::AsArray<'b, F, D>,
-        keys: &[OutputKey],
-    ) -> Result<ModelOutputs<F>, OnnxError>
-    where
-        F: 'b,
-    {
-        let batch = batch.into().into_dyn();
-        let images = vec![0; batch.shape().first().copied().unwrap_or(0)];
-        self.call_request(batch, &ModelRequest::new(keys, &images))
-    }
+    crate::adapters::common::model_calls!(
+        OnnxError,
+        BoxError::from,
+        /// Runs the model on `batch` (`[B, H, W, C]`) and returns the outputs
+        /// for `keys`.
+    );
 
     /// [`call`](Self::call) for a batch whose rows may belong to several
     /// images, each explained for its own target.
