@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example workloads -- [--size S] [--repeat N] [NAME ...]
+//! cargo run --release --example workloads -- --list    # the workloads' names
 //! ```
 //!
 //! `--size S` draws the workload image at S x S x 3 (default 224): the same
@@ -246,6 +247,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if size < 64 {
                 return Err("--size must be at least 64 (occlusion64 crops 64 x 64)".into());
             }
+        } else if arg == "--list" {
+            // The workload names, for scripts that run them all.
+            println!("{}", NAMES.join("\n"));
+            return Ok(());
         } else if arg == "--repeat" {
             repeat = args.next().ok_or("--repeat needs a number")?.parse()?;
             if repeat == 0 {
