@@ -62,11 +62,15 @@ def run(side, size, command, results):
 
 
 def read_results(path):
-    """{(side, name, size): (total, model)} and the workloads' first-seen order."""
-    times, order = {}, []
+    """{(side, name, size): (total, model)}, the workloads' first-seen order
+    and the reference cases the run skipped (from the header line)."""
+    times, order, skipped = {}, [], set()
     with open(path) as f:
         for line in f:
             if line.startswith("#"):
+                _, found, rest = line.partition("; skipped ")
+                if found:
+                    skipped |= parse_cases(c for c in rest.split(";")[0].split() if c != "none")
                 continue
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 5:
@@ -75,7 +79,7 @@ def read_results(path):
             times[(side, name, int(size))] = (float(total), float(model))
             if name not in order:
                 order.append(name)
-    return times, order
+    return times, order, skipped
 
 
 def table(times, order, sizes, skipped):
@@ -114,6 +118,16 @@ def table(times, order, sizes, skipped):
     return "\n".join(lines)
 
 
+def all_workloads():
+    """Every workload the crate's example knows, in its order."""
+    out = subprocess.run(["cargo", "run", "--release", "--example", "workloads", "--", "--list"],
+                         cwd=ROOT, capture_output=True, text=True)
+    names = out.stdout.split()
+    if out.returncode != 0 or not names:
+        sys.exit(f"could not list the workloads:\n{out.stderr}")
+    return names
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[112, 224, 448, 896])
@@ -132,22 +146,15 @@ def main():
     skipped, once = parse_cases(skip_items), parse_cases(args.once)
 
     if args.table:
-        times, order = read_results(args.table)
+        times, order, skipped_then = read_results(args.table)
         sizes = sorted({size for (_, _, size) in times})
-        print(table(times, order, sizes, skipped))
+        print(table(times, order, sizes, skipped_then | (skipped if args.skip else set())))
         return
 
     python = os.path.join(os.environ["REFERENCE_VENV"], "bin", "python") if os.environ.get("REFERENCE_VENV") else "python3"
     path = args.results or os.path.join(ROOT, "target", time.strftime("scaling-%Y%m%dT%H%M%SZ.tsv", time.gmtime()))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    names = args.names
-    if not names:
-        # Every workload the crate's example knows, in its order.
-        out = subprocess.run(["cargo", "run", "--release", "--example", "workloads", "--", "--list"],
-                             cwd=ROOT, capture_output=True, text=True)
-        names = out.stdout.split()
-        if out.returncode != 0 or not names:
-            sys.exit(f"could not list the workloads:\n{out.stderr}")
+    names = args.names or all_workloads()
     reference = ["env", "-u", "OPENBLAS_CORETYPE", "-u", "OPENBLAS_L2_SIZE", python,
                  os.path.join(HERE, "anchor_sizes.py")]
     with open(path, "w") as results:
@@ -166,7 +173,7 @@ def main():
                 if (n, size) in skipped:
                     print(f"  reference {n} at {size}: not run", file=sys.stderr)
     print(f"raw results: {path}", file=sys.stderr)
-    times, order = read_results(path)
+    times, order, _ = read_results(path)
     print(table(times, order, args.sizes, skipped))
 
 
