@@ -21,8 +21,9 @@ the 896 row's is the exponent from 448 to 896.
 
 The reference copies the image for every occlusion window, so its full-image
 `occlusion` takes minutes at 448 and hours at 896: by default it is skipped
-at 896 (`not run` in the table; `--skip none` runs everything), and
-`--once NAME@S` runs a reference case with --repeat 1.
+at 896 (`not run` in the table; `--skip none` runs everything). The crate's
+takes minutes at 896 with its model replay; `--once NAME@S` runs a case with
+--repeat 1 on both sides.
 """
 import argparse
 import math
@@ -118,6 +119,14 @@ def table(times, order, sizes, skipped):
     return "\n".join(lines)
 
 
+def groups(names, size, skipped, once, repeat):
+    """The (repeat, workloads) runs at one size: the cases not skipped, those
+    of --once with --repeat 1."""
+    normal = [n for n in names if (n, size) not in skipped and (n, size) not in once]
+    single = [n for n in names if (n, size) in once and (n, size) not in skipped]
+    return [(r, g) for r, g in ((repeat, normal), (1, single)) if g]
+
+
 def all_workloads():
     """Every workload the crate's example knows, in its order."""
     out = subprocess.run(["cargo", "run", "--release", "--example", "workloads", "--", "--list"],
@@ -133,7 +142,7 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[112, 224, 448, 896])
     ap.add_argument("--repeat", type=int, default=3, help="runs per workload, median taken (default 3)")
     ap.add_argument("--once", action="append", default=[], metavar="NAME@S",
-                    help="run this reference case with --repeat 1")
+                    help="run this case with --repeat 1 (both sides)")
     ap.add_argument("--skip", action="append", default=None, metavar="NAME@S",
                     help=f"do not run this reference case (default {' '.join(DEFAULT_SKIP)}; 'none' skips nothing)")
     ap.add_argument("--results", help="raw results file (default target/scaling-<UTC time>.tsv)")
@@ -162,13 +171,11 @@ def main():
                       f"reference python {python}; skipped {' '.join(skip_items) or 'none'}; "
                       f"once {' '.join(args.once) or 'none'}\n")
         for size in args.sizes:
-            run("crate", size, ["cargo", "run", "--release", "--example", "workloads", "--",
-                                "--size", str(size), "--repeat", str(args.repeat), *names], results)
-            normal = [n for n in names if (n, size) not in skipped and (n, size) not in once]
-            single = [n for n in names if (n, size) in once and (n, size) not in skipped]
-            for repeat, group in ((args.repeat, normal), (1, single)):
-                if group:
-                    run("reference", size, [*reference, "--size", str(size), "--repeat", str(repeat), *group], results)
+            crate = ["cargo", "run", "--release", "--example", "workloads", "--", "--size", str(size)]
+            for repeat, group in groups(names, size, set(), once, args.repeat):
+                run("crate", size, [*crate, "--repeat", str(repeat), *group], results)
+            for repeat, group in groups(names, size, skipped, once, args.repeat):
+                run("reference", size, [*reference, "--size", str(size), "--repeat", str(repeat), *group], results)
             for n in names:
                 if (n, size) in skipped:
                     print(f"  reference {n} at {size}: not run", file=sys.stderr)
