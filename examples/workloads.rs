@@ -5,10 +5,15 @@
 //!
 //! ```text
 //! cargo run --release --example workloads -- [--size S] [--repeat N] [NAME ...]
+//! cargo run --release --example workloads -- --list    # the workloads' names
 //! ```
 //!
-//! `--size S` builds the workload image at S x S x 3 (default 224), the
-//! ring's radius and the blob's centre scaled with S as WORKLOADS.md says.
+//! `--size S` draws the workload image at S x S x 3 (default 224): the same
+//! picture at every size, its features scaling with S, bit-identical to
+//! WORKLOADS.md's image at 224 (`common::scaled_workload_image`). Beside
+//! WORKLOADS.md's list, `occlusion` occludes the full S x S image with the
+//! crate's default batch setting, its model a weighted sum over the whole
+//! image, so its cost grows as windows x pixels.
 //! The models are near-free, but they allocate their outputs as real ones
 //! do, which costs more as images grow; so every model call of the last run
 //! is recorded (batch shape, outputs asked, rows' images) and replayed to the
@@ -22,7 +27,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::{cam_layer, grads, occlusion_weights, weighted_sums, workload_image};
+use common::{cam_layer, grads, occlusion_weights, scaled_workload_image, weighted_sums, weights_of_len};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use saliency::{
     BlurIg, BoxError, GradCam, GuidedIg, IntegratedGradients, ModelOutputs, ModelRequest, Occlusion, OutputKey,
@@ -98,8 +103,8 @@ impl Recorder {
     }
 }
 
-/// The model of workload `name`, before any call.
-fn model_of(name: &str) -> ModelFn {
+/// The model of workload `name` on images of size `size`, before any call.
+fn model_of(name: &str, size: usize) -> ModelFn {
     match name {
         "grad_cam" => {
             let (values, gradients) = cam_layer();
@@ -113,6 +118,10 @@ fn model_of(name: &str) -> ModelFn {
             let w = occlusion_weights();
             Box::new(move |b, _| weighted_sums(b, &w))
         }
+        "occlusion" => {
+            let w = weights_of_len(size * size * 3);
+            Box::new(move |b, _| weighted_sums(b, &w))
+        }
         _ => Box::new(grads),
     }
 }
@@ -120,7 +129,7 @@ fn model_of(name: &str) -> ModelFn {
 /// Workload `name` on the image of size `size`, its model calls recorded in
 /// `recorder`.
 fn workload(name: &str, size: usize, recorder: &Rc<RefCell<Recorder>>) -> Option<Workload> {
-    let x = workload_image(size, size);
+    let x = scaled_workload_image(size);
     let r = Rc::clone(recorder);
     let model = move || Recorder::model(&r);
     match name {
@@ -190,6 +199,10 @@ fn workload(name: &str, size: usize, recorder: &Rc<RefCell<Recorder>>) -> Option
                 })
             }))
         }
+        "occlusion" => Some(Box::new(move || {
+            // The default batch setting, so that a change of the default shows here.
+            len(Occlusion::new().size(15).value(0.0).get_mask(&x, &mut model()))
+        })),
         "segments" => Some(Box::new(move || {
             // No model; the masks are the output, their count stands in for them.
             Ok(saliency::get_segments_felzenszwalb(&x)?.len())
@@ -209,7 +222,7 @@ fn workload(name: &str, size: usize, recorder: &Rc<RefCell<Recorder>>) -> Option
     }
 }
 
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 11] = [
     "vanilla",
     "ig",
     "smoothgrad_ig",
@@ -217,6 +230,7 @@ const NAMES: [&str; 10] = [
     "guided_ig",
     "grad_cam",
     "occlusion64",
+    "occlusion",
     "segments",
     "xrai_full",
     "xrai_fast",
@@ -233,6 +247,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if size < 64 {
                 return Err("--size must be at least 64 (occlusion64 crops 64 x 64)".into());
             }
+        } else if arg == "--list" {
+            // The workload names, for scripts that run them all.
+            println!("{}", NAMES.join("\n"));
+            return Ok(());
         } else if arg == "--repeat" {
             repeat = args.next().ok_or("--repeat needs a number")?.parse()?;
             if repeat == 0 {
@@ -252,7 +270,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         times[times.len() / 2]
     };
     for name in names {
-        let recorder = Recorder::shared(model_of(&name));
+        let recorder = Recorder::shared(model_of(&name, size));
         let Some(mut run) = workload(&name, size, &recorder) else {
             println!("{name}\tnot built yet");
             continue;
