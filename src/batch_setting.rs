@@ -80,3 +80,52 @@ impl From<usize> for BatchSize {
         BatchSize::Count(count)
     }
 }
+
+/// The batch setters and getters of a method with a `batch: BatchSize`
+/// field, in an `impl<F: Float>` block; `$rows` names its rows in the docs
+/// ("path points").
+macro_rules! batch_accessors {
+    ($rows:literal) => {
+        #[doc = concat!("Maximum number of ", $rows, " per model call (at least 1); the same as")]
+        /// [`batch`](Self::batch)`(BatchSize::Count(batch_size))`.
+        #[must_use = "a setter returns the changed method; assign or chain it"]
+        pub fn batch_size(mut self, batch_size: usize) -> Self {
+            self.batch = $crate::BatchSize::Count(batch_size);
+            self
+        }
+
+        #[doc = concat!("The ", $rows, " per model call as a memory budget: as many as fit in")]
+        /// `bytes` bytes (at least 1), and at least one per call; the same as
+        /// [`batch`](Self::batch)`(BatchSize::Bytes(bytes))`.
+        #[must_use = "a setter returns the changed method; assign or chain it"]
+        pub fn batch_bytes(mut self, bytes: usize) -> Self {
+            self.batch = $crate::BatchSize::Bytes(bytes);
+            self
+        }
+
+        #[doc = concat!("The batch setting: a count of ", $rows, " or a byte budget (default")]
+        /// [`DEFAULT_BATCH`](Self::DEFAULT_BATCH)). The mask does not depend
+        /// on it.
+        #[must_use = "a setter returns the changed method; assign or chain it"]
+        pub fn batch(mut self, batch: $crate::BatchSize) -> Self {
+            self.batch = batch;
+            self
+        }
+
+        #[doc = concat!("The most ", $rows, " per model call: the count set with")]
+        /// [`batch_size`](Self::batch_size), or for a byte budget the most it
+        /// can give (rows of a single value). The rows per call for an input
+        /// of `n` values are
+        /// [`batch_rows`](crate::CoreSaliency::batch_rows)`(n)`.
+        pub fn get_batch_size(&self) -> usize {
+            self.batch.max_rows::<F>()
+        }
+
+        /// The batch setting.
+        pub fn get_batch(&self) -> $crate::BatchSize {
+            self.batch
+        }
+    };
+}
+
+pub(crate) use batch_accessors;

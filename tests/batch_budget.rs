@@ -219,32 +219,19 @@ fn zero_counts_and_zero_budgets_are_errors_before_any_model_call() {
         (BatchSize::Bytes(0), "batch_bytes"),
     ];
     for (batch, name) in cases {
+        let names_it = |err: SaliencyError| {
+            assert!(
+                matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name),
+                "{err}"
+            );
+            err
+        };
         let mut rows = Vec::new();
-        let err = IntegratedGradients::new()
-            .batch(batch)
-            .get_mask(&x, &mut gradient_model(&mut rows))
-            .unwrap_err();
-        assert!(
-            matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name),
-            "{err}"
-        );
-        let err = IntegratedGradients::new()
-            .batch(batch)
-            .get_mask_with_delta(&x, &mut gradient_model(&mut rows))
-            .unwrap_err();
-        assert!(
-            matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name),
-            "{err}"
-        );
-        let err = Occlusion::new()
-            .size(3)
-            .batch(batch)
-            .get_mask(&x, &mut score_model(&mut rows))
-            .unwrap_err();
-        assert!(
-            matches!(err, SaliencyError::InvalidParameter { name: n, .. } if n == name),
-            "{err}"
-        );
+        let ig = IntegratedGradients::new().batch(batch);
+        names_it(ig.get_mask(&x, &mut gradient_model(&mut rows)).unwrap_err());
+        names_it(ig.get_mask_with_delta(&x, &mut gradient_model(&mut rows)).unwrap_err());
+        let occ = Occlusion::new().size(3).batch(batch);
+        let err = names_it(occ.get_mask(&x, &mut score_model(&mut rows)).unwrap_err());
         assert!(rows.is_empty(), "{batch:?}: the model was called");
         assert_eq!(batch.check().unwrap_err().to_string(), err.to_string());
     }

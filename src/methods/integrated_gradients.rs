@@ -78,13 +78,14 @@ impl<F> Default for IntegratedGradients<F> {
 
 impl<F> IntegratedGradients<F> {
     /// The default batch setting: path points up to a batch of 8 MiB (at
-    /// least one point per call). With the model's gradients (as large
-    /// again) that stays under 32 MiB, where a fixed count stops fitting
-    /// the cache and the allocator starts mapping fresh pages for every
-    /// call: 16 points of 448 x 448 x 3 `f32` (38.5 MB) cost 2.4 times as
-    /// much per point as 3. Fewer points per call cost more model calls,
-    /// which matters little for a point as large as 1 MiB. The reference's
-    /// default is one point per call; the mask is the same.
+    /// least one point per call). The batch and the model's gradients for
+    /// it (as large again) then stay within 16 MiB at any image size, where
+    /// a count does not: 16 points of 448 x 448 x 3 `f32` take 38.5 MB, and
+    /// with a near-free model they cost about 2.5 times as much per point
+    /// as 3 (cache misses, and fresh pages for every call above the
+    /// allocator's 32 MiB threshold). Within that bound more points per
+    /// call mean fewer calls. The reference's default is one point per
+    /// call; the mask is the same.
     pub const DEFAULT_BATCH: BatchSize = BatchSize::Bytes(8 << 20);
 }
 
@@ -104,31 +105,7 @@ impl<F: Float> IntegratedGradients<F> {
         self
     }
 
-    /// Maximum number of path points per model call (at least 1); the same
-    /// as [`batch`](Self::batch)`(BatchSize::Count(batch_size))`.
-    #[must_use = "a setter returns the changed method; assign or chain it"]
-    pub fn batch_size(mut self, batch_size: usize) -> Self {
-        self.batch = BatchSize::Count(batch_size);
-        self
-    }
-
-    /// Path points per model call as a memory budget: as many points as fit
-    /// in `bytes` bytes (at least 1), and at least one point per call; the
-    /// same as [`batch`](Self::batch)`(BatchSize::Bytes(bytes))`.
-    #[must_use = "a setter returns the changed method; assign or chain it"]
-    pub fn batch_bytes(mut self, bytes: usize) -> Self {
-        self.batch = BatchSize::Bytes(bytes);
-        self
-    }
-
-    /// The batch setting: a count of path points or a byte budget
-    /// (default [`DEFAULT_BATCH`](Self::DEFAULT_BATCH)). The mask does not
-    /// depend on it.
-    #[must_use = "a setter returns the changed method; assign or chain it"]
-    pub fn batch(mut self, batch: BatchSize) -> Self {
-        self.batch = batch;
-        self
-    }
+    crate::batch_setting::batch_accessors!("path points");
 
     /// The baseline to integrate from; it must have the input's shape.
     /// Without one, the baseline is all zeros.
@@ -154,19 +131,6 @@ impl<F: Float> IntegratedGradients<F> {
     /// The number of path points.
     pub fn get_steps(&self) -> usize {
         self.steps
-    }
-
-    /// The most path points per model call: the count set with
-    /// [`batch_size`](Self::batch_size), or for a byte budget the most it can
-    /// give (rows of a single value); the points per call for an input of
-    /// `n` values are [`batch_rows`](CoreSaliency::batch_rows)`(n)`.
-    pub fn get_batch_size(&self) -> usize {
-        self.batch.max_rows::<F>()
-    }
-
-    /// The batch setting.
-    pub fn get_batch(&self) -> BatchSize {
-        self.batch
     }
 
     /// The baseline set with [`baseline`](Self::baseline); `None` means all zeros.
