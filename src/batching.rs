@@ -481,7 +481,9 @@ fn packed_masks<'x, F: Float, M: CoreSaliency<F> + ?Sized>(
         progress(Progress::new(Stage::Images, i + 1, n));
         Ok(())
     };
-    run_packed(n, method.batch_size(), RowImages::ByTask, model, &task, &mut collect)?;
+    // Every task's rows have the size of its image.
+    let rows = method.batch_rows(image(0).len());
+    run_packed(n, rows, RowImages::ByTask, model, &task, &mut collect)?;
     let (mask_shape, values) = masks.ok_or(SaliencyError::Internal {
         what: "a multi-image call produced no mask",
     })?;

@@ -118,6 +118,17 @@ pub trait CoreSaliency<F: Float>: Sync {
         1
     }
 
+    /// The rows this method sends the model in one call when each row holds
+    /// `values` values (an input of that size): its batch setting applied to
+    /// rows of that size, which for a byte budget
+    /// ([`BatchSize::Bytes`](crate::BatchSize::Bytes)) depends on `values`.
+    /// [`batch_size`](Self::batch_size) unless the method overrides it; a
+    /// multi-image call fills its model calls to this size.
+    fn batch_rows(&self, values: usize) -> usize {
+        let _ = values;
+        self.batch_size()
+    }
+
     /// The masks of several images `[N, ...]` at once, as `[N, ...]`;
     /// [`Saliency::get_masks`] is the same for arrays of any dimension.
     fn get_masks_dyn(
@@ -279,7 +290,7 @@ pub trait Saliency<F: Float>: CoreSaliency<F> {
     ///
     /// The model calls carry rows of several images (path points, noise
     /// samples, occluded copies), filled to
-    /// [`batch_size`](CoreSaliency::batch_size) rows;
+    /// [`batch_rows`](CoreSaliency::batch_rows) rows;
     /// [`ModelRequest::image_of_row`](crate::ModelRequest::image_of_row)
     /// tells the model which image each row belongs to, so every image can
     /// have its own target. Progress counts finished images.
@@ -359,6 +370,10 @@ macro_rules! forward_to_pointee {
 
             fn batch_size(&self) -> usize {
                 (**self).batch_size()
+            }
+
+            fn batch_rows(&self, values: usize) -> usize {
+                (**self).batch_rows(values)
             }
 
             fn get_masks_dyn(

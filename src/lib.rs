@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod adapters;
+mod batch_setting;
 mod batching;
 mod checks;
 mod core;
@@ -72,6 +73,7 @@ pub struct ReadmeDoctests;
 /// ```
 pub use ndarray;
 
+pub use crate::batch_setting::BatchSize;
 pub use crate::checks::MAX_STEPS;
 pub use crate::core::{CoreSaliency, MasksDim, Progress, Saliency, Stage};
 pub use error::{BoxError, Result, SaliencyError};

@@ -268,4 +268,8 @@ impl<F: Float, M: CoreSaliency<F>> CoreSaliency<F> for NoiseTunnel<M> {
     fn batch_size(&self) -> usize {
         self.params.batch_size.unwrap_or_else(|| self.method.batch_size())
     }
+
+    fn batch_rows(&self, values: usize) -> usize {
+        self.params.batch_size.unwrap_or_else(|| self.method.batch_rows(values))
+    }
 }

@@ -195,6 +195,10 @@ impl<F: Float, M: CoreSaliency<F>> CoreSaliency<F> for SmoothGrad<M> {
     fn batch_size(&self) -> usize {
         self.params.batch_size.unwrap_or_else(|| self.method.batch_size())
     }
+
+    fn batch_rows(&self, values: usize) -> usize {
+        self.params.batch_size.unwrap_or_else(|| self.method.batch_rows(values))
+    }
 }
 
 /// The SmoothGrad loop, shared by [`SmoothGrad`] and
