@@ -21,7 +21,7 @@ use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::{Array2, Array3, Array4, ArrayD, Axis};
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use saliency::adapters::burn::{BurnModel, ForwardContext, Target};
@@ -34,7 +34,7 @@ use saliency::{
 #[path = "common/bars.rs"]
 mod bars;
 
-use bars::{CHANNELS, SIZE, sample};
+use bars::{CHANNELS, sample};
 
 type BoxResult<T> = Result<T, saliency::BoxError>;
 

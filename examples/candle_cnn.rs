@@ -16,7 +16,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, Optimizer, VarBuilder, VarMap};
 use ndarray::{Array2, Array4, ArrayD, ArrayViewD, Axis};
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use saliency::adapters::candle::{CandleModel, ForwardContext, Target};
@@ -29,7 +29,7 @@ use saliency::{
 #[path = "common/bars.rs"]
 mod bars;
 
-use bars::{CHANNELS, SIZE, sample};
+use bars::{CHANNELS, sample};
 
 type BoxResult<T> = Result<T, saliency::BoxError>;
 
