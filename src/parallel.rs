@@ -217,30 +217,89 @@ pub(crate) fn flat<'a, F: Clone, D: ndarray::Dimension>(
 }
 
 thread_local! {
-    /// The last scratch buffer this thread used (see [`with_scratch`]).
-    static SCRATCH: std::cell::Cell<Option<Box<dyn std::any::Any>>> = const { std::cell::Cell::new(None) };
+    /// The scratch buffers this thread used last (see [`scratch`]).
+    static SCRATCH: std::cell::Cell<Vec<Box<dyn std::any::Any>>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Runs `f` on a buffer of `len` elements with unspecified contents, reusing
-/// the calling thread's previous buffer when it is large enough; `None`
-/// (instead of an abort) when `len` elements cannot be allocated.
+/// The most scratch buffers a thread keeps: a method's batch of path points
+/// and `input - baseline`, with room for a nested call.
+const SCRATCH_KEPT: usize = 3;
+
+/// A buffer of `len` elements with unspecified contents, taken from the
+/// calling thread's kept buffers when one is large enough, and given back to
+/// them when dropped; `None` (instead of an abort) when `len` elements
+/// cannot be allocated.
 ///
 /// Batches of path points are tens of megabytes; allocating them afresh for
-/// every call (SmoothGrad calls a method dozens of times) made the kernel
-/// zero new pages each time, which cost more than the arithmetic. The buffer
-/// is taken out while `f` runs, so a nested call simply allocates its own.
-pub(crate) fn with_scratch<T: Copy + Default + 'static, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> Option<R> {
-    let mut buffer: Vec<T> = SCRATCH
-        .with(|cell| cell.take())
-        .and_then(|b| b.downcast::<Vec<T>>().ok())
-        .map(|b| *b)
-        .unwrap_or_default();
+/// every call (SmoothGrad calls a method dozens of times, XRAI runs
+/// Integrated Gradients from two baselines) made the kernel zero new pages
+/// each time, which cost more than the arithmetic. A buffer is taken out
+/// while in use, so buffers alive at the same time are distinct.
+pub(crate) fn scratch<T: Copy + Default + 'static>(len: usize) -> Option<Scratch<T>> {
+    let mut kept = SCRATCH.with(|cell| cell.take());
+    // The smallest buffer of this type that is large enough, else the
+    // largest one (replaced below, so its memory is freed first).
+    let mut pick: Option<(usize, usize)> = None;
+    for (i, b) in kept.iter().enumerate() {
+        if let Some(v) = b.downcast_ref::<Vec<T>>() {
+            let better = match pick {
+                None => true,
+                Some((_, best)) if best >= len => v.len() >= len && v.len() < best,
+                Some((_, best)) => v.len() > best,
+            };
+            if better {
+                pick = Some((i, v.len()));
+            }
+        }
+    }
+    let taken = pick.and_then(|(i, _)| kept.swap_remove(i).downcast::<Vec<T>>().ok());
+    SCRATCH.with(|cell| cell.set(kept));
+    let mut buffer = taken.map(|b| *b).unwrap_or_default();
     if buffer.len() < len {
         buffer = Vec::new();
         buffer.try_reserve_exact(len).ok()?;
         buffer.resize(len, T::default());
     }
-    let result = f(buffer.get_mut(..len)?);
-    SCRATCH.with(|cell| cell.set(Some(Box::new(buffer))));
-    Some(result)
+    Some(Scratch { buffer, len })
+}
+
+/// A scratch buffer from [`scratch`]; dereferences to its `len` elements.
+pub(crate) struct Scratch<T: 'static> {
+    buffer: Vec<T>,
+    len: usize,
+}
+
+impl<T: 'static> std::ops::Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.buffer.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl<T: 'static> std::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        let len = self.len.min(self.buffer.len());
+        &mut self.buffer[..len]
+    }
+}
+
+impl<T: 'static> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.buffer);
+        // During the thread's teardown there is nothing to give back to.
+        let _ = SCRATCH.try_with(|cell| {
+            let mut kept = cell.take();
+            kept.push(Box::new(buffer));
+            if kept.len() > SCRATCH_KEPT {
+                kept.remove(0);
+            }
+            cell.set(kept);
+        });
+    }
+}
+
+/// Runs `f` on a [`scratch`] buffer of `len` elements; `None` when it
+/// cannot be allocated.
+pub(crate) fn with_scratch<T: Copy + Default + 'static, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> Option<R> {
+    scratch(len).map(|mut buffer| f(&mut buffer))
 }

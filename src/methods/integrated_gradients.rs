@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::parallel::{PARALLEL_MIN, flat, for_each_chunk_mut, for_each_chunk_mut_from, with_scratch};
+use crate::parallel::{PARALLEL_MIN, flat, for_each_chunk_mut, for_each_chunk_mut_from, scratch, with_scratch};
 
 use crate::batch_setting::BatchSize;
 use crate::checks::{check_input, check_like_input, check_positive, check_steps, finite_result};
@@ -165,24 +165,30 @@ impl<F: Float> CoreSaliency<F> for IntegratedGradients<F> {
     ) -> Result<ArrayD<F>> {
         let baseline = self.checked_baseline(&x)?;
         let rows = self.batch_rows(x.len());
-        integrated_gradients(x, baseline.view(), self.steps, self.rule, rows, model, progress)
+        integrated_gradients(
+            x,
+            baseline.map(|b| b.view()),
+            self.steps,
+            self.rule,
+            rows,
+            model,
+            progress,
+        )
     }
 }
 
 impl<F: Float> IntegratedGradients<F> {
-    /// Checks the settings against `x`; returns the baseline to use.
-    fn checked_baseline<'b>(&'b self, x: &ArrayViewD<'_, F>) -> Result<std::borrow::Cow<'b, ArrayD<F>>> {
+    /// Checks the settings against `x`; returns the baseline to use (`None`:
+    /// zeros, which are not stored).
+    fn checked_baseline(&self, x: &ArrayViewD<'_, F>) -> Result<Option<&ArrayD<F>>> {
         check_input("input", x, 1)?;
         check_steps("steps", self.steps)?;
         self.batch.check()?;
         self.rule.points_and_weights(self.steps)?;
-        Ok(match &self.baseline {
-            Some(b) => {
-                check_like_input("baseline", &b.view(), x.shape())?;
-                std::borrow::Cow::Borrowed(b)
-            }
-            None => std::borrow::Cow::Owned(ArrayD::zeros(x.raw_dim())),
-        })
+        if let Some(b) = &self.baseline {
+            check_like_input("baseline", &b.view(), x.shape())?;
+        }
+        Ok(self.baseline.as_ref())
     }
 
     /// The mask and its convergence delta (Captum's
@@ -230,9 +236,20 @@ impl<F: Float> IntegratedGradients<F> {
         let x = x.into();
         let x_dyn = x.view().into_dyn();
         let baseline = self.checked_baseline(&x_dyn)?;
-        let (at_baseline, at_input) = end_values(model, baseline.view(), x_dyn.view())?;
+        let (at_baseline, at_input) = match baseline {
+            Some(b) => end_values(model, b.view(), x_dyn.view())?,
+            None => end_values(model, ArrayD::zeros(x_dyn.raw_dim()).view(), x_dyn.view())?,
+        };
         let rows = self.batch_rows(x_dyn.len());
-        let mask = integrated_gradients(x_dyn, baseline.view(), self.steps, self.rule, rows, model, &mut |_| {})?;
+        let mask = integrated_gradients(
+            x_dyn,
+            baseline.map(|b| b.view()),
+            self.steps,
+            self.rule,
+            rows,
+            model,
+            &mut |_| {},
+        )?;
         MaskWithDelta::new(mask, at_input, at_baseline)
     }
 }
@@ -440,11 +457,11 @@ pub(crate) fn linspace_0_1(steps: usize) -> impl Iterator<Item = f64> {
 }
 
 /// Integrated gradients of `x` from `baseline` (same shape, both checked by
-/// the caller: a baseline of another shape gives an internal error) with
-/// `rule`, used by [`IntegratedGradients`] and by XRAI.
+/// the caller: a baseline of another shape gives an internal error; `None`:
+/// zeros) with `rule`, used by [`IntegratedGradients`] and by XRAI.
 pub(crate) fn integrated_gradients<F: Float>(
     x: ArrayViewD<'_, F>,
-    baseline: ArrayViewD<'_, F>,
+    baseline: Option<ArrayViewD<'_, F>>,
     steps: usize,
     rule: IntegrationRule,
     batch_size: usize,
@@ -458,14 +475,33 @@ pub(crate) fn integrated_gradients<F: Float>(
     // as the reference does; the others weight each gradient.
     let weights: Option<Vec<F>> =
         (rule != IntegrationRule::EvenlySpaced).then(|| weights.iter().map(|&w| F::from_f64_lossy(w)).collect());
+    let too_large = || SaliencyError::param("batch_size", batch_size, "gives a batch too large to allocate");
     // Flat copies: the hot loops below run over contiguous slices.
-    let base = flat(&baseline);
+    let base = baseline.as_ref().map(flat);
     let x_flat = flat(&x);
-    let diff: Vec<F> = x_flat.iter().zip(base.iter()).map(|(&x, &b)| x - b).collect();
-    let len = diff.len();
+    let len = x_flat.len();
+    // `x - 0` is `x`, bit for bit: the zero baseline needs neither array.
+    // Otherwise the difference lives in a kept buffer, so that runs from
+    // several baselines (XRAI) or noisy copies (SmoothGrad) reuse it.
+    let mut diff_buffer;
+    let diff: &[F] = match &base {
+        None => &x_flat,
+        Some(base) => {
+            if base.len() != len {
+                return Err(SaliencyError::internal("a baseline differs from the input in size"));
+            }
+            diff_buffer = scratch(len).ok_or_else(too_large)?;
+            for_each_chunk_mut(&mut diff_buffer, |offset, out| {
+                for ((d, &x), &b) in out.iter_mut().zip(&x_flat[offset..]).zip(&base[offset..]) {
+                    *d = x - b;
+                }
+            });
+            &diff_buffer
+        }
+    };
     // Finite inputs far apart (1e300 and -1e300) overflow here; the path
     // would hand the model infinities.
-    if let Some((count, first_index)) = crate::model::find_non_finite(&diff) {
+    if let Some((count, first_index)) = crate::model::find_non_finite(diff) {
         return Err(SaliencyError::NonFiniteResult {
             what: "input - baseline",
             count,
@@ -476,7 +512,6 @@ pub(crate) fn integrated_gradients<F: Float>(
     // One buffer of at most `batch_size` path points, reused for every batch.
     let capacity = steps.min(batch_size);
     let mut total = vec![F::zero(); len];
-    let too_large = || SaliencyError::param("batch_size", batch_size, "gives a batch too large to allocate");
     let scratch_len = capacity.checked_mul(len).ok_or_else(too_large)?;
     with_scratch(scratch_len, |buffer: &mut [F]| -> Result<()> {
         let key = OutputKey::InputOutputGradients;
@@ -494,8 +529,18 @@ pub(crate) fn integrated_gradients<F: Float>(
                     let (row, i0) = (pos / len, pos % len);
                     let (piece, tail) = rest.split_at_mut(rest.len().min(len - i0));
                     let alpha = alphas_f[row];
-                    for ((p, &b), &d) in piece.iter_mut().zip(&base[i0..]).zip(&diff[i0..]) {
-                        *p = b + alpha * d;
+                    match &base {
+                        Some(base) => {
+                            for ((p, &b), &d) in piece.iter_mut().zip(&base[i0..]).zip(&diff[i0..]) {
+                                *p = b + alpha * d;
+                            }
+                        }
+                        // `0 + alpha * d`, as with a stored zero (it turns -0 into +0).
+                        None => {
+                            for (p, &d) in piece.iter_mut().zip(&diff[i0..]) {
+                                *p = F::zero() + alpha * d;
+                            }
+                        }
                     }
                     pos += piece.len();
                     rest = tail;

@@ -435,8 +435,13 @@ impl<F: Float> Xrai<F> {
                         None => default_baselines(x.view()),
                     };
                     let attrs = self.integrated_gradients(x.view(), &baselines, model, progress)?;
-                    let mean = finite_result("mean attribution", mean_of(&attrs, x.raw_dim()))?;
-                    Ok((mean, Some(baselines), p.return_ig_attributions.then_some(attrs)))
+                    if p.return_ig_attributions {
+                        let mean = finite_result("mean attribution", mean_of(&attrs, x.raw_dim()))?;
+                        Ok((mean, Some(baselines), Some(attrs)))
+                    } else {
+                        let mean = finite_result("mean attribution", mean_into_first(attrs, x.raw_dim()))?;
+                        Ok((mean, Some(baselines), None))
+                    }
                 }
             }
         };
@@ -495,7 +500,7 @@ impl<F: Float> Xrai<F> {
             let mut report = |pr: Progress| progress(Progress::new(pr.stage, k * steps + pr.done, total));
             attrs.push(integrated_gradients(
                 x.view(),
-                b.view(),
+                Some(b.view()),
                 steps,
                 self.parameters.integration_rule,
                 self.batch_size,
@@ -578,6 +583,23 @@ fn mean_of<F: Float>(arrays: &[ArrayD<F>], dim: ndarray::IxDyn) -> ArrayD<F> {
         total += a;
     }
     let n = F::from_f64_lossy(arrays.len() as f64);
+    total.mapv_inplace(|v| v / n);
+    total
+}
+
+/// [`mean_of`] in the first array's memory, when the arrays are not kept:
+/// the same sums (`0 + a_0 + a_1 + ...`, the leading zero kept since it
+/// turns -0 into +0), one image-sized array fewer.
+fn mean_into_first<F: Float>(arrays: Vec<ArrayD<F>>, dim: ndarray::IxDyn) -> ArrayD<F> {
+    let n = F::from_f64_lossy(arrays.len() as f64);
+    let mut arrays = arrays.into_iter();
+    let Some(mut total) = arrays.next() else {
+        return ArrayD::zeros(dim);
+    };
+    total.mapv_inplace(|v| F::zero() + v);
+    for a in arrays {
+        total += &a;
+    }
     total.mapv_inplace(|v| v / n);
     total
 }
