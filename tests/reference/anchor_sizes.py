@@ -121,8 +121,13 @@ def main():
     args = ap.parse_args()
     if args.size < 64:
         ap.error("--size must be at least 64 (occlusion64 crops 64 x 64)")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     models = near_free_models(args.size)
     table = workloads(args.size)
+    unknown = [name for name in args.names if name not in table]
+    if unknown:
+        ap.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(table)}")
     for name in args.names or list(table):
         model_name, run = table[name]
         recorder = Recorder(models[model_name] if model_name else None)
