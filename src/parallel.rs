@@ -118,16 +118,18 @@ pub(crate) fn map_items<T: Send, R: Send>(
     }
 }
 
-/// Calls `f(state, item)` for every item, the items split into one group of
-/// consecutive items per thread of the pool, each group with its own state
-/// made by `init(several)`; `several` says whether there is more than one
-/// group (then the groups are the parallelism and work inside one should stay
-/// on its thread). The grouping depends on the thread count, so `f`'s result
-/// must not depend on what the state held.
-pub(crate) fn for_each_grouped<T: Send, S>(
+/// Calls `f(state, several, item)` for every item, the items split into one
+/// group of consecutive items per thread of the pool, each group with its
+/// own state from `states` (kept there for the next call; made by `init`
+/// where missing); `several` says whether there is more than one group (then
+/// the groups are the parallelism and work inside one should stay on its
+/// thread). The grouping depends on the thread count, so `f`'s result must
+/// not depend on what the state held.
+pub(crate) fn for_each_grouped<T: Send, S: Send>(
     items: &mut [T],
-    init: impl Fn(bool) -> S + Sync + Send,
-    f: impl Fn(&mut S, &mut T) + Sync + Send,
+    states: &mut Vec<S>,
+    init: impl Fn() -> S,
+    f: impl Fn(&mut S, bool, &mut T) + Sync + Send,
 ) {
     if items.is_empty() {
         return;
@@ -135,16 +137,23 @@ pub(crate) fn for_each_grouped<T: Send, S>(
     #[cfg(feature = "rayon")]
     {
         let per_group = items.len().div_ceil(rayon::current_num_threads().max(1));
-        let several = per_group < items.len();
-        items.par_chunks_mut(per_group).for_each(|group| {
-            let mut state = init(several);
-            group.iter_mut().for_each(|item| f(&mut state, item));
-        });
+        let groups = items.len().div_ceil(per_group);
+        let several = groups > 1;
+        while states.len() < groups {
+            states.push(init());
+        }
+        items
+            .par_chunks_mut(per_group)
+            .zip(states[..groups].par_iter_mut())
+            .for_each(|(group, state)| group.iter_mut().for_each(|item| f(state, several, item)));
     }
     #[cfg(not(feature = "rayon"))]
     {
-        let mut state = init(false);
-        items.iter_mut().for_each(|item| f(&mut state, item));
+        if states.is_empty() {
+            states.push(init());
+        }
+        let state = &mut states[0];
+        items.iter_mut().for_each(|item| f(state, false, item));
     }
 }
 

@@ -213,13 +213,13 @@ fn integrated_gradients_rows(x: &ArrayD<f64>) -> Vec<Row> {
 /// Blur IG on `L` values with `B = min(batch_size, steps)` points per batch
 /// and `T` threads holds at most: the input as f64 and the running total
 /// (negated in place into the result) (`2 L`); the batch's path points and
-/// their finite differences (`2 B L`); while the points are made, two filter
-/// buffers per group of points, at most `min(B, T)` groups (`2 min(B, T)
-/// L`); afterwards the model's output (`B L`) and one partial sum (`L`),
-/// which never coexist with the filter buffers. With `max_sigma` 2.5 every
-/// kernel has a radius below 12, so the banded-matrix form (two more
-/// buffers) is not used. Plus the `steps + 1` sigmas.
-/// Bound: `8 L (2 + 2 B + max(2 min(B, T), B + 1)) + 8 (steps + 1) + SMALL`.
+/// their finite differences (`2 B L`); two filter buffers per group of
+/// points, at most `min(B, T)` groups, kept for the whole call so that no
+/// batch faults in fresh ones (`2 min(B, T) L`); the model's output (`B L`)
+/// and one partial sum (`L`). With `max_sigma` 2.5 every kernel has a radius
+/// below 12, so the banded-matrix form (two more buffers) is not used. Plus
+/// the `steps + 1` sigmas.
+/// Bound: `8 L (3 + 3 B + 2 min(B, T)) + 8 (steps + 1) + SMALL`.
 fn blur_ig_rows(x: &ArrayD<f64>) -> Vec<Row> {
     let len = x.len();
     let threads = THREADS;
@@ -232,7 +232,7 @@ fn blur_ig_rows(x: &ArrayD<f64>) -> Vec<Row> {
                 blur.get_mask(x.view(), &mut model).unwrap();
             });
             let b = batch.min(steps);
-            let bound = F64 * len * (2 + 2 * b + (2 * b.min(threads)).max(b + 1)) + F64 * (steps + 1) + SMALL;
+            let bound = F64 * len * (3 + 3 * b + 2 * b.min(threads)) + F64 * (steps + 1) + SMALL;
             rows.push(Row {
                 method: "Blur IG",
                 batch,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
-use super::fft_line::{linear_kernel, scaled_spectrum, smooth_at_least};
+use super::fft_line::{fast_len_at_least, linear_kernel, scaled_spectrum};
 use super::gaussian::{BoundaryMode, Scratch, filter_f64_with, gaussian_kernel1d, round_to, uses_fft};
 use crate::float::Float;
 use crate::parallel::for_each_sized_chunk_init;
@@ -39,10 +39,13 @@ pub(crate) struct GaussianSeries {
     m: usize,
     w: usize,
     c: usize,
-    /// The first pass's transform length and inverse transform.
+    /// The widest kernel radius the first pass's transforms have room for,
+    /// their length and the transforms (none when no sigma takes the FFT
+    /// path).
+    radius_a: usize,
     len_a: usize,
-    forward_a: Arc<dyn Fft<f64>>,
-    inverse_a: Arc<dyn Fft<f64>>,
+    forward_a: Option<Arc<dyn Fft<f64>>>,
+    inverse_a: Option<Arc<dyn Fft<f64>>>,
     /// The spectra of `x`'s columns, two columns per transform (`2 p` the
     /// real part, `2 p + 1` the imaginary part), [blocks][PAIRS][len_a];
     /// empty when no sigma takes the FFT path.
@@ -61,8 +64,8 @@ pub(crate) struct SeriesWorkspace {
     /// Run on the calling thread (the caller parallelises).
     sequential: bool,
     scratch: Scratch,
-    /// The first pass's result, rounded to the element type,
-    /// [blocks][h][LANES].
+    /// The first pass's results, rounded to the element type,
+    /// [blocks][blurs][h][LANES].
     first: Vec<f64>,
     buffers: Buffers,
 }
@@ -75,14 +78,19 @@ impl SeriesWorkspace {
             ..Self::default()
         }
     }
+
+    /// Whether to run on the calling thread from now on (a workspace kept
+    /// across batches of different sizes).
+    pub(crate) fn set_sequential(&mut self, sequential: bool) {
+        self.sequential = sequential;
+    }
 }
 
-/// A transform buffer, the transforms' scratch and a group of rows.
+/// A transform buffer and the transforms' scratch.
 #[derive(Default)]
 struct Buffers {
     data: Vec<Complex<f64>>,
     scratch: Vec<Complex<f64>>,
-    rows: Vec<f64>,
 }
 
 impl Buffers {
@@ -91,13 +99,6 @@ impl Buffers {
         Buffers {
             data: vec![zero; data],
             scratch: vec![zero; scratch],
-            rows: Vec::new(),
-        }
-    }
-
-    fn ensure_rows(&mut self, len: usize) {
-        if self.rows.len() < len {
-            self.rows.resize(len, 0.0);
         }
     }
 
@@ -119,10 +120,6 @@ impl GaussianSeries {
         let (h, w) = (shape[0], shape.get(1).copied().unwrap_or(1));
         let c = shape.get(2).copied().unwrap_or(1);
         let m = w * c;
-        let mut planner = FftPlanner::new();
-        let len_a = smooth_at_least(2 * h.max(1) - 1);
-        let forward_a = planner.plan_fft_forward(len_a);
-        let inverse_a = planner.plan_fft_inverse(len_a);
         let mut series = GaussianSeries {
             x,
             shape: shape.to_vec(),
@@ -131,35 +128,46 @@ impl GaussianSeries {
             m,
             w,
             c,
-            len_a,
-            forward_a,
-            inverse_a,
+            radius_a: 0,
+            len_a: 0,
+            forward_a: None,
+            inverse_a: None,
             columns: Vec::new(),
             plans_b: Vec::new(),
         };
+        let mut planner = FftPlanner::new();
         for s in sigmas {
-            if let Some(len_b) = series.fft_len_b(s)
-                && !series.plans_b.iter().any(|(len, _, _)| *len == len_b)
-            {
-                let forward = planner.plan_fft_forward(len_b);
-                let inverse = planner.plan_fft_inverse(len_b);
-                series.plans_b.push((len_b, forward, inverse));
+            if let Some((radius, len_b)) = series.fft_radius_len_b(s) {
+                series.radius_a = series.radius_a.max(radius);
+                if !series.plans_b.iter().any(|(len, _, _)| *len == len_b) {
+                    let forward = planner.plan_fft_forward(len_b);
+                    let inverse = planner.plan_fft_inverse(len_b);
+                    series.plans_b.push((len_b, forward, inverse));
+                }
             }
         }
         if !series.plans_b.is_empty() {
+            // Long enough for the widest of the series' kernels: a shorter
+            // transform than `2 h - 1` where the kernels are narrower than
+            // the image (at 896 x 896 and sigma 50, 1152 points instead of
+            // 1792).
+            series.len_a = fast_len_at_least(h + series.radius_a.min(h - 1));
+            series.forward_a = Some(planner.plan_fft_forward(series.len_a));
+            series.inverse_a = Some(planner.plan_fft_inverse(series.len_a));
             series.transform_columns();
         }
         series
     }
 
-    /// The second pass's transform length for `sigma`, when both passes
-    /// of its blur go through the FFT.
-    fn fft_len_b(&self, sigma: f64) -> Option<usize> {
+    /// The kernel radius and the second pass's transform length for
+    /// `sigma`, when both passes of its blur go through the FFT.
+    fn fft_radius_len_b(&self, sigma: f64) -> Option<(usize, usize)> {
         if self.shape.len() < 2 || sigma <= 1e-15 {
             return None;
         }
         let radius = (self.truncate * sigma + 0.5) as usize;
-        (uses_fft(self.h, radius) && uses_fft(self.w, radius)).then(|| smooth_at_least(self.w + radius.min(self.w - 1)))
+        (uses_fft(self.h, radius) && uses_fft(self.w, radius))
+            .then(|| (radius, fast_len_at_least(self.w + radius.min(self.w - 1))))
     }
 
     /// The spectra of `x`'s columns, block by block.
@@ -168,7 +176,9 @@ impl GaussianSeries {
         let blocks = m.div_ceil(LANES);
         let zero = Complex::new(0.0, 0.0);
         let mut columns = vec![zero; blocks * PAIRS * len];
-        let (x, forward) = (&self.x, &self.forward_a);
+        let (x, Some(forward)) = (&self.x, &self.forward_a) else {
+            return;
+        };
         let scratch_len = forward.get_inplace_scratch_len();
         for_each_sized_chunk_init(
             &mut columns,
@@ -194,77 +204,115 @@ impl GaussianSeries {
 
     /// Blurs `x` with `sigma` into `out` (`x`'s length), each value rounded
     /// to `F` as SciPy stores it.
+    #[cfg(test)]
     pub(crate) fn blur<F: Float>(&self, sigma: f64, out: &mut [F], ws: &mut SeriesWorkspace) {
-        let plan = self
-            .fft_len_b(sigma)
-            .and_then(|len_b| self.plans_b.iter().find(|(len, _, _)| *len == len_b));
-        match plan {
-            Some((len_b, forward_b, inverse_b)) if !self.columns.is_empty() => {
-                let w = gaussian_kernel1d(sigma, self.truncate);
-                let spectrum_a = scaled_spectrum(&linear_kernel(self.h, &w, self.len_a), self.forward_a.as_ref());
-                let spectrum_b = scaled_spectrum(&linear_kernel(self.w, &w, *len_b), forward_b.as_ref());
-                self.first_pass::<F>(&spectrum_a, ws);
+        self.blur_each(&[sigma], &mut [out], ws);
+    }
+
+    /// The second pass's plan for `sigma`, when both passes of its blur go
+    /// through the FFT and the first pass's transforms have room for its
+    /// kernel.
+    fn plan_b(&self, sigma: f64) -> Option<&LinePlan> {
+        let (radius, len_b) = self.fft_radius_len_b(sigma)?;
+        (radius <= self.radius_a && !self.columns.is_empty())
+            .then(|| self.plans_b.iter().find(|(len, _, _)| *len == len_b))
+            .flatten()
+    }
+
+    /// Blurs `x` with each of `sigmas` into the `outs` at the same index
+    /// (`x`'s length each), each value rounded to `F` as SciPy stores it.
+    /// The blurs on the FFT path share one read of the column spectra.
+    pub(crate) fn blur_each<F: Float>(&self, sigmas: &[f64], outs: &mut [&mut [F]], ws: &mut SeriesWorkspace) {
+        let fft: Vec<(usize, &LinePlan, Vec<f64>)> = sigmas
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &s)| {
+                self.plan_b(s)
+                    .map(|plan| (k, plan, gaussian_kernel1d(s, self.truncate)))
+            })
+            .collect();
+        if let (Some(forward_a), Some(inverse_a)) = (&self.forward_a, &self.inverse_a)
+            && !fft.is_empty()
+        {
+            let spectra: Vec<Vec<f64>> = fft
+                .iter()
+                .map(|(_, _, w)| scaled_spectrum(&linear_kernel(self.h, w, self.len_a), forward_a.as_ref()))
+                .collect();
+            self.first_pass::<F>(&spectra, inverse_a.as_ref(), ws);
+            for (slot, (k, (len_b, forward_b, inverse_b), w)) in fft.iter().enumerate() {
+                let spectrum_b = scaled_spectrum(&linear_kernel(self.w, w, *len_b), forward_b.as_ref());
                 let pass = SecondPass {
                     len: *len_b,
                     forward: forward_b.as_ref(),
                     inverse: inverse_b.as_ref(),
                     spectrum: &spectrum_b,
+                    slot,
+                    slots: fft.len(),
                 };
-                self.second_pass(&pass, out, ws);
+                if let Some(out) = outs.get_mut(*k) {
+                    self.second_pass(&pass, out, ws);
+                }
             }
-            _ => {
-                ws.scratch.sequential = ws.sequential;
-                let sigmas = [sigma, sigma, 0.0];
-                let blurred = filter_f64_with(
-                    &self.x,
-                    &self.shape,
-                    &sigmas[..self.shape.len()],
-                    BoundaryMode::Constant(0.0),
-                    self.truncate,
-                    round_to::<F>,
-                    &mut ws.scratch,
-                );
-                out.iter_mut()
-                    .zip(blurred)
-                    .for_each(|(o, v)| *o = F::from_f64_lossy(*v));
+        }
+        for (k, (&sigma, out)) in sigmas.iter().zip(outs.iter_mut()).enumerate() {
+            if fft.iter().any(|(j, _, _)| *j == k) {
+                continue;
             }
+            ws.scratch.sequential = ws.sequential;
+            let sigmas = [sigma, sigma, 0.0];
+            let blurred = filter_f64_with(
+                &self.x,
+                &self.shape,
+                &sigmas[..self.shape.len()],
+                BoundaryMode::Constant(0.0),
+                self.truncate,
+                round_to::<F>,
+                &mut ws.scratch,
+            );
+            out.iter_mut()
+                .zip(blurred)
+                .for_each(|(o, v)| *o = F::from_f64_lossy(*v));
         }
     }
 
-    /// Along the height: each block's column spectra times the kernel's,
-    /// transformed back, rounded to `F`, into `ws.first`.
-    fn first_pass<F: Float>(&self, spectrum: &[f64], ws: &mut SeriesWorkspace) {
+    /// Along the height, for each kernel spectrum of `spectra`: each
+    /// block's column spectra times the kernel's, transformed back, rounded
+    /// to `F`, into `ws.first` as [blocks][spectra][h][LANES]. A block's
+    /// column spectra are read from memory once for all kernels.
+    fn first_pass<F: Float>(&self, spectra: &[Vec<f64>], inverse: &dyn Fft<f64>, ws: &mut SeriesWorkspace) {
         let (h, m, len) = (self.h, self.m, self.len_a);
         let blocks = m.div_ceil(LANES);
-        ws.first.resize(blocks * h * LANES, 0.0);
-        let scratch_len = self.inverse_a.get_inplace_scratch_len();
+        let per_block = spectra.len() * h * LANES;
+        ws.first.resize(blocks * per_block, 0.0);
+        let scratch_len = inverse.get_inplace_scratch_len();
         let task = |bufs: &mut Buffers, b: usize, out: &mut [f64]| {
             let pairs = LANES.min(m - b * LANES).div_ceil(2);
             let src = &self.columns[b * PAIRS * len..(b * PAIRS + pairs) * len];
-            let data = &mut bufs.data[..pairs * len];
-            for (d, s) in data.chunks_exact_mut(len).zip(src.chunks_exact(len)) {
-                for ((z, &v), &k) in d.iter_mut().zip(s).zip(spectrum) {
-                    *z = v * k;
+            for (spectrum, out) in spectra.iter().zip(out.chunks_exact_mut(h * LANES)) {
+                let data = &mut bufs.data[..pairs * len];
+                for (d, s) in data.chunks_exact_mut(len).zip(src.chunks_exact(len)) {
+                    for ((z, &v), &k) in d.iter_mut().zip(s).zip(spectrum) {
+                        *z = v * k;
+                    }
                 }
-            }
-            self.inverse_a
-                .process_with_scratch(data, &mut bufs.scratch[..scratch_len]);
-            for (i, row) in out.chunks_exact_mut(LANES).enumerate() {
-                for (p, two) in row.chunks_exact_mut(2).take(pairs).enumerate() {
-                    let z = data[p * len + i];
-                    two[0] = round_to::<F>(z.re);
-                    two[1] = round_to::<F>(z.im);
+                inverse.process_with_scratch(data, &mut bufs.scratch[..scratch_len]);
+                for (i, row) in out.chunks_exact_mut(LANES).enumerate() {
+                    for (p, two) in row.chunks_exact_mut(2).take(pairs).enumerate() {
+                        let z = data[p * len + i];
+                        two[0] = round_to::<F>(z.re);
+                        two[1] = round_to::<F>(z.im);
+                    }
                 }
             }
         };
         if ws.sequential {
             ws.buffers.ensure(PAIRS * len, scratch_len);
-            for (b, out) in ws.first.chunks_mut(h * LANES).enumerate() {
+            for (b, out) in ws.first.chunks_mut(per_block).enumerate() {
                 task(&mut ws.buffers, b, out);
             }
         } else {
             let init = || Buffers::sized(PAIRS * len, scratch_len);
-            for_each_sized_chunk_init(&mut ws.first, h * LANES, true, init, task);
+            for_each_sized_chunk_init(&mut ws.first, per_block, true, init, task);
         }
     }
 
@@ -280,36 +328,34 @@ impl GaussianSeries {
             .get_inplace_scratch_len()
             .max(pass.inverse.get_inplace_scratch_len());
         let first = &ws.first;
+        // Where value `l` of a row sits in the first pass's blocks, from the
+        // start of row 0 of this blur's results; row `i` is `i * LANES`
+        // further. Read in place, with no copy of the rows.
+        let block_stride = pass.slots * h * LANES;
+        let origin = pass.slot * h * LANES;
+        let at: Vec<usize> = (0..m)
+            .map(|l| origin + (l / LANES) * block_stride + l % LANES)
+            .collect();
         let zero = Complex::new(0.0, 0.0);
         let task = |bufs: &mut Buffers, g: usize, rows_out: &mut [F]| {
             let rows = rows_out.len() / m;
             let pairs = (rows * c).div_ceil(2);
-            // The group's rows, gathered from the first pass's blocks.
-            let gathered = &mut bufs.rows[..rows * m];
-            for (r, row) in gathered.chunks_exact_mut(m).enumerate() {
-                let i = g * group + r;
-                for (blk, part) in row.chunks_mut(LANES).enumerate() {
-                    let at = (blk * h + i) * LANES;
-                    part.copy_from_slice(&first[at..at + part.len()]);
-                }
-            }
-            let gathered = &bufs.rows[..rows * m];
             let data = &mut bufs.data[..pairs * len];
-            // Line q (row q / c, channel q % c) is the real part of
-            // transform q / 2 when q is even, else its imaginary part.
-            let line = |q: usize| (q < rows * c).then(|| &gathered[(q / c) * m + q % c..]);
+            // Line q (row g * group + q / c, channel q % c) is the real part
+            // of transform q / 2 when q is even, else its imaginary part:
+            // its values' places and the row's offset.
+            let line = |q: usize| (q < rows * c).then(|| (at[q % c..].iter().step_by(c), (g * group + q / c) * LANES));
             for (p, period) in data.chunks_exact_mut(len).enumerate() {
                 let (head, pad) = period.split_at_mut(w);
                 match (line(2 * p), line(2 * p + 1)) {
-                    (Some(a), Some(b)) => {
-                        let values = a.iter().step_by(c).zip(b.iter().step_by(c));
-                        for (z, (&re, &im)) in head.iter_mut().zip(values) {
-                            *z = Complex::new(re, im);
+                    (Some((a, ra)), Some((b, rb))) => {
+                        for (z, (&ia, &ib)) in head.iter_mut().zip(a.zip(b)) {
+                            *z = Complex::new(first[ia + ra], first[ib + rb]);
                         }
                     }
-                    (Some(a), None) => {
-                        for (z, &re) in head.iter_mut().zip(a.iter().step_by(c)) {
-                            *z = Complex::new(re, 0.0);
+                    (Some((a, ra)), None) => {
+                        for (z, &ia) in head.iter_mut().zip(a) {
+                            *z = Complex::new(first[ia + ra], 0.0);
                         }
                     }
                     _ => head.fill(zero),
@@ -337,17 +383,12 @@ impl GaussianSeries {
         if ws.sequential {
             let mut bufs = std::mem::take(&mut ws.buffers);
             bufs.ensure(pairs_max * len, scratch_len);
-            bufs.ensure_rows(group * m);
             for (g, rows_out) in out.chunks_mut(group * m).enumerate() {
                 task(&mut bufs, g, rows_out);
             }
             ws.buffers = bufs;
         } else {
-            let init = || {
-                let mut bufs = Buffers::sized(pairs_max * len, scratch_len);
-                bufs.ensure_rows(group * m);
-                bufs
-            };
+            let init = || Buffers::sized(pairs_max * len, scratch_len);
             for_each_sized_chunk_init(out, group * m, true, init, task);
         }
     }
@@ -359,6 +400,9 @@ struct SecondPass<'a> {
     forward: &'a dyn Fft<f64>,
     inverse: &'a dyn Fft<f64>,
     spectrum: &'a [f64],
+    /// The blur's place among the first pass's results, and their number.
+    slot: usize,
+    slots: usize,
 }
 
 #[cfg(test)]

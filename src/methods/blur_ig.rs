@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::checks::{check_image, check_positive, check_steps, finite_result, try_filled};
+use crate::checks::{check_image, check_positive, check_steps, finite_result};
 use crate::core::{CoreSaliency, Progress, Stage};
 use crate::error::{Result, SaliencyError};
 use crate::float::Float;
@@ -14,7 +14,7 @@ use crate::imageops::gaussian::{
 };
 use crate::imageops::gaussian_series::{GaussianSeries, SeriesWorkspace};
 use crate::model::{CallModelFunction, OutputKey, call_model, find_non_finite};
-use crate::parallel::{for_each_chunk_mut, for_each_grouped};
+use crate::parallel::{for_each_chunk_mut, for_each_grouped, scratch};
 
 /// Blur IG: the path runs from a fully blurred image (Gaussian blur of
 /// `max_sigma`) to the input; the mask is minus the sum over the path of
@@ -317,8 +317,12 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
         let batch_len = capacity.checked_mul(len).ok_or_else(|| {
             SaliencyError::param("batch_size", self.batch_size, "gives a batch too large to allocate")
         })?;
-        let mut points = try_filled("batch_size", self.batch_size, batch_len, F::zero())?;
-        let mut slopes = try_filled("batch_size", self.batch_size, batch_len, F::zero())?;
+        // Kept buffers (every value is written before it is read): a call
+        // after another does not fault in fresh pages for its batches.
+        let too_large =
+            || SaliencyError::param("batch_size", self.batch_size, "needs more memory than can be allocated");
+        let mut points = scratch::<F>(batch_len).ok_or_else(too_large)?;
+        let mut slopes = scratch::<F>(batch_len).ok_or_else(too_large)?;
         let mut total = vec![F::zero(); len];
         let mut batch_shape = vec![0];
         batch_shape.extend_from_slice(&shape);
@@ -339,8 +343,11 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
             DEFAULT_TRUNCATE,
         );
         let make_point = |ws: &mut SeriesWorkspace, i: usize, point: &mut [F], slope: &mut [F]| {
-            series.blur(sigmas[i], point, ws);
-            series.blur(sigmas[i] + grad_step_f64, slope, ws);
+            series.blur_each(
+                &[sigmas[i], sigmas[i] + grad_step_f64],
+                &mut [&mut *point, &mut *slope],
+                ws,
+            );
             let ok = slope.iter_mut().zip(point.iter()).fold(true, |ok, (s, &p)| {
                 *s = (*s - p) / grad_step;
                 ok & s.is_finite()
@@ -349,6 +356,8 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 finite.store(false, Ordering::Relaxed);
             }
         };
+        // One workspace per thread, kept for all batches.
+        let mut workspaces = Vec::new();
         let mut start = 0;
         while start < self.steps {
             let end = (start + self.batch_size).min(self.steps);
@@ -363,10 +372,15 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 .collect();
             for_each_grouped(
                 &mut items,
-                // With several groups the groups are the parallelism: each
-                // filter runs on its group's thread, with no hand-offs.
-                SeriesWorkspace::new,
-                |ws, (b, (point, slope))| make_point(ws, start + *b, point, slope),
+                &mut workspaces,
+                || SeriesWorkspace::new(true),
+                |ws, several, (b, (point, slope))| {
+                    // With several groups the groups are the parallelism:
+                    // each filter runs on its group's thread, with no
+                    // hand-offs.
+                    ws.set_sequential(several);
+                    make_point(ws, start + *b, point, slope)
+                },
             );
             if !finite.load(Ordering::Relaxed) {
                 // Before the model is handed an overflowed point.
