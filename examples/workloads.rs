@@ -4,9 +4,15 @@
 //! `NAME<TAB>median seconds<TAB>median seconds of its model calls alone`.
 //!
 //! ```text
-//! cargo run --release --example workloads -- [--size S] [--repeat N] [NAME ...]
+//! cargo run --release --example workloads -- [--size S] [--repeat N] [--batch B] [--no-replay] [NAME ...]
 //! cargo run --release --example workloads -- --list    # the workloads' names
 //! ```
+//!
+//! `--batch B` sets the batch of `ig` and `occlusion`: a count of images, or
+//! `default` for the crate's default batch setting (a memory budget); without
+//! it `ig` batches 25 points (WORKLOADS.md) and `occlusion` uses the default.
+//! `--no-replay` skips the model replay (its column prints `-`), for
+//! comparisons of totals only.
 //!
 //! `--size S` draws the workload image at S x S x 3 (default 224): the same
 //! picture at every size, its features scaling with S, bit-identical to
@@ -126,9 +132,46 @@ fn model_of(name: &str, size: usize) -> ModelFn {
     }
 }
 
+/// The batch setting of `--batch`.
+#[derive(Clone, Copy)]
+enum Batch {
+    /// The workload's own (WORKLOADS.md's count, or the crate's default).
+    Workload,
+    /// The crate's default batch setting.
+    Default,
+    /// A count of images.
+    Count(usize),
+}
+
+impl Batch {
+    fn apply<M: BatchSetting>(self, method: M, workload: Option<usize>) -> M {
+        match (self, workload) {
+            (Batch::Count(n), _) | (Batch::Workload, Some(n)) => method.batch_size(n),
+            (Batch::Default, _) | (Batch::Workload, None) => method,
+        }
+    }
+}
+
+/// The methods whose batch `--batch` sets.
+trait BatchSetting: Sized {
+    fn batch_size(self, n: usize) -> Self;
+}
+
+impl BatchSetting for IntegratedGradients<f32> {
+    fn batch_size(self, n: usize) -> Self {
+        IntegratedGradients::batch_size(self, n)
+    }
+}
+
+impl BatchSetting for Occlusion<f32> {
+    fn batch_size(self, n: usize) -> Self {
+        Occlusion::batch_size(self, n)
+    }
+}
+
 /// Workload `name` on the image of size `size`, its model calls recorded in
 /// `recorder`.
-fn workload(name: &str, size: usize, recorder: &Rc<RefCell<Recorder>>) -> Option<Workload> {
+fn workload(name: &str, size: usize, batch: Batch, recorder: &Rc<RefCell<Recorder>>) -> Option<Workload> {
     let x = scaled_workload_image(size);
     let r = Rc::clone(recorder);
     let model = move || Recorder::model(&r);
@@ -138,9 +181,8 @@ fn workload(name: &str, size: usize, recorder: &Rc<RefCell<Recorder>>) -> Option
         )),
         "ig" => Some(Box::new(move || {
             len({
-                IntegratedGradients::new()
-                    .steps(25)
-                    .batch_size(25)
+                batch
+                    .apply(IntegratedGradients::new().steps(25), Some(25))
                     .get_mask(&x, &mut model())
             })
         })),
@@ -201,7 +243,9 @@ fn workload(name: &str, size: usize, recorder: &Rc<RefCell<Recorder>>) -> Option
         }
         "occlusion" => Some(Box::new(move || {
             // The default batch setting, so that a change of the default shows here.
-            len(Occlusion::new().size(15).value(0.0).get_mask(&x, &mut model()))
+            len(batch
+                .apply(Occlusion::new().size(15).value(0.0), None)
+                .get_mask(&x, &mut model()))
         })),
         "segments" => Some(Box::new(move || {
             // No model; the masks are the output, their count stands in for them.
@@ -240,6 +284,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut repeat = 3usize;
     let mut size = 224usize;
+    let mut batch = Batch::Workload;
+    let mut replay = true;
     let mut names = Vec::new();
     while let Some(arg) = args.next() {
         if arg == "--size" {
@@ -256,6 +302,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if repeat == 0 {
                 return Err("--repeat must be at least 1".into());
             }
+        } else if arg == "--batch" {
+            let value = args.next().ok_or("--batch needs a count or `default`")?;
+            batch = match value.as_str() {
+                "default" => Batch::Default,
+                n => match n.parse() {
+                    Ok(0) | Err(_) => {
+                        return Err(format!("--batch takes a count of at least 1 or `default`, not {n:?}").into());
+                    }
+                    Ok(n) => Batch::Count(n),
+                },
+            };
+        } else if arg == "--no-replay" {
+            replay = false;
         } else if NAMES.contains(&arg.as_str()) {
             names.push(arg);
         } else {
@@ -271,7 +330,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     for name in names {
         let recorder = Recorder::shared(model_of(&name, size));
-        let Some(mut run) = workload(&name, size, &recorder) else {
+        let Some(mut run) = workload(&name, size, batch, &recorder) else {
             println!("{name}\tnot built yet");
             continue;
         };
@@ -281,6 +340,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mask = run()?;
             times.push(start.elapsed().as_secs_f64());
             std::hint::black_box(mask);
+        }
+        if !replay {
+            println!("{name}\t{:.6}\t-", median(times));
+            continue;
         }
         let mut model_times = Vec::with_capacity(repeat);
         for _ in 0..repeat {
