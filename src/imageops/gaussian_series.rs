@@ -86,11 +86,12 @@ impl SeriesWorkspace {
     }
 }
 
-/// A transform buffer and the transforms' scratch.
+/// A transform buffer, the transforms' scratch and a group of rows.
 #[derive(Default)]
 struct Buffers {
     data: Vec<Complex<f64>>,
     scratch: Vec<Complex<f64>>,
+    rows: Vec<f64>,
 }
 
 impl Buffers {
@@ -99,6 +100,7 @@ impl Buffers {
         Buffers {
             data: vec![zero; data],
             scratch: vec![zero; scratch],
+            rows: Vec::new(),
         }
     }
 
@@ -109,6 +111,12 @@ impl Buffers {
         }
         if self.scratch.len() < scratch {
             self.scratch.resize(scratch, zero);
+        }
+    }
+
+    fn ensure_rows(&mut self, len: usize) {
+        if self.rows.len() < len {
+            self.rows.resize(len, 0.0);
         }
     }
 }
@@ -328,34 +336,43 @@ impl GaussianSeries {
             .get_inplace_scratch_len()
             .max(pass.inverse.get_inplace_scratch_len());
         let first = &ws.first;
-        // Where value `l` of a row sits in the first pass's blocks, from the
-        // start of row 0 of this blur's results; row `i` is `i * LANES`
-        // further. Read in place, with no copy of the rows.
+        // Row `i`'s values of block `blk` start at `origin + blk *
+        // block_stride + i * LANES`.
         let block_stride = pass.slots * h * LANES;
         let origin = pass.slot * h * LANES;
-        let at: Vec<usize> = (0..m)
-            .map(|l| origin + (l / LANES) * block_stride + l % LANES)
-            .collect();
         let zero = Complex::new(0.0, 0.0);
         let task = |bufs: &mut Buffers, g: usize, rows_out: &mut [F]| {
             let rows = rows_out.len() / m;
             let pairs = (rows * c).div_ceil(2);
+            // The group's rows, gathered from the first pass's blocks (loops
+            // of a fixed length, which compile to a few vector moves).
+            let gathered = &mut bufs.rows[..rows * m];
+            for (r, row) in gathered.chunks_exact_mut(m).enumerate() {
+                let base = origin + (g * group + r) * LANES;
+                for (blk, part) in row.chunks_mut(LANES).enumerate() {
+                    let at = base + blk * block_stride;
+                    for (d, &v) in part.iter_mut().zip(&first[at..at + LANES]) {
+                        *d = v;
+                    }
+                }
+            }
+            let gathered = &bufs.rows[..rows * m];
             let data = &mut bufs.data[..pairs * len];
-            // Line q (row g * group + q / c, channel q % c) is the real part
-            // of transform q / 2 when q is even, else its imaginary part:
-            // its values' places and the row's offset.
-            let line = |q: usize| (q < rows * c).then(|| (at[q % c..].iter().step_by(c), (g * group + q / c) * LANES));
+            // Line q (row q / c, channel q % c) is the real part of
+            // transform q / 2 when q is even, else its imaginary part.
+            let line = |q: usize| (q < rows * c).then(|| &gathered[(q / c) * m + q % c..]);
             for (p, period) in data.chunks_exact_mut(len).enumerate() {
                 let (head, pad) = period.split_at_mut(w);
                 match (line(2 * p), line(2 * p + 1)) {
-                    (Some((a, ra)), Some((b, rb))) => {
-                        for (z, (&ia, &ib)) in head.iter_mut().zip(a.zip(b)) {
-                            *z = Complex::new(first[ia + ra], first[ib + rb]);
+                    (Some(a), Some(b)) => {
+                        let values = a.iter().step_by(c).zip(b.iter().step_by(c));
+                        for (z, (&re, &im)) in head.iter_mut().zip(values) {
+                            *z = Complex::new(re, im);
                         }
                     }
-                    (Some((a, ra)), None) => {
-                        for (z, &ia) in head.iter_mut().zip(a) {
-                            *z = Complex::new(first[ia + ra], 0.0);
+                    (Some(a), None) => {
+                        for (z, &re) in head.iter_mut().zip(a.iter().step_by(c)) {
+                            *z = Complex::new(re, 0.0);
                         }
                     }
                     _ => head.fill(zero),
@@ -383,12 +400,17 @@ impl GaussianSeries {
         if ws.sequential {
             let mut bufs = std::mem::take(&mut ws.buffers);
             bufs.ensure(pairs_max * len, scratch_len);
+            bufs.ensure_rows(group * m);
             for (g, rows_out) in out.chunks_mut(group * m).enumerate() {
                 task(&mut bufs, g, rows_out);
             }
             ws.buffers = bufs;
         } else {
-            let init = || Buffers::sized(pairs_max * len, scratch_len);
+            let init = || {
+                let mut bufs = Buffers::sized(pairs_max * len, scratch_len);
+                bufs.ensure_rows(group * m);
+                bufs
+            };
             for_each_sized_chunk_init(out, group * m, true, init, task);
         }
     }
