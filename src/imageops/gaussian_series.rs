@@ -60,17 +60,17 @@ type LinePlan = (usize, Arc<dyn Fft<f64>>, Arc<dyn Fft<f64>>);
 /// What one thread needs to blur: the first pass's result, transform
 /// buffers and the one-by-one filter's buffers.
 #[derive(Default)]
-pub(crate) struct SeriesWorkspace {
+pub(crate) struct SeriesWorkspace<F: Float> {
     /// Run on the calling thread (the caller parallelises).
     sequential: bool,
     scratch: Scratch,
-    /// The first pass's results, rounded to the element type,
-    /// [blocks][blurs][h][LANES].
-    first: Vec<f64>,
+    /// The first pass's results, stored in the element type as SciPy
+    /// stores them, [blocks][blurs][h][LANES].
+    first: Vec<F>,
     buffers: Buffers,
 }
 
-impl SeriesWorkspace {
+impl<F: Float> SeriesWorkspace<F> {
     /// A workspace; `sequential`: run on the calling thread.
     pub(crate) fn new(sequential: bool) -> Self {
         SeriesWorkspace {
@@ -213,7 +213,7 @@ impl GaussianSeries {
     /// Blurs `x` with `sigma` into `out` (`x`'s length), each value rounded
     /// to `F` as SciPy stores it.
     #[cfg(test)]
-    pub(crate) fn blur<F: Float>(&self, sigma: f64, out: &mut [F], ws: &mut SeriesWorkspace) {
+    pub(crate) fn blur<F: Float>(&self, sigma: f64, out: &mut [F], ws: &mut SeriesWorkspace<F>) {
         self.blur_each(&[sigma], &mut [out], ws);
     }
 
@@ -230,7 +230,7 @@ impl GaussianSeries {
     /// Blurs `x` with each of `sigmas` into the `outs` at the same index
     /// (`x`'s length each), each value rounded to `F` as SciPy stores it.
     /// The blurs on the FFT path share one read of the column spectra.
-    pub(crate) fn blur_each<F: Float>(&self, sigmas: &[f64], outs: &mut [&mut [F]], ws: &mut SeriesWorkspace) {
+    pub(crate) fn blur_each<F: Float>(&self, sigmas: &[f64], outs: &mut [&mut [F]], ws: &mut SeriesWorkspace<F>) {
         let fft: Vec<(usize, &LinePlan, Vec<f64>)> = sigmas
             .iter()
             .enumerate()
@@ -287,13 +287,13 @@ impl GaussianSeries {
     /// block's column spectra times the kernel's, transformed back, rounded
     /// to `F`, into `ws.first` as [blocks][spectra][h][LANES]. A block's
     /// column spectra are read from memory once for all kernels.
-    fn first_pass<F: Float>(&self, spectra: &[Vec<f64>], inverse: &dyn Fft<f64>, ws: &mut SeriesWorkspace) {
+    fn first_pass<F: Float>(&self, spectra: &[Vec<f64>], inverse: &dyn Fft<f64>, ws: &mut SeriesWorkspace<F>) {
         let (h, m, len) = (self.h, self.m, self.len_a);
         let blocks = m.div_ceil(LANES);
         let per_block = spectra.len() * h * LANES;
-        ws.first.resize(blocks * per_block, 0.0);
+        ws.first.resize(blocks * per_block, F::zero());
         let scratch_len = inverse.get_inplace_scratch_len();
-        let task = |bufs: &mut Buffers, b: usize, out: &mut [f64]| {
+        let task = |bufs: &mut Buffers, b: usize, out: &mut [F]| {
             let pairs = LANES.min(m - b * LANES).div_ceil(2);
             let src = &self.columns[b * PAIRS * len..(b * PAIRS + pairs) * len];
             for (spectrum, out) in spectra.iter().zip(out.chunks_exact_mut(h * LANES)) {
@@ -307,8 +307,8 @@ impl GaussianSeries {
                 for (i, row) in out.chunks_exact_mut(LANES).enumerate() {
                     for (p, two) in row.chunks_exact_mut(2).take(pairs).enumerate() {
                         let z = data[p * len + i];
-                        two[0] = round_to::<F>(z.re);
-                        two[1] = round_to::<F>(z.im);
+                        two[0] = F::from_f64_lossy(z.re);
+                        two[1] = F::from_f64_lossy(z.im);
                     }
                 }
             }
@@ -327,7 +327,7 @@ impl GaussianSeries {
     /// Along the width: the lines of a group of rows of `ws.first` (two
     /// rows when the channel count is odd, so that the lines pair up),
     /// correlated through the FFT and written to `out` as `F`.
-    fn second_pass<F: Float>(&self, pass: &SecondPass<'_>, out: &mut [F], ws: &mut SeriesWorkspace) {
+    fn second_pass<F: Float>(&self, pass: &SecondPass<'_>, out: &mut [F], ws: &mut SeriesWorkspace<F>) {
         let (h, m, w, c, len) = (self.h, self.m, self.w, self.c, pass.len);
         let group = if c % 2 == 0 { 1 } else { 2 };
         let pairs_max = (group * c).div_ceil(2);
@@ -352,7 +352,7 @@ impl GaussianSeries {
                 for (blk, part) in row.chunks_mut(LANES).enumerate() {
                     let at = base + blk * block_stride;
                     for (d, &v) in part.iter_mut().zip(&first[at..at + LANES]) {
-                        *d = v;
+                        *d = v.as_f64();
                     }
                 }
             }
@@ -469,7 +469,8 @@ mod tests {
             let x32: ArrayD<f32> = view.mapv(|v| v as f32);
             let series32 = GaussianSeries::new(x32.iter().map(|&v| f64::from(v)).collect(), shape, sigmas, 4.0);
             for sequential in [true, false] {
-                let mut ws = SeriesWorkspace::new(sequential);
+                let mut ws = SeriesWorkspace::<f64>::new(sequential);
+                let mut ws32 = SeriesWorkspace::<f32>::new(sequential);
                 for &s in &sigmas {
                     let mut sig = vec![s, s];
                     sig.resize(shape.len(), 0.0);
@@ -487,7 +488,7 @@ mod tests {
 
                     let expected = gaussian_filter_checked(x32.view(), &sig, BoundaryMode::Constant(0.0), 4.0);
                     let mut out = vec![0.0_f32; len];
-                    series32.blur(s, &mut out, &mut ws);
+                    series32.blur(s, &mut out, &mut ws32);
                     // The same float32 roundings; a sum within 1e-15 of a
                     // tie may round the other way: one ulp at most.
                     let worst = out

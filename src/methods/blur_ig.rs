@@ -345,7 +345,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
             sigmas[..self.steps].iter().flat_map(|&s| [s, s + grad_step_f64]),
             DEFAULT_TRUNCATE,
         );
-        let make_point = |ws: &mut SeriesWorkspace, i: usize, point: &mut [F], slope: &mut [F]| {
+        let make_point = |ws: &mut SeriesWorkspace<F>, i: usize, point: &mut [F], slope: &mut [F]| {
             series.blur_each(
                 &[sigmas[i], sigmas[i] + grad_step_f64],
                 &mut [&mut *point, &mut *slope],
