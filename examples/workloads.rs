@@ -19,7 +19,9 @@
 //! WORKLOADS.md's image at 224 (`common::scaled_workload_image`). Beside
 //! WORKLOADS.md's list, `occlusion` occludes the full S x S image with the
 //! crate's default batch setting, its model a weighted sum over the whole
-//! image, so its cost grows as windows x pixels.
+//! image, so its cost grows as windows x pixels; `occlusion_own` is the same
+//! with a model that reads nothing (zeros out), so its time is the method's
+//! own cost alone.
 //! The models are near-free, but they allocate their outputs as real ones
 //! do, which costs more as images grow; so every model call of the last run
 //! is recorded (batch shape, outputs asked, rows' images) and replayed to the
@@ -128,6 +130,10 @@ fn model_of(name: &str, size: usize) -> ModelFn {
             let w = weights_of_len(size * size * 3);
             Box::new(move |b, _| weighted_sums(b, &w))
         }
+        "occlusion_own" => Box::new(|b, _| {
+            let zeros = ndarray::Array2::<f32>::zeros((b.shape()[0], 1));
+            Ok(ModelOutputs::new().with(OutputKey::OutputLayerValues, zeros))
+        }),
         _ => Box::new(grads),
     }
 }
@@ -241,7 +247,7 @@ fn workload(name: &str, size: usize, batch: Batch, recorder: &Rc<RefCell<Recorde
                 })
             }))
         }
-        "occlusion" => Some(Box::new(move || {
+        "occlusion" | "occlusion_own" => Some(Box::new(move || {
             // The default batch setting, so that a change of the default shows here.
             len(batch
                 .apply(Occlusion::new().size(15).value(0.0), None)
@@ -266,7 +272,7 @@ fn workload(name: &str, size: usize, batch: Batch, recorder: &Rc<RefCell<Recorde
     }
 }
 
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
     "vanilla",
     "ig",
     "smoothgrad_ig",
@@ -275,6 +281,7 @@ const NAMES: [&str; 11] = [
     "grad_cam",
     "occlusion64",
     "occlusion",
+    "occlusion_own",
     "segments",
     "xrai_full",
     "xrai_fast",

@@ -16,7 +16,10 @@ WORKLOADS.md's image exactly, and it equals the crate's
 is its top-left 64 x 64 crop. Beside WORKLOADS.md's list, `occlusion`
 occludes the full S x S image (window 15, value 0), its model the weighted
 sum over the whole image with w = cos(0.1 k) in row-major order; the
-reference copies the image per window, so it is slow from 448 on. Every model call of the last run is recorded (batch shape) and replayed
+reference copies the image per window, so it is slow from 448 on.
+`occlusion_own` is the same with a model that reads nothing and returns
+zeros, so its time is the method's own cost alone. Every model call of the
+last run is recorded (batch shape) and replayed
 to the same model alone, on batches of those shapes built beforehand, so the
 reference's own cost is the difference of the two columns.
 """
@@ -68,7 +71,12 @@ def near_free_models(size):
 
         return outputs
 
-    return {"grads": grads, "cam": cam, "outputs": weighted_sums(weights64), "outputs_full": weighted_sums(weights_full)}
+    def zeros(xb, call_model_args=None, expected_keys=None):
+        # Reads nothing: the method's own cost alone.
+        return {s.OUTPUT_LAYER_VALUES: np.zeros((np.shape(xb)[0], 1), dtype=np.float32)}
+
+    return {"grads": grads, "cam": cam, "outputs": weighted_sums(weights64), "outputs_full": weighted_sums(weights_full),
+            "zeros": zeros}
 
 
 class Recorder:
@@ -107,6 +115,7 @@ def workloads(size):
         "grad_cam": ("cam", lambda m: s.GradCam().GetMask(x, m, should_resize=True, three_dims=True)),
         "occlusion64": ("outputs", lambda m: s.Occlusion().GetMask(x64, m, size=15, value=0)),
         "occlusion": ("outputs_full", lambda m: s.Occlusion().GetMask(x, m, size=15, value=0)),
+        "occlusion_own": ("zeros", lambda m: s.Occlusion().GetMask(x, m, size=15, value=0)),
         "segments": (None, lambda m: _xrai._get_segments_felzenszwalb(x)),
         "xrai_full": ("grads", lambda m: s.XRAI().GetMask(x, m, batch_size=25)),
         "xrai_fast": ("grads", lambda m: s.XRAI().GetMask(x, m, batch_size=25, extra_parameters=fast)),

@@ -20,8 +20,8 @@ per pixel from the previous size, log(own_S / own_prev) / log((S / prev)^2);
 the 896 row's is the exponent from 448 to 896.
 
 The reference copies the image for every occlusion window, so its full-image
-`occlusion` takes minutes at 448 and hours at 896: by default it is skipped
-at 896 (`not run` in the table; `--skip none` runs everything). The crate's
+`occlusion` and `occlusion_own` take minutes at 448 and hours at 896: by
+default they are skipped at 896 (`not run` in the table; `--skip none` runs everything). The crate's
 takes minutes at 896 with its model replay; `--once NAME@S` runs a case with
 --repeat 1 on both sides.
 """
@@ -34,7 +34,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-DEFAULT_SKIP = ["occlusion@896"]
+DEFAULT_SKIP = ["occlusion@896", "occlusion_own@896"]
 
 
 def parse_cases(items):
