@@ -4,7 +4,7 @@
 //! the iterations' thresholds fall.
 
 use crate::float::Float;
-use crate::parallel::{CHUNK, map_chunks, map_items};
+use crate::parallel::{CHUNK, map_items};
 
 /// Number of histogram buckets for the candidates' `|grad|`.
 pub(super) const BUCKETS: usize = 1024;
@@ -97,8 +97,11 @@ impl KeyScale {
         };
         let both = |a: (f32, f32, bool), b: (f32, f32, bool)| (a.0.min(b.0), a.1.max(b.1), a.2 & b.2);
         // Minima, maxima and conjunctions of non-negative magnitudes: the
-        // order of combining does not matter.
-        let (min_pos, max, finite) = map_chunks(grad, CHUNK, extremes)
+        // order of combining does not matter. Last chunk first: the model
+        // has just written the gradient front to back, so its end is the
+        // part still in cache (and the catch-up pass, front to back, then
+        // starts on the part this pass read last).
+        let (min_pos, max, finite) = map_items(grad.chunks(CHUNK).rev(), extremes)
             .into_iter()
             .fold((f32::INFINITY, 0.0, true), both);
         (KeyScale::new(min_pos, max), finite)
@@ -316,7 +319,10 @@ impl<F: Float> SortedCandidates<'_, F> {
             found.entries.extend(found.at.iter().map(entry));
         };
         h.found.resize_with(p.key.len().div_ceil(CHUNK), Found::default);
-        map_items(h.found.iter_mut().enumerate(), scan);
+        // Last chunk first, where the catch-up pass (front to back) ended;
+        // the entries are appended below in chunk order whatever the order
+        // of the scan.
+        map_items(h.found.iter_mut().enumerate().rev(), scan);
         for &(slot, entry) in h.found.iter().flat_map(|f| &f.entries) {
             h.store[slot].push(entry);
         }
