@@ -76,19 +76,6 @@ pub(crate) fn for_each_sized_chunk_init<T: Send, S>(
     data.chunks_mut(size).enumerate().for_each(|(i, c)| f(&mut state, i, c));
 }
 
-/// `f(chunk)` for consecutive `size`-element chunks of `data`, in parallel
-/// with the `rayon` feature; the results in chunk order.
-pub(crate) fn map_chunks<T: Sync, R: Send>(data: &[T], size: usize, f: impl Fn(&[T]) -> R + Sync + Send) -> Vec<R> {
-    #[cfg(feature = "rayon")]
-    {
-        data.par_chunks(size).map(f).collect()
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        data.chunks(size).map(f).collect()
-    }
-}
-
 /// Whether `pred` holds for every `CHUNK`-element chunk of `values`;
 /// checked in parallel (stopping early) from [`PARALLEL_MIN`] elements on.
 pub(crate) fn all_chunks<T: Sync>(values: &[T], pred: impl Fn(&[T]) -> bool + Sync + Send) -> bool {

@@ -313,17 +313,17 @@ impl Path {
                 None => moves.apply::<F, true>(x, attr, g, zeros, d, out),
             }
         };
-        // Last chunk first: the catch-up pass ran front to back, so the
-        // features it touched last (the end of each thread's share) are the
-        // ones still in cache; each chunk's moves are independent of the
-        // others', so the order changes no result.
+        // First chunk first: the scan of the keys that collects the
+        // thresholds' buckets ran last to first, so the features it touched
+        // last (the start of each thread's share) are the ones still in
+        // cache; each chunk's moves are independent of the others', so the
+        // order changes no result.
         let chunks = self
             .x
             .chunks_mut(CHUNK)
             .zip(self.attr.chunks_mut(CHUNK))
             .zip(model_input.chunks_mut(CHUNK))
-            .enumerate()
-            .rev();
+            .enumerate();
         map_items(chunks, work);
     }
 

@@ -4,7 +4,7 @@
 //! the iterations' thresholds fall.
 
 use crate::float::Float;
-use crate::parallel::{CHUNK, map_chunks, map_items};
+use crate::parallel::{CHUNK, map_items};
 
 /// Number of histogram buckets for the candidates' `|grad|`.
 pub(super) const BUCKETS: usize = 1024;
@@ -97,8 +97,11 @@ impl KeyScale {
         };
         let both = |a: (f32, f32, bool), b: (f32, f32, bool)| (a.0.min(b.0), a.1.max(b.1), a.2 & b.2);
         // Minima, maxima and conjunctions of non-negative magnitudes: the
-        // order of combining does not matter.
-        let (min_pos, max, finite) = map_chunks(grad, CHUNK, extremes)
+        // order of combining does not matter. Last chunk first: the model
+        // has just written the gradient front to back, so its end is the
+        // part still in cache (and the catch-up pass, front to back, then
+        // starts on the part this pass read last).
+        let (min_pos, max, finite) = map_items(grad.chunks(CHUNK).rev(), extremes)
             .into_iter()
             .fold((f32::INFINITY, 0.0, true), both);
         (KeyScale::new(min_pos, max), finite)
@@ -143,8 +146,8 @@ pub(super) struct Histogram {
     store: Vec<Vec<Entry>>,
     /// Slot in `sorted` of each bucket being collected, or `usize::MAX`.
     wanted: Vec<usize>,
-    /// Per chunk of features: (slot, entry) found by [`SortedCandidates::collect`].
-    found: Vec<Vec<(usize, Entry)>>,
+    /// Per chunk of features: what [`SortedCandidates::collect`] found.
+    found: Vec<Found>,
 }
 
 impl Histogram {
@@ -168,6 +171,16 @@ impl Histogram {
         self.lanes.resize(chunks * LANES * (BUCKETS + 1), [0.0; 2]);
         self.sorted.clear();
     }
+}
+
+/// A chunk's features in the buckets being collected, reused from step to
+/// step.
+#[derive(Default)]
+pub(super) struct Found {
+    /// (feature, slot), from the scan of the keys.
+    at: Vec<(usize, usize)>,
+    /// (slot, entry), in the same order.
+    entries: Vec<(usize, Entry)>,
 }
 
 /// The per-feature state [`SortedCandidates`] reads.
@@ -267,36 +280,50 @@ impl<F: Float> SortedCandidates<'_, F> {
             })
             .collect();
         // Fixed chunks scanned in parallel, appended in chunk order.
-        let scan = |(c, found): (usize, &mut Vec<(usize, Entry)>)| {
-            found.clear();
+        // The keys are scanned first and the entries read afterwards, in a
+        // loop without unpredictable branches: the features' scattered
+        // `x`, `delta` and `grad` then load in parallel rather than one
+        // cache miss at a time.
+        let scan = |(c, found): (usize, &mut Found)| {
+            found.at.clear();
+            found.entries.clear();
             let start = c * CHUNK;
             let keys = cut(p.key.get(start..).unwrap_or_default(), CHUNK);
-            let mut visit = |i: usize, key: u16| {
-                // `NOT_CANDIDATE` is no bucket: `get` gives `None`.
-                if let Some(&slot) = wanted.get(usize::from(key))
-                    && slot != usize::MAX
-                {
-                    let x_max = p.baseline.map_or(0.0, |b| b[i]) + p.delta[i] * alpha_max;
-                    found.push((slot, (grad[i].as_f64().abs(), (p.x[i] - x_max).abs())));
+            let at = &mut found.at;
+            // Every key of a block is written and only the hits kept (no
+            // branch per key: which keys hit follows no pattern).
+            let mut visit = |first: usize, keys: &[u16]| {
+                let mut kept = at.len();
+                at.resize(kept + keys.len(), (0, usize::MAX));
+                for (l, &key) in keys.iter().enumerate() {
+                    // `NOT_CANDIDATE` is no bucket: `get` gives `None`.
+                    let slot = wanted.get(usize::from(key)).copied().unwrap_or(usize::MAX);
+                    if let Some(cell) = at.get_mut(kept) {
+                        *cell = (first + l, slot);
+                    }
+                    kept += usize::from(slot != usize::MAX);
                 }
+                at.truncate(kept);
             };
             let (blocks, rest) = keys.as_chunks::<KEY_BLOCK>();
             for (j, block) in blocks.iter().enumerate() {
                 if groups.iter().any(|group| any_of(block, group)) {
-                    let first = start + j * KEY_BLOCK;
-                    for (l, &key) in block.iter().enumerate() {
-                        visit(first + l, key);
-                    }
+                    visit(start + j * KEY_BLOCK, block);
                 }
             }
-            let first = start + blocks.len() * KEY_BLOCK;
-            for (l, &key) in rest.iter().enumerate() {
-                visit(first + l, key);
-            }
+            visit(start + blocks.len() * KEY_BLOCK, rest);
+            let entry = |&(i, slot): &(usize, usize)| {
+                let x_max = p.baseline.map_or(0.0, |b| b[i]) + p.delta[i] * alpha_max;
+                (slot, (grad[i].as_f64().abs(), (p.x[i] - x_max).abs()))
+            };
+            found.entries.extend(found.at.iter().map(entry));
         };
-        h.found.resize_with(p.key.len().div_ceil(CHUNK), Vec::new);
-        map_items(h.found.iter_mut().enumerate(), scan);
-        for &(slot, entry) in h.found.iter().flatten() {
+        h.found.resize_with(p.key.len().div_ceil(CHUNK), Found::default);
+        // Last chunk first, where the catch-up pass (front to back) ended;
+        // the entries are appended below in chunk order whatever the order
+        // of the scan.
+        map_items(h.found.iter_mut().enumerate().rev(), scan);
+        for &(slot, entry) in h.found.iter().flat_map(|f| &f.entries) {
             h.store[slot].push(entry);
         }
         for &(b, _) in &h.sorted[first..] {
