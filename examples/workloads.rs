@@ -8,8 +8,9 @@
 //! cargo run --release --example workloads -- --list    # the workloads' names
 //! ```
 //!
-//! `--batch B` sets the batch of `ig` and `occlusion`: a count of images, or
-//! `default` for the crate's default batch setting (a memory budget); without
+//! `--batch B` sets the batch of `ig` and `occlusion`: a count of images, a
+//! memory budget (`2MiB`), or `default` for the crate's default batch
+//! setting; without
 //! it `ig` batches 25 points (WORKLOADS.md) and `occlusion` uses the default.
 //! `--no-replay` skips the model replay (its column prints `-`), for
 //! comparisons of totals only.
@@ -54,11 +55,15 @@ fn len<D: ndarray::Dimension>(mask: saliency::Result<ndarray::Array<f32, D>>) ->
 /// A workload's model.
 type ModelFn = Box<dyn FnMut(ArrayViewD<'_, f32>, &ModelRequest<'_>) -> Result<ModelOutputs<f32>, BoxError>>;
 
-/// One model call: the batch's shape, the outputs asked for, the rows' images.
+/// A run of identical model calls: the batch's shape, the outputs asked
+/// for, the rows' images, and how many calls in a row were alike (so that
+/// Occlusion's hundreds of thousands of calls are not a growing list the
+/// timed run pays for).
 struct Call {
     shape: Vec<usize>,
     keys: Vec<OutputKey>,
     images: Vec<usize>,
+    count: usize,
 }
 
 /// A model that records the calls it answers, to replay them alone.
@@ -83,11 +88,21 @@ impl Recorder {
         recorder.borrow_mut().calls.clear();
         move |batch, request| {
             let mut r = recorder.borrow_mut();
-            r.calls.push(Call {
-                shape: batch.shape().to_vec(),
-                keys: request.keys().to_vec(),
-                images: request.images().to_vec(),
-            });
+            match r.calls.last_mut() {
+                Some(last)
+                    if last.shape == batch.shape()
+                        && last.keys == request.keys()
+                        && last.images == request.images() =>
+                {
+                    last.count += 1
+                }
+                _ => r.calls.push(Call {
+                    shape: batch.shape().to_vec(),
+                    keys: request.keys().to_vec(),
+                    images: request.images().to_vec(),
+                    count: 1,
+                }),
+            }
             (r.model)(batch, request)
         }
     }
@@ -105,7 +120,10 @@ impl Recorder {
         let start = Instant::now();
         for call in &self.calls {
             let request = ModelRequest::new(&call.keys, &call.images);
-            std::hint::black_box((self.model)(batches[&call.shape].view(), &request)?);
+            let batch = batches[&call.shape].view();
+            for _ in 0..call.count {
+                std::hint::black_box((self.model)(batch.view(), &request)?);
+            }
         }
         Ok(start.elapsed().as_secs_f64())
     }
@@ -147,12 +165,15 @@ enum Batch {
     Default,
     /// A count of images.
     Count(usize),
+    /// A memory budget in bytes.
+    Bytes(usize),
 }
 
 impl Batch {
     fn apply<M: BatchSetting>(self, method: M, workload: Option<usize>) -> M {
         match (self, workload) {
             (Batch::Count(n), _) | (Batch::Workload, Some(n)) => method.batch_size(n),
+            (Batch::Bytes(b), _) => method.batch_bytes(b),
             (Batch::Default, _) | (Batch::Workload, None) => method,
         }
     }
@@ -161,17 +182,24 @@ impl Batch {
 /// The methods whose batch `--batch` sets.
 trait BatchSetting: Sized {
     fn batch_size(self, n: usize) -> Self;
+    fn batch_bytes(self, bytes: usize) -> Self;
 }
 
 impl BatchSetting for IntegratedGradients<f32> {
     fn batch_size(self, n: usize) -> Self {
         IntegratedGradients::batch_size(self, n)
     }
+    fn batch_bytes(self, bytes: usize) -> Self {
+        IntegratedGradients::batch_bytes(self, bytes)
+    }
 }
 
 impl BatchSetting for Occlusion<f32> {
     fn batch_size(self, n: usize) -> Self {
         Occlusion::batch_size(self, n)
+    }
+    fn batch_bytes(self, bytes: usize) -> Self {
+        Occlusion::batch_bytes(self, bytes)
     }
 }
 
@@ -313,11 +341,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let value = args.next().ok_or("--batch needs a count or `default`")?;
             batch = match value.as_str() {
                 "default" => Batch::Default,
-                n => match n.parse() {
-                    Ok(0) | Err(_) => {
-                        return Err(format!("--batch takes a count of at least 1 or `default`, not {n:?}").into());
+                n => match (n.strip_suffix("MiB").map(str::parse::<usize>), n.parse()) {
+                    (Some(Ok(mib)), _) if mib > 0 => Batch::Bytes(mib << 20),
+                    (None, Ok(count)) if count > 0 => Batch::Count(count),
+                    _ => {
+                        return Err(
+                            format!("--batch takes a count or NMiB of at least 1, or `default`; not {n:?}").into(),
+                        );
                     }
-                    Ok(n) => Batch::Count(n),
                 },
             };
         } else if arg == "--no-replay" {

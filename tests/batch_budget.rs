@@ -183,15 +183,16 @@ fn a_budget_gives_the_rows_it_holds_and_never_fewer_than_one() {
 #[test]
 fn defaults_are_budgets_and_the_count_api_is_unchanged() {
     let ig = IntegratedGradients::<f32>::new();
-    assert_eq!(ig.get_batch(), BatchSize::Bytes(8 << 20));
-    // 224 x 224 x 3 f32: 13 path points per call; 448 x 448 x 3: 3; 896: 1.
+    assert_eq!(ig.get_batch(), BatchSize::Bytes(4 << 20));
+    // 224 x 224 x 3 f32: 4 MiB / 602,112 bytes = 6.97 path points per call;
+    // 448 x 448 x 3: 1.7; 896: 0.4 (at least one).
     let px = |s: usize| s * s * 3;
     assert_eq!(
         (ig.batch_rows(px(224)), ig.batch_rows(px(448)), ig.batch_rows(px(896))),
-        (13, 3, 1)
+        (6, 1, 1)
     );
-    // f64 rows are twice as large.
-    assert_eq!(IntegratedGradients::<f64>::new().batch_rows(px(224)), 6);
+    // f64 rows are twice as large: 3.48.
+    assert_eq!(IntegratedGradients::<f64>::new().batch_rows(px(224)), 3);
     let occ = Occlusion::<f32>::new();
     assert_eq!(occ.get_batch(), BatchSize::Bytes(1 << 20));
     assert_eq!((occ.batch_rows(px(224)), occ.batch_rows(px(64))), (1, 21));

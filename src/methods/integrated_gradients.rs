@@ -24,8 +24,8 @@ use crate::model::{CallModelFunction, OutputKey, call_model, call_model_deferrin
 /// smaller). The reference sends one point per call (its `batch_size`
 /// default of 1); the default here is a byte budget,
 /// [`DEFAULT_BATCH`](Self::DEFAULT_BATCH), so that a batch of points and the
-/// model's gradients for it stay small whatever the image size (13 points
-/// per call at 224 x 224 x 3 `f32`, 3 at 448 x 448, 1 from 896 x 896). The
+/// model's gradients for it stay small whatever the image size (6 points
+/// per call at 224 x 224 x 3 `f32`, 1 from 448 x 448). The
 /// mask does not
 /// depend on the batch setting, bit for bit: the gradients are summed one
 /// point after another in path order, which is the reference's order at its
@@ -77,16 +77,17 @@ impl<F> Default for IntegratedGradients<F> {
 }
 
 impl<F> IntegratedGradients<F> {
-    /// The default batch setting: path points up to a batch of 8 MiB (at
+    /// The default batch setting: path points up to a batch of 4 MiB (at
     /// least one point per call). The batch and the model's gradients for
-    /// it (as large again) then stay within 16 MiB at any image size, where
-    /// a count does not: 16 points of 448 x 448 x 3 `f32` take 38.5 MB, and
-    /// with a near-free model they cost about 2.5 times as much per point
-    /// as 3 (cache misses, and fresh pages for every call above the
-    /// allocator's 32 MiB threshold). Within that bound more points per
-    /// call mean fewer calls. The reference's default is one point per
-    /// call; the mask is the same.
-    pub const DEFAULT_BATCH: BatchSize = BatchSize::Bytes(8 << 20);
+    /// it (as large again) then stay within a few MiB of cache at any image
+    /// size, where a count does not: 16 points of 448 x 448 x 3 `f32` take
+    /// 38.5 MB. With a near-free model (the `workloads` example, `--batch`),
+    /// 4 MiB was the fastest or tied among budgets of 1 to 8 MiB and counts
+    /// of 1 to 16 at 224 x 224 (6 points a call: 2.2 ms, against 2.3 ms for
+    /// 4 points, 3.3 ms for 1, 4.1 ms for 8 MiB's 13) and at 448 x 448
+    /// (1 point: 12 ms, 13 ms for a count of 1, 25 ms for 4). The
+    /// reference's default is one point per call; the mask is the same.
+    pub const DEFAULT_BATCH: BatchSize = BatchSize::Bytes(4 << 20);
 }
 
 impl<F: Float> IntegratedGradients<F> {
