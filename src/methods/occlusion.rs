@@ -82,8 +82,9 @@ impl<F> Occlusion<F> {
     /// the image's size), stays within a core's 2 MiB L2 cache. Each copy
     /// differs from the image in one window only, so larger batches save
     /// little but calls and cost cache: with such a near-free model, 4
-    /// copies per call cost 1.4 times as much as 1 at 224 x 224, 32 copies
-    /// 1.8 times. Small images still go several to a call (21 at
+    /// copies per call cost 1.4 times as much as 1 at 224 x 224 on one
+    /// machine and tied with 1 on another (within 6%), and 32 copies cost
+    /// 1.8 to 2.6 times as much. Small images still go several to a call (21 at
     /// 64 x 64 x 3). The reference sends one copy per call; the mask is
     /// the same.
     pub const DEFAULT_BATCH: BatchSize = BatchSize::Bytes(1 << 20);
