@@ -105,13 +105,14 @@ pub(crate) fn map_items<T: Send, R: Send>(
     }
 }
 
-/// Calls `f(state, several, item)` for every item, the items split into one
-/// group of consecutive items per thread of the pool, each group with its
-/// own state from `states` (kept there for the next call; made by `init`
-/// where missing); `several` says whether there is more than one group (then
-/// the groups are the parallelism and work inside one should stay on its
-/// thread). The grouping depends on the thread count, so `f`'s result must
-/// not depend on what the state held.
+/// Calls `f(state, several, item)` for every item, the items dealt out to
+/// one group per thread of the pool (item `k` to group `k % groups`, so that
+/// items whose cost grows along the slice are shared evenly), each group
+/// with its own state from `states` (kept there for the next call; made by
+/// `init` where missing); `several` says whether there is more than one
+/// group (then the groups are the parallelism and work inside one should
+/// stay on its thread). The grouping depends on the thread count, so `f`'s
+/// result must not depend on what the state held.
 pub(crate) fn for_each_grouped<T: Send, S: Send>(
     items: &mut [T],
     states: &mut Vec<S>,
@@ -123,16 +124,19 @@ pub(crate) fn for_each_grouped<T: Send, S: Send>(
     }
     #[cfg(feature = "rayon")]
     {
-        let per_group = items.len().div_ceil(rayon::current_num_threads().max(1));
-        let groups = items.len().div_ceil(per_group);
+        let groups = items.len().min(rayon::current_num_threads().max(1));
         let several = groups > 1;
         while states.len() < groups {
             states.push(init());
         }
-        items
-            .par_chunks_mut(per_group)
+        let mut dealt: Vec<Vec<&mut T>> = (0..groups).map(|_| Vec::new()).collect();
+        for (k, item) in items.iter_mut().enumerate() {
+            dealt[k % groups].push(item);
+        }
+        dealt
+            .into_par_iter()
             .zip(states[..groups].par_iter_mut())
-            .for_each(|(group, state)| group.iter_mut().for_each(|item| f(state, several, item)));
+            .for_each(|(group, state)| group.into_iter().for_each(|item| f(state, several, item)));
     }
     #[cfg(not(feature = "rayon"))]
     {

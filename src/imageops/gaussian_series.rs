@@ -48,7 +48,9 @@ pub(crate) struct GaussianSeries {
     inverse_a: Option<Arc<dyn Fft<f64>>>,
     /// The spectra of `x`'s columns, two columns per transform (`2 p` the
     /// real part, `2 p + 1` the imaginary part), [blocks][PAIRS][len_a];
-    /// empty when no sigma takes the FFT path.
+    /// empty when no sigma takes the FFT path. The columns are in planar
+    /// order (every column of channel 0, then of channel 1, ...), so that
+    /// the second pass finds each channel's row contiguous.
     columns: Vec<Complex<f64>>,
     /// The second pass's transforms, by length.
     plans_b: Vec<LinePlan>,
@@ -180,7 +182,7 @@ impl GaussianSeries {
 
     /// The spectra of `x`'s columns, block by block.
     fn transform_columns(&mut self) {
-        let (h, m, len) = (self.h, self.m, self.len_a);
+        let (h, m, w, c, len) = (self.h, self.m, self.w, self.c, self.len_a);
         let blocks = m.div_ceil(LANES);
         let zero = Complex::new(0.0, 0.0);
         let mut columns = vec![zero; blocks * PAIRS * len];
@@ -197,11 +199,14 @@ impl GaussianSeries {
                 let lanes = LANES.min(m - b * LANES);
                 let pairs = lanes.div_ceil(2);
                 let block = &mut block[..pairs * len];
+                // Planar column `k` (channel `k / w`, column `k % w`) is
+                // column `(k % w) * c + k / w` of `x`.
+                let sources: Vec<usize> = (b * LANES..b * LANES + lanes).map(|k| (k % w) * c + k / w).collect();
                 for i in 0..h {
-                    let row = &x[i * m + b * LANES..i * m + b * LANES + lanes];
-                    for (l, &v) in row.iter().enumerate() {
+                    let row = &x[i * m..(i + 1) * m];
+                    for (l, &k) in sources.iter().enumerate() {
                         let z = &mut block[(l / 2) * len + i];
-                        if l % 2 == 0 { z.re = v } else { z.im = v }
+                        if l % 2 == 0 { z.re = row[k] } else { z.im = row[k] }
                     }
                 }
                 forward.process_with_scratch(block, scratch);
@@ -344,8 +349,9 @@ impl GaussianSeries {
         let task = |bufs: &mut Buffers, g: usize, rows_out: &mut [F]| {
             let rows = rows_out.len() / m;
             let pairs = (rows * c).div_ceil(2);
-            // The group's rows, gathered from the first pass's blocks (loops
-            // of a fixed length, which compile to a few vector moves).
+            // The group's rows in planar order, gathered from the first
+            // pass's blocks (loops of a fixed length, which compile to a few
+            // vector moves).
             let gathered = &mut bufs.rows[..rows * m];
             for (r, row) in gathered.chunks_exact_mut(m).enumerate() {
                 let base = origin + (g * group + r) * LANES;
@@ -358,20 +364,20 @@ impl GaussianSeries {
             }
             let gathered = &bufs.rows[..rows * m];
             let data = &mut bufs.data[..pairs * len];
-            // Line q (row q / c, channel q % c) is the real part of
-            // transform q / 2 when q is even, else its imaginary part.
-            let line = |q: usize| (q < rows * c).then(|| &gathered[(q / c) * m + q % c..]);
+            // Line q (row q / c, channel q % c) is contiguous in `gathered`;
+            // it is the real part of transform q / 2 when q is even, else
+            // its imaginary part.
+            let line = |q: usize| (q < rows * c).then(|| &gathered[q * w..(q + 1) * w]);
             for (p, period) in data.chunks_exact_mut(len).enumerate() {
                 let (head, pad) = period.split_at_mut(w);
                 match (line(2 * p), line(2 * p + 1)) {
                     (Some(a), Some(b)) => {
-                        let values = a.iter().step_by(c).zip(b.iter().step_by(c));
-                        for (z, (&re, &im)) in head.iter_mut().zip(values) {
+                        for ((z, &re), &im) in head.iter_mut().zip(a).zip(b) {
                             *z = Complex::new(re, im);
                         }
                     }
                     (Some(a), None) => {
-                        for (z, &re) in head.iter_mut().zip(a.iter().step_by(c)) {
+                        for (z, &re) in head.iter_mut().zip(a) {
                             *z = Complex::new(re, 0.0);
                         }
                     }
@@ -387,14 +393,9 @@ impl GaussianSeries {
                 }
             }
             pass.inverse.process_with_scratch(data, scratch);
-            for (q, start) in (0..rows * c).map(|q| (q, (q / c) * m + q % c)) {
-                let period = &data[(q / 2) * len..(q / 2) * len + w];
-                let out = rows_out[start..].iter_mut().step_by(c);
-                if q % 2 == 0 {
-                    out.zip(period).for_each(|(o, z)| *o = F::from_f64_lossy(z.re));
-                } else {
-                    out.zip(period).for_each(|(o, z)| *o = F::from_f64_lossy(z.im));
-                }
+            let data = &bufs.data[..pairs * len];
+            for (r, row_out) in rows_out.chunks_exact_mut(m).enumerate() {
+                interleave_row(row_out, data, len, r * c, c);
             }
         };
         if ws.sequential {
@@ -412,6 +413,39 @@ impl GaussianSeries {
                 bufs
             };
             for_each_sized_chunk_init(out, group * m, true, init, task);
+        }
+    }
+}
+
+/// Writes the lines `first_line..first_line + c` of `data` (line q: the
+/// real part of period q / 2 when q is even, else its imaginary part) as the
+/// channels of `row` (interleaved, `c` values per pixel), rounded to `F`.
+fn interleave_row<F: Float>(row: &mut [F], data: &[Complex<f64>], len: usize, first_line: usize, c: usize) {
+    let w = row.len() / c;
+    let line = |q: usize| (&data[(q / 2) * len..(q / 2) * len + w], q % 2 == 1);
+    match c {
+        // The common cases as fixed-size loops, which compile to straight
+        // stores instead of a strided walk per channel.
+        1 => write_pixels::<F, 1>(row, [line(first_line)]),
+        3 => write_pixels::<F, 3>(row, [line(first_line), line(first_line + 1), line(first_line + 2)]),
+        _ => {
+            for ch in 0..c {
+                let (values, imaginary) = line(first_line + ch);
+                for (o, z) in row[ch..].iter_mut().step_by(c).zip(values) {
+                    *o = F::from_f64_lossy(if imaginary { z.im } else { z.re });
+                }
+            }
+        }
+    }
+}
+
+/// `row[j * C + ch]` = the real or imaginary part (`lines[ch].1`) of
+/// `lines[ch].0[j]`, rounded to `F`.
+fn write_pixels<F: Float, const C: usize>(row: &mut [F], lines: [(&[Complex<f64>], bool); C]) {
+    for (j, pixel) in row.chunks_exact_mut(C).enumerate() {
+        for (o, (values, imaginary)) in pixel.iter_mut().zip(&lines) {
+            let z = values[j];
+            *o = F::from_f64_lossy(if *imaginary { z.im } else { z.re });
         }
     }
 }
