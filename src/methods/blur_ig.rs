@@ -13,7 +13,9 @@ use crate::imageops::gaussian::{
     BoundaryMode, DEFAULT_TRUNCATE, Scratch, check_kernel_radius, filter_f64_with, round_to,
 };
 use crate::imageops::gaussian_series::{GaussianSeries, SeriesWorkspace};
-use crate::model::{CallModelFunction, OutputKey, call_model, find_non_finite};
+use crate::model::{
+    CallModelFunction, OutputKey, call_model_deferring_finite_check, find_non_finite, non_finite_error,
+};
 use crate::parallel::{for_each_chunk_mut, for_each_grouped, scratch};
 
 /// Blur IG: the path runs from a fully blurred image (Gaussian blur of
@@ -351,11 +353,12 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 &mut [&mut *point, &mut *slope],
                 ws,
             );
-            let ok = slope.iter_mut().zip(point.iter()).fold(true, |ok, (s, &p)| {
-                *s = (*s - p) / grad_step;
-                ok & s.is_finite()
-            });
-            if !ok {
+            // Two loops, each of which vectorises (the fused one did not).
+            slope
+                .iter_mut()
+                .zip(point.iter())
+                .for_each(|(s, &p)| *s = (*s - p) / grad_step);
+            if !slope.iter().fold(true, |ok, s| ok & s.is_finite()) {
                 finite.store(false, Ordering::Relaxed);
             }
         };
@@ -392,7 +395,8 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
             batch_shape[0] = count;
             let batch = ArrayViewD::from_shape(IxDyn(&batch_shape), &points[..count * len])
                 .map_err(|_| SaliencyError::internal("the Blur IG batch does not fill its shape"))?;
-            let mut outputs = call_model(model, batch, &[key])?;
+            // The gradients' finiteness is checked on the batch's sum below.
+            let mut outputs = call_model_deferring_finite_check(model, batch, &[key], Some(key))?;
             let grads = outputs.take(key)?;
             let grads = grads.as_standard_layout();
             let grads = grads.as_slice().unwrap_or(&[]);
@@ -402,6 +406,7 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 .map(|i| F::from_f64_lossy(sigmas[i + 1] - sigmas[i]))
                 .collect();
             let slopes = &slopes;
+            let finite_sum = AtomicBool::new(true);
             for_each_chunk_mut(&mut total, |offset, chunk| {
                 // The batch's sum first, then added to the total, in the
                 // reference's order; contiguous loops per point.
@@ -412,10 +417,23 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                         *s += d * (slope * g);
                     }
                 }
+                // NaN and infinities in the gradients survive the sum (an
+                // infinity times a zero slope is NaN): checking it checks
+                // every gradient without another pass over the batch. A sum
+                // that overflowed from finite gradients is no gradient's
+                // fault; the final check reports it.
+                if !sum.iter().fold(true, |ok, s| ok & s.is_finite()) {
+                    finite_sum.store(false, Ordering::Relaxed);
+                }
                 for (t, s) in chunk.iter_mut().zip(sum) {
                     *t += s;
                 }
             });
+            if !finite_sum.load(Ordering::Relaxed)
+                && let Some(err) = non_finite_error(key, &batch_shape, grads)
+            {
+                return Err(err);
+            }
             start = end;
             progress(Progress::new(Stage::BlurIgSteps, end, self.steps));
         }
@@ -451,6 +469,40 @@ mod tests {
         let one = run(1).unwrap();
         for threads in [2, 3] {
             assert_eq!(one, run(threads).unwrap());
+        }
+    }
+
+    /// Non-finite gradients are the model's error, also where the path
+    /// does not move (a zero slope times an infinity): the check folded into
+    /// the batch's sum must find them all, each batch on its own.
+    #[test]
+    fn non_finite_gradients_are_the_models_error() {
+        let ramp = ArrayD::from_shape_fn(IxDyn(&[12, 10]), |i| (i[0] * 10 + i[1]) as f64 / 120.0);
+        let zeros = ArrayD::<f64>::zeros(IxDyn(&[12, 10]));
+        for (x, bad) in [(&ramp, f64::NAN), (&ramp, f64::INFINITY), (&zeros, f64::NEG_INFINITY)] {
+            for batch_size in [1, 3] {
+                let mut calls = 0;
+                let err = BlurIg::new()
+                    .max_sigma(4.0)
+                    .steps(5)
+                    .batch_size(batch_size)
+                    .get_mask(x.view(), &mut |b, _| {
+                        calls += 1;
+                        let mut g = b.mapv(|_| 1.0);
+                        // One bad value, in the second call's last point.
+                        if calls == 2 {
+                            g.iter_mut().last().into_iter().for_each(|v| *v = bad);
+                        }
+                        Ok(ModelOutputs::new().with(OutputKey::InputOutputGradients, g))
+                    })
+                    .unwrap_err();
+                assert!(
+                    matches!(err, SaliencyError::NonFiniteOutput { count: 1, .. }),
+                    "{bad} batch {batch_size}: {err}"
+                );
+                // Nothing after the failing call.
+                assert_eq!(calls, 2, "{bad} batch {batch_size}");
+            }
         }
     }
 }
