@@ -348,17 +348,12 @@ fn choose_path(n: usize, radius: usize) -> Path {
     }
 }
 
-/// Whether an axis pass over lines of length `n` with a kernel of radius
-/// `radius` goes through the FFT.
-pub(crate) fn uses_fft(n: usize, radius: usize) -> bool {
-    choose_path(n, radius) == Path::Fft
-}
-
 /// Kernels of at least this radius on lines of at least `FFT_MIN_LEN`
 /// samples use the FFT (the crossover with the banded product in the table
-/// of [`choose_path`]).
+/// of [`choose_path`]; a series of blurs of one image has its own, lower
+/// radius).
 const FFT_RADIUS: usize = 24;
-const FFT_MIN_LEN: usize = 128;
+pub(crate) const FFT_MIN_LEN: usize = 128;
 
 /// Correlation through the FFT ([`FftPlan`]); the plan is kept in `scratch`
 /// for the next call with the same line length, kernel and mode.
@@ -379,18 +374,6 @@ fn correlate_fft<R: Fn(f64) -> f64 + Sync>(
     if let Some(plan) = &scratch.fft {
         plan.correlate(src, dst, dims, round, !scratch.sequential, &mut scratch.product);
     }
-}
-
-/// SciPy's symmetric-kernel sum for one output sample, given the samples
-/// `at(offset)` around it: `x[0] w[0]`, then `(x[-j] + x[j]) w[j]` from the
-/// outermost `j` inwards.
-#[inline]
-fn symmetric_sum(w: &[f64], at: impl Fn(isize) -> f64) -> f64 {
-    let mut acc = at(0) * w[0];
-    for j in (1..w.len()).rev() {
-        acc += (at(-(j as isize)) + at(j as isize)) * w[j];
-    }
-    acc
 }
 
 /// Direct correlation, many elements per row: each output row is a sum of
@@ -427,8 +410,12 @@ fn correlate_rows<R: Fn(f64) -> f64 + Sync>(
     for_each_sized_chunk(dst, inner, parallel, |idx, out| task(idx, out));
 }
 
-/// Direct correlation, few elements per row: each lane is gathered into a
-/// padded buffer (the boundary extension written out), then filtered.
+/// Direct correlation, few elements per row (the channels of an image's
+/// row, along its width): each slab (one line per lane, interleaved) is
+/// copied into a buffer with the boundary extension written out around it,
+/// then filtered as a whole, every tap one contiguous pass over the slab
+/// (vectorised), each sample summed in SciPy's order: `x[0] w[0]`, then
+/// `(x[-j] + x[j]) w[j]` from the outermost `j` inwards.
 fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
     src: &[f64],
     dst: &mut [f64],
@@ -440,19 +427,42 @@ fn correlate_lanes<R: Fn(f64) -> f64 + Sync>(
 ) {
     let r = w.len() - 1;
     let task = |buf: &mut Vec<f64>, base: &[f64], out: &mut [f64]| {
-        for c in 0..inner {
-            buf.clear();
-            buf.extend((-(r as isize)..(n + r) as isize).map(|i| match mode.source(i, n) {
-                Some(k) => base[k * inner + c],
-                None => mode.cval(),
-            }));
-            for i in 0..n {
-                let centre = (i + r) as isize;
-                out[i * inner + c] = round(symmetric_sum(w, |d| buf[(centre + d) as usize]));
+        // Rows -r..n + r of the extended slab, `inner` values each.
+        buf.clear();
+        extend_rows(buf, base, -(r as isize)..0, n, inner, mode);
+        buf.extend_from_slice(base);
+        extend_rows(buf, base, n as isize..(n + r) as isize, n, inner, mode);
+        let shifted = |d: isize| &buf[(r as isize + d) as usize * inner..][..n * inner];
+        for (o, &x) in out.iter_mut().zip(shifted(0)) {
+            *o = x * w[0];
+        }
+        for j in (1..w.len()).rev() {
+            let (a, b, wj) = (shifted(-(j as isize)), shifted(j as isize), w[j]);
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o += (x + y) * wj;
             }
         }
+        out.iter_mut().for_each(|o| *o = round(*o));
     };
     for_each_slab(src, dst, n * inner, parallel, Vec::new, task);
+}
+
+/// Appends rows `rows` of the extension of the slab `base` (`n` rows of
+/// `inner` values) under `mode`.
+fn extend_rows(
+    buf: &mut Vec<f64>,
+    base: &[f64],
+    rows: std::ops::Range<isize>,
+    n: usize,
+    inner: usize,
+    mode: BoundaryMode,
+) {
+    for i in rows {
+        match mode.source(i, n) {
+            Some(k) => buf.extend_from_slice(&base[k * inner..(k + 1) * inner]),
+            None => buf.extend(std::iter::repeat_n(mode.cval(), inner)),
+        }
+    }
 }
 
 /// One block of rows of a banded matrix: rows `start..start + rows` have

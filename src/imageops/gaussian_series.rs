@@ -2,16 +2,18 @@
 //! image at many sigmas `s` (the path of Blur IG), each result as the
 //! one-off [`gaussian_filter`](super::gaussian_filter) gives it.
 //!
-//! Where both axis passes go through the FFT (see
-//! [`uses_fft`](super::gaussian::uses_fft)), the first pass (along the
-//! height) of every sigma starts from the same lines, the columns of `x`:
-//! their spectra are computed once, so each blur costs one inverse transform
-//! per column instead of a forward and an inverse one. The transform length
-//! of that pass is then fixed, long enough for the widest kernel
-//! (`2 h - 1` rounded up to a fast size); a longer zero padding leaves the
-//! linear correlation exact. The second pass reads the first's result
-//! rounded to the element type, as SciPy stores it, so it is transformed per
-//! sigma. Sigmas whose kernels take another path are filtered one by one.
+//! Where the kernel is wide enough (radius [`SERIES_FFT_RADIUS`] and up, on
+//! lines long enough for the FFT), both axis passes go through the FFT. The
+//! first pass (along the height) of every sigma starts from the same lines,
+//! the columns of `x`: their spectra are computed once, so each blur costs
+//! one inverse transform per column instead of a forward and an inverse
+//! one. The column spectra come in one or two transform lengths (sets):
+//! one long enough for the widest kernel (at most `2 h - 1` rounded up to a
+//! fast size), and a shorter one for the narrower kernels where that saves
+//! enough transform work; a longer zero padding leaves the linear
+//! correlation exact. The second pass reads the first's result rounded to
+//! the element type, as SciPy stores it, so it is transformed per sigma.
+//! Sigmas with narrower kernels are filtered one by one.
 
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
 use super::fft_line::{fast_len_at_least, linear_kernel, scaled_spectrum};
-use super::gaussian::{BoundaryMode, Scratch, filter_f64_with, gaussian_kernel1d, round_to, uses_fft};
+use super::gaussian::{BoundaryMode, FFT_MIN_LEN, Scratch, filter_f64_with, gaussian_kernel1d, round_to};
 use crate::float::Float;
 use crate::parallel::for_each_sized_chunk_init;
 
@@ -28,6 +30,16 @@ use crate::parallel::for_each_sized_chunk_init;
 /// passes read and write along rows.
 const LANES: usize = 16;
 const PAIRS: usize = LANES / 2;
+
+/// Kernels of at least this radius go through the FFT in a series (a
+/// one-off filter needs twice the radius to gain from it): the column
+/// spectra are already there and the narrow kernels get a first-pass
+/// length of their own. Measured on Blur IG's 200 blurs of a 224 x 224 x 3
+/// image (one thread, fastest of 7 per pair of sigmas): 184, 184, 185 and
+/// 195 ms in all with 8, 12, 16 and 24; at radius 12 to 22 a pair of blurs
+/// took 1.6 ms through the FFT against 3.1 to 4.3 ms through the banded
+/// product.
+const SERIES_FFT_RADIUS: usize = 12;
 
 /// The Gaussian blurs of one image over its first two axes.
 pub(crate) struct GaussianSeries {
@@ -39,21 +51,27 @@ pub(crate) struct GaussianSeries {
     m: usize,
     w: usize,
     c: usize,
-    /// The widest kernel radius the first pass's transforms have room for,
-    /// their length and the transforms (none when no sigma takes the FFT
-    /// path).
-    radius_a: usize,
-    len_a: usize,
-    forward_a: Option<Arc<dyn Fft<f64>>>,
-    inverse_a: Option<Arc<dyn Fft<f64>>>,
-    /// The spectra of `x`'s columns, two columns per transform (`2 p` the
-    /// real part, `2 p + 1` the imaginary part), [blocks][PAIRS][len_a];
-    /// empty when no sigma takes the FFT path. The columns are in planar
+    /// The first pass's column spectra, by transform length, shortest first
+    /// (none when no sigma takes the FFT path).
+    sets: Vec<ColumnSet>,
+    /// The second pass's transforms, by length.
+    plans_b: Vec<LinePlan>,
+}
+
+/// The spectra of `x`'s columns at one transform length, for the kernels
+/// up to a radius.
+struct ColumnSet {
+    /// The widest kernel radius the transforms have room for (wider ones
+    /// alias onto the line).
+    radius: usize,
+    len: usize,
+    forward: Arc<dyn Fft<f64>>,
+    inverse: Arc<dyn Fft<f64>>,
+    /// Two columns per transform (`2 p` the real part, `2 p + 1` the
+    /// imaginary part), [blocks][PAIRS][len]. The columns are in planar
     /// order (every column of channel 0, then of channel 1, ...), so that
     /// the second pass finds each channel's row contiguous.
     columns: Vec<Complex<f64>>,
-    /// The second pass's transforms, by length.
-    plans_b: Vec<LinePlan>,
 }
 
 /// A transform length with its forward and inverse transforms.
@@ -138,17 +156,14 @@ impl GaussianSeries {
             m,
             w,
             c,
-            radius_a: 0,
-            len_a: 0,
-            forward_a: None,
-            inverse_a: None,
-            columns: Vec::new(),
+            sets: Vec::new(),
             plans_b: Vec::new(),
         };
         let mut planner = FftPlanner::new();
+        let mut radii = Vec::new();
         for s in sigmas {
             if let Some((radius, len_b)) = series.fft_radius_len_b(s) {
-                series.radius_a = series.radius_a.max(radius);
+                radii.push(radius);
                 if !series.plans_b.iter().any(|(len, _, _)| *len == len_b) {
                     let forward = planner.plan_fft_forward(len_b);
                     let inverse = planner.plan_fft_inverse(len_b);
@@ -156,15 +171,18 @@ impl GaussianSeries {
                 }
             }
         }
-        if !series.plans_b.is_empty() {
-            // Long enough for the widest of the series' kernels: a shorter
-            // transform than `2 h - 1` where the kernels are narrower than
-            // the image (at 896 x 896 and sigma 50, 1152 points instead of
-            // 1792).
-            series.len_a = fast_len_at_least(h + series.radius_a.min(h - 1));
-            series.forward_a = Some(planner.plan_fft_forward(series.len_a));
-            series.inverse_a = Some(planner.plan_fft_inverse(series.len_a));
-            series.transform_columns();
+        for radius in set_radii(h, &radii) {
+            let len = first_len(h, radius);
+            let forward = planner.plan_fft_forward(len);
+            let inverse = planner.plan_fft_inverse(len);
+            let columns = series.transform_columns(len, forward.as_ref());
+            series.sets.push(ColumnSet {
+                radius,
+                len,
+                forward,
+                inverse,
+                columns,
+            });
         }
         series
     }
@@ -176,19 +194,16 @@ impl GaussianSeries {
             return None;
         }
         let radius = (self.truncate * sigma + 0.5) as usize;
-        (uses_fft(self.h, radius) && uses_fft(self.w, radius))
+        (radius >= SERIES_FFT_RADIUS && self.h.min(self.w) >= FFT_MIN_LEN)
             .then(|| (radius, fast_len_at_least(self.w + radius.min(self.w - 1))))
     }
 
-    /// The spectra of `x`'s columns, block by block.
-    fn transform_columns(&mut self) {
-        let (h, m, w, c, len) = (self.h, self.m, self.w, self.c, self.len_a);
+    /// The spectra of `x`'s columns over `len` points, block by block.
+    fn transform_columns(&self, len: usize, forward: &dyn Fft<f64>) -> Vec<Complex<f64>> {
+        let (h, m, w, c, x) = (self.h, self.m, self.w, self.c, &self.x);
         let blocks = m.div_ceil(LANES);
         let zero = Complex::new(0.0, 0.0);
         let mut columns = vec![zero; blocks * PAIRS * len];
-        let (x, Some(forward)) = (&self.x, &self.forward_a) else {
-            return;
-        };
         let scratch_len = forward.get_inplace_scratch_len();
         for_each_sized_chunk_init(
             &mut columns,
@@ -212,7 +227,7 @@ impl GaussianSeries {
                 forward.process_with_scratch(block, scratch);
             },
         );
-        self.columns = columns;
+        columns
     }
 
     /// Blurs `x` with `sigma` into `out` (`x`'s length), each value rounded
@@ -222,37 +237,41 @@ impl GaussianSeries {
         self.blur_each(&[sigma], &mut [out], ws);
     }
 
-    /// The second pass's plan for `sigma`, when both passes of its blur go
-    /// through the FFT and the first pass's transforms have room for its
-    /// kernel.
-    fn plan_b(&self, sigma: f64) -> Option<&LinePlan> {
+    /// The first pass's column set (the shortest with room for the kernel)
+    /// and the second pass's plan for `sigma`, when both passes of its blur
+    /// go through the FFT.
+    fn plans(&self, sigma: f64) -> Option<(usize, &LinePlan)> {
         let (radius, len_b) = self.fft_radius_len_b(sigma)?;
-        (radius <= self.radius_a && !self.columns.is_empty())
-            .then(|| self.plans_b.iter().find(|(len, _, _)| *len == len_b))
-            .flatten()
+        let set = self.sets.iter().position(|set| radius <= set.radius)?;
+        let plan = self.plans_b.iter().find(|(len, _, _)| *len == len_b)?;
+        Some((set, plan))
     }
 
     /// Blurs `x` with each of `sigmas` into the `outs` at the same index
     /// (`x`'s length each), each value rounded to `F` as SciPy stores it.
     /// The blurs on the FFT path share one read of the column spectra.
     pub(crate) fn blur_each<F: Float>(&self, sigmas: &[f64], outs: &mut [&mut [F]], ws: &mut SeriesWorkspace<F>) {
-        let fft: Vec<(usize, &LinePlan, Vec<f64>)> = sigmas
+        let fft: Vec<(usize, usize, &LinePlan, Vec<f64>)> = sigmas
             .iter()
             .enumerate()
             .filter_map(|(k, &s)| {
-                self.plan_b(s)
-                    .map(|plan| (k, plan, gaussian_kernel1d(s, self.truncate)))
+                self.plans(s)
+                    .map(|(set, plan)| (k, set, plan, gaussian_kernel1d(s, self.truncate)))
             })
             .collect();
-        if let (Some(forward_a), Some(inverse_a)) = (&self.forward_a, &self.inverse_a)
-            && !fft.is_empty()
-        {
-            let spectra: Vec<Vec<f64>> = fft
+        // Set by set: the first pass of the set's blurs (one read of its
+        // column spectra for all), then their second passes.
+        for (index, set) in self.sets.iter().enumerate() {
+            let blurs: Vec<_> = fft.iter().filter(|(_, s, _, _)| *s == index).collect();
+            if blurs.is_empty() {
+                continue;
+            }
+            let spectra: Vec<Vec<f64>> = blurs
                 .iter()
-                .map(|(_, _, w)| scaled_spectrum(&linear_kernel(self.h, w, self.len_a), forward_a.as_ref()))
+                .map(|(_, _, _, w)| scaled_spectrum(&linear_kernel(self.h, w, set.len), set.forward.as_ref()))
                 .collect();
-            self.first_pass::<F>(&spectra, inverse_a.as_ref(), ws);
-            for (slot, (k, (len_b, forward_b, inverse_b), w)) in fft.iter().enumerate() {
+            self.first_pass::<F>(set, &spectra, ws);
+            for (slot, (k, _, (len_b, forward_b, inverse_b), w)) in blurs.iter().enumerate() {
                 let spectrum_b = scaled_spectrum(&linear_kernel(self.w, w, *len_b), forward_b.as_ref());
                 let pass = SecondPass {
                     len: *len_b,
@@ -260,7 +279,7 @@ impl GaussianSeries {
                     inverse: inverse_b.as_ref(),
                     spectrum: &spectrum_b,
                     slot,
-                    slots: fft.len(),
+                    slots: blurs.len(),
                 };
                 if let Some(out) = outs.get_mut(*k) {
                     self.second_pass(&pass, out, ws);
@@ -268,7 +287,7 @@ impl GaussianSeries {
             }
         }
         for (k, (&sigma, out)) in sigmas.iter().zip(outs.iter_mut()).enumerate() {
-            if fft.iter().any(|(j, _, _)| *j == k) {
+            if fft.iter().any(|(j, _, _, _)| *j == k) {
                 continue;
             }
             ws.scratch.sequential = ws.sequential;
@@ -292,15 +311,15 @@ impl GaussianSeries {
     /// block's column spectra times the kernel's, transformed back, rounded
     /// to `F`, into `ws.first` as [blocks][spectra][h][LANES]. A block's
     /// column spectra are read from memory once for all kernels.
-    fn first_pass<F: Float>(&self, spectra: &[Vec<f64>], inverse: &dyn Fft<f64>, ws: &mut SeriesWorkspace<F>) {
-        let (h, m, len) = (self.h, self.m, self.len_a);
+    fn first_pass<F: Float>(&self, set: &ColumnSet, spectra: &[Vec<f64>], ws: &mut SeriesWorkspace<F>) {
+        let (h, m, len, inverse) = (self.h, self.m, set.len, set.inverse.as_ref());
         let blocks = m.div_ceil(LANES);
         let per_block = spectra.len() * h * LANES;
         ws.first.resize(blocks * per_block, F::zero());
         let scratch_len = inverse.get_inplace_scratch_len();
         let task = |bufs: &mut Buffers, b: usize, out: &mut [F]| {
             let pairs = LANES.min(m - b * LANES).div_ceil(2);
-            let src = &self.columns[b * PAIRS * len..(b * PAIRS + pairs) * len];
+            let src = &set.columns[b * PAIRS * len..(b * PAIRS + pairs) * len];
             for (spectrum, out) in spectra.iter().zip(out.chunks_exact_mut(h * LANES)) {
                 let data = &mut bufs.data[..pairs * len];
                 for (d, s) in data.chunks_exact_mut(len).zip(src.chunks_exact(len)) {
@@ -414,6 +433,43 @@ impl GaussianSeries {
             };
             for_each_sized_chunk_init(out, group * m, true, init, task);
         }
+    }
+}
+
+/// The first pass's transform length for kernels up to `radius` on columns
+/// of `h` samples.
+fn first_len(h: usize, radius: usize) -> usize {
+    fast_len_at_least(h + radius.min(h - 1))
+}
+
+/// The radii the first pass's column sets are built for, given the radii of
+/// the series' kernels on the FFT path: the widest, and a shorter set where
+/// that saves enough transform work (estimated as `len log2 len` per blur)
+/// to be worth its spectra's memory (at most that of the widest set).
+fn set_radii(h: usize, radii: &[usize]) -> Vec<usize> {
+    let Some(&widest) = radii.iter().max() else {
+        return Vec::new();
+    };
+    let cost = |len: usize| len as f64 * (len as f64).log2();
+    let work = |short: Option<usize>| -> f64 {
+        radii
+            .iter()
+            .map(|&r| match short {
+                Some(s) if r <= s => cost(first_len(h, s)),
+                _ => cost(first_len(h, widest)),
+            })
+            .sum()
+    };
+    let alone = work(None);
+    let best = radii
+        .iter()
+        .filter(|&&r| first_len(h, r) < first_len(h, widest))
+        .map(|&r| (work(Some(r)), r))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        // A tenth less work at least, else one set.
+        Some((with_short, r)) if with_short < 0.9 * alone => vec![r, widest],
+        _ => vec![widest],
     }
 }
 
@@ -548,8 +604,8 @@ mod tests {
         let len: usize = shape.iter().product();
         let x = values(len, 7);
         let view = ndarray::ArrayViewD::from_shape(IxDyn(shape), &x).unwrap();
-        // Radius 22 (direct) then 24 (FFT) in one pair; both FFT; both direct.
-        let pairs = [[5.5, 5.9], [10.0, 10.01], [2.0, 2.01]];
+        // Radius 10 (direct) then 12 (FFT) in one pair; both FFT; both direct.
+        let pairs = [[2.5, 3.0], [10.0, 10.01], [2.0, 2.01]];
         let series = GaussianSeries::new(x.clone(), shape, pairs.iter().flatten().copied(), 4.0);
         let expected = |s: f64| gaussian_filter_checked(view.view(), &[s, s, 0.0], BoundaryMode::Constant(0.0), 4.0);
         let worst = |out: &[f64], s: f64| {
@@ -566,8 +622,7 @@ mod tests {
                 series.blur_each(&[s0, s1], &mut [&mut a, &mut b], &mut ws);
                 for (out, s) in [(&a, s0), (&b, s1)] {
                     let e = worst(out, s);
-                    // Measured at most 4.4e-16 (values of order 1), as in
-                    // the series test.
+                    // Measured at most 7.8e-16 (values of order 1).
                     assert!(e < 5e-15, "pair {s0}, {s1}: sigma {s}: {e:e}");
                     max = max.max(e);
                 }
@@ -587,5 +642,42 @@ mod tests {
             }
         }
         println!("pairs and unplanned sigmas against one-off filter: {max:e}");
+    }
+
+    /// Kernels narrow and wide in one series: the narrow ones get column
+    /// spectra of a shorter length of their own (a second set), and one call
+    /// may blur with both sets.
+    #[test]
+    fn two_column_sets_equal_one_off_filter() {
+        let shape: &[usize] = &[130, 128, 3];
+        let len: usize = shape.iter().product();
+        let x = values(len, 11);
+        let view = ndarray::ArrayViewD::from_shape(IxDyn(shape), &x).unwrap();
+        // Radii 12 and 120: transforms of fast(130 + 12) = 144 and
+        // fast(130 + 120) = 252 points; the short set saves a quarter of the
+        // estimated first-pass work.
+        let series = GaussianSeries::new(x.clone(), shape, [3.0, 3.01, 30.0, 30.01], 4.0);
+        let lens: Vec<usize> = series.sets.iter().map(|set| set.len).collect();
+        assert_eq!(lens, [144, 252]);
+        let mut max = 0.0_f64;
+        for sequential in [true, false] {
+            let mut ws = SeriesWorkspace::<f64>::new(sequential);
+            for [s0, s1] in [[3.0, 30.0], [30.01, 3.01]] {
+                let (mut a, mut b) = (vec![0.0; len], vec![0.0; len]);
+                series.blur_each(&[s0, s1], &mut [&mut a, &mut b], &mut ws);
+                for (out, s) in [(&a, s0), (&b, s1)] {
+                    let expected = gaussian_filter_checked(view.view(), &[s, s, 0.0], BoundaryMode::Constant(0.0), 4.0);
+                    let e = out
+                        .iter()
+                        .zip(expected.iter())
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max);
+                    // Measured at most 7.8e-16 (values of order 1).
+                    assert!(e < 5e-15, "pair {s0}, {s1}: sigma {s}: {e:e}");
+                    max = max.max(e);
+                }
+            }
+        }
+        println!("two column sets against one-off filter: {max:e}");
     }
 }
