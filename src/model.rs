@@ -210,7 +210,7 @@ impl<F> ModelOutputs<F> {
 /// `for key in keys.iter()` work on it directly. [`image_of_row`](Self::image_of_row)
 /// tells a model with a target per image which target a row is for: in a
 /// one-image call every row belongs to image 0; in a multi-image call
-/// ([`CoreSaliency::get_masks`](crate::CoreSaliency::get_masks)) rows of
+/// ([`Saliency::get_masks`](crate::Saliency::get_masks)) rows of
 /// several images (their path points, noise samples, occluded copies) can
 /// share one call, and image `i` is the `i`-th image along axis 0 of the
 /// images given.

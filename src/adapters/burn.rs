@@ -258,7 +258,7 @@ impl Target {
     /// A class per image: row `r` of a batch is explained for
     /// `classes[i]`, where `i` is the image the row belongs to
     /// ([`ModelRequest::image_of_row`]), so one multi-image call
-    /// ([`CoreSaliency::get_masks`](crate::CoreSaliency::get_masks)) explains
+    /// ([`Saliency::get_masks`](crate::Saliency::get_masks)(crate::CoreSaliency::get_masks)) explains
     /// each image for its own class. A one-image call is image 0.
     pub fn classes(classes: Vec<usize>) -> Self {
         Target {

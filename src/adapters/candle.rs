@@ -278,7 +278,7 @@ impl Target {
     /// `classes[i]`, where `i` is the image the row belongs to
     /// ([`ModelRequest::image_of_row`](crate::ModelRequest::image_of_row)),
     /// so one multi-image call
-    /// ([`CoreSaliency::get_masks`](crate::CoreSaliency::get_masks)) explains
+    /// ([`Saliency::get_masks`](crate::Saliency::get_masks)(crate::CoreSaliency::get_masks)) explains
     /// each image for its own class. A one-image call is image 0.
     pub fn classes(classes: Vec<usize>) -> Self {
         Target {

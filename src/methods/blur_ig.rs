@@ -36,14 +36,16 @@ use crate::parallel::{for_each_chunk_mut, for_each_grouped, scratch};
 ///
 /// At most `batch_size` path points (with their finite differences) exist at
 /// any time; progress is reported after every batch. On images whose sides
-/// are both at least 128 pixels, the wide kernels (radius 24 and up) blur
+/// are both at least 128 pixels, the kernels of radius 12 and up blur
 /// through the FFT, and the spectra of the image's columns are computed once
 /// per call and kept for all its blurs: at most about 16 bytes per input
-/// value, less where the widest kernel is narrower than the image (15 bytes
-/// at 224 x 224, 10 at 896 x 896 with `max_sigma` 50). Each thread also keeps
-/// the blurs' intermediate results (16 bytes per input value) from batch to
-/// batch. A point or difference that overflows (blurs of values near
-/// `f64::MAX`) is [`SaliencyError::NonFiniteResult`] before the model sees it.
+/// value for one transform length, twice that when the narrower kernels get
+/// a shorter length of their own (with `max_sigma` 50: 27 bytes at
+/// 224 x 224, two lengths; 12 at 448 x 448 and 10 at 896 x 896, one).
+/// Each thread also keeps the blurs' intermediate results (16 bytes per
+/// input value) from batch to batch. A point or difference that overflows
+/// (blurs of values near `f64::MAX`) is [`SaliencyError::NonFiniteResult`]
+/// before the model sees it.
 ///
 /// ```
 /// use ndarray::Array3;

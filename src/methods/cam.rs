@@ -201,7 +201,7 @@ impl Cam {
 
     /// The most rows per model call: Score-CAM's masked copies of one image
     /// (pytorch-grad-cam's `batch_size`, default 16), and the images of a
-    /// multi-image call ([`CoreSaliency::get_masks`]) for the others.
+    /// multi-image call ([`Saliency::get_masks`](crate::Saliency::get_masks)) for the others.
     #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;

@@ -36,7 +36,7 @@ use crate::model::{CallModelFunction, OutputKey};
 /// rule on arrays. The output has exactly the batch's shape.
 ///
 /// It works under SmoothGrad like every method
-/// ([`get_smoothed_mask`](CoreSaliency::get_smoothed_mask)).
+/// ([`get_smoothed_mask`](crate::Saliency::get_smoothed_mask)).
 ///
 /// ```
 /// use ndarray::{Array1, Array2, Axis, array};
@@ -83,7 +83,7 @@ impl GuidedBackprop {
     }
 
     /// The most images per model call in a multi-image call
-    /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
+    /// ([`Saliency::get_masks`](crate::Saliency::get_masks)); default 1. A one-image call always
     /// sends one row.
     #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {

@@ -18,11 +18,11 @@ use crate::model::{ActivationLayout, CallModelFunction, OutputKey};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Interpolation {
     /// PyTorch's `nearest` (Captum's default):
-    /// [`resize_nearest`](crate::imageops::bilinear::resize_nearest).
+    /// [`resize_nearest`].
     #[default]
     Nearest,
     /// PyTorch's `bilinear` with `align_corners=False`:
-    /// [`resize_half_pixel`](crate::imageops::bilinear::resize_half_pixel).
+    /// [`resize_half_pixel`].
     Bilinear,
 }
 
@@ -108,7 +108,7 @@ impl GuidedGradCam {
     }
 
     /// The most images per model call in a multi-image call
-    /// ([`CoreSaliency::get_masks`]); default 1.
+    /// ([`Saliency::get_masks`](crate::Saliency::get_masks)); default 1.
     #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;

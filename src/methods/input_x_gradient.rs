@@ -53,7 +53,7 @@ impl InputXGradient {
     }
 
     /// The most images per model call in a multi-image call
-    /// ([`CoreSaliency::get_masks`]); default 1. A one-image call always
+    /// ([`Saliency::get_masks`](crate::Saliency::get_masks)); default 1. A one-image call always
     /// sends one row.
     #[must_use = "a setter returns the changed method; assign or chain it"]
     pub fn batch_size(mut self, batch_size: usize) -> Self {

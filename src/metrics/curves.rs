@@ -13,7 +13,7 @@
 //! the `N = H x W` pixels removed (or inserted), all channels of a pixel at
 //! once; its x coordinate is that count over `N` (the fraction, from 0 to 1).
 //! The area under the curve is the trapezoid rule over that fraction axis
-//! ([`trapz`](crate::imageops::trapz)), so it lies in the range of the scores
+//! ([`trapz()`]), so it lies in the range of the scores
 //! whatever `steps` is; with `N` a multiple of `steps` the fractions are
 //! evenly spaced and the area is RISE's `(sum - first / 2 - last / 2) / steps`.
 //!
@@ -52,7 +52,7 @@ pub enum CurveBaseline {
     Black,
     /// The image blurred with a Gaussian of this standard deviation in
     /// pixels over height and width
-    /// ([`gaussian_filter`](crate::imageops::gaussian_filter), reflecting
+    /// ([`gaussian_filter`], reflecting
     /// edges, truncated at 4 sigma). RISE's insertion baseline, with sigma 5
     /// (there truncated to an 11-pixel kernel).
     Blur {

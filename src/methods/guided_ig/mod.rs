@@ -127,7 +127,7 @@ impl<F: Float> GuidedIg<F> {
     }
 
     /// The most rows per model call in a multi-image call
-    /// ([`CoreSaliency::get_masks`]), default 1. Each step depends on the
+    /// ([`Saliency::get_masks`](crate::Saliency::get_masks)), default 1. Each step depends on the
     /// previous one, so one image sends one row per call; several images
     /// share calls.
     #[must_use = "a setter returns the changed method; assign or chain it"]
