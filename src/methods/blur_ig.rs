@@ -355,7 +355,8 @@ impl<F: Float> CoreSaliency<F> for BlurIg {
                 &mut [&mut *point, &mut *slope],
                 ws,
             );
-            // Two loops, each of which vectorises (the fused one did not).
+            // The division and the check as two simple loops (a little
+            // faster than one loop doing both, in alternated runs).
             slope
                 .iter_mut()
                 .zip(point.iter())
