@@ -542,6 +542,18 @@ mod tests {
             .collect()
     }
 
+    /// The largest absolute difference between `out` and the one-off
+    /// filter's blur of `x` at `sigma` over the first two axes.
+    fn one_off_error(x: ndarray::ArrayViewD<'_, f64>, sigma: f64, out: &[f64]) -> f64 {
+        let mut sigmas = vec![sigma, sigma];
+        sigmas.resize(x.ndim(), 0.0);
+        let expected = gaussian_filter_checked(x, &sigmas, BoundaryMode::Constant(0.0), 4.0);
+        out.iter()
+            .zip(expected.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    }
+
     /// Every blur of the series equals the one-off filter (SciPy's order of
     /// passes and roundings): shapes with odd and even heights and channel
     /// counts, sigmas on the FFT path and off it, both element types, on the
@@ -570,14 +582,9 @@ mod tests {
                 for &s in &sigmas {
                     let mut sig = vec![s, s];
                     sig.resize(shape.len(), 0.0);
-                    let expected = gaussian_filter_checked(view.view(), &sig, BoundaryMode::Constant(0.0), 4.0);
                     let mut out = vec![0.0_f64; len];
                     series.blur(s, &mut out, &mut ws);
-                    let worst = out
-                        .iter()
-                        .zip(expected.iter())
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f64::max);
+                    let worst = one_off_error(view.view(), s, &out);
                     // Measured at most 6.1e-16 (values of order 1).
                     assert!(worst < 5e-15, "{shape:?} sigma {s}: {worst:e}");
                     max64 = max64.max(worst);
@@ -613,13 +620,6 @@ mod tests {
         // Radius 10 (direct) then 12 (FFT) in one pair; both FFT; both direct.
         let pairs = [[2.5, 3.0], [10.0, 10.01], [2.0, 2.01]];
         let series = GaussianSeries::new(x.clone(), shape, pairs.iter().flatten().copied(), 4.0);
-        let expected = |s: f64| gaussian_filter_checked(view.view(), &[s, s, 0.0], BoundaryMode::Constant(0.0), 4.0);
-        let worst = |out: &[f64], s: f64| {
-            out.iter()
-                .zip(expected(s).iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max)
-        };
         let mut max = 0.0_f64;
         for sequential in [true, false] {
             let mut ws = SeriesWorkspace::<f64>::new(sequential);
@@ -627,7 +627,7 @@ mod tests {
                 let (mut a, mut b) = (vec![0.0; len], vec![0.0; len]);
                 series.blur_each(&[s0, s1], &mut [&mut a, &mut b], &mut ws);
                 for (out, s) in [(&a, s0), (&b, s1)] {
-                    let e = worst(out, s);
+                    let e = one_off_error(view.view(), s, out);
                     // Measured at most 7.8e-16 (values of order 1).
                     assert!(e < 5e-15, "pair {s0}, {s1}: sigma {s}: {e:e}");
                     max = max.max(e);
@@ -642,7 +642,7 @@ mod tests {
             for s in [12.4, 12.7, 30.0, 50.0] {
                 let mut out = vec![0.0; len];
                 series.blur(s, &mut out, &mut ws);
-                let e = worst(&out, s);
+                let e = one_off_error(view.view(), s, &out);
                 assert!(e < 5e-15, "unplanned sigma {s}: {e:e}");
                 max = max.max(e);
             }
@@ -687,12 +687,7 @@ mod tests {
                 let (mut a, mut b) = (vec![0.0; len], vec![0.0; len]);
                 series.blur_each(&[s0, s1], &mut [&mut a, &mut b], &mut ws);
                 for (out, s) in [(&a, s0), (&b, s1)] {
-                    let expected = gaussian_filter_checked(view.view(), &[s, s, 0.0], BoundaryMode::Constant(0.0), 4.0);
-                    let e = out
-                        .iter()
-                        .zip(expected.iter())
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f64::max);
+                    let e = one_off_error(view.view(), s, out);
                     // Measured at most 7.8e-16 (values of order 1).
                     assert!(e < 5e-15, "pair {s0}, {s1}: sigma {s}: {e:e}");
                     max = max.max(e);
