@@ -554,6 +554,28 @@ mod tests {
             .fold(0.0, f64::max)
     }
 
+    /// Blurs `x` with each pair of sigmas in one call (Blur IG's calls) and
+    /// checks both results against the one-off filter; the largest error.
+    fn pairs_error(
+        series: &GaussianSeries,
+        x: ndarray::ArrayViewD<'_, f64>,
+        pairs: &[[f64; 2]],
+        ws: &mut SeriesWorkspace<f64>,
+    ) -> f64 {
+        let mut max = 0.0_f64;
+        for &[s0, s1] in pairs {
+            let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+            series.blur_each(&[s0, s1], &mut [&mut a, &mut b], ws);
+            for (out, s) in [(&a, s0), (&b, s1)] {
+                let e = one_off_error(x.view(), s, out);
+                // Measured at most 7.8e-16 (values of order 1).
+                assert!(e < 5e-15, "pair {s0}, {s1}: sigma {s}: {e:e}");
+                max = max.max(e);
+            }
+        }
+        max
+    }
+
     /// Every blur of the series equals the one-off filter (SciPy's order of
     /// passes and roundings): shapes with odd and even heights and channel
     /// counts, sigmas on the FFT path and off it, both element types, on the
@@ -623,16 +645,7 @@ mod tests {
         let mut max = 0.0_f64;
         for sequential in [true, false] {
             let mut ws = SeriesWorkspace::<f64>::new(sequential);
-            for [s0, s1] in pairs {
-                let (mut a, mut b) = (vec![0.0; len], vec![0.0; len]);
-                series.blur_each(&[s0, s1], &mut [&mut a, &mut b], &mut ws);
-                for (out, s) in [(&a, s0), (&b, s1)] {
-                    let e = one_off_error(view.view(), s, out);
-                    // Measured at most 7.8e-16 (values of order 1).
-                    assert!(e < 5e-15, "pair {s0}, {s1}: sigma {s}: {e:e}");
-                    max = max.max(e);
-                }
-            }
+            max = max.max(pairs_error(&series, view.view(), &pairs, &mut ws));
             // Built for radii up to 40 (sigma 10.01): first-pass transforms
             // of 180 = fast(131 + 40) points. Sigmas 12.4 and 12.7 (radii 50
             // and 51) share radius 40's second-pass length (fast(129 + r) =
@@ -683,16 +696,12 @@ mod tests {
         let mut max = 0.0_f64;
         for sequential in [true, false] {
             let mut ws = SeriesWorkspace::<f64>::new(sequential);
-            for [s0, s1] in [[3.0, 30.0], [30.01, 3.01]] {
-                let (mut a, mut b) = (vec![0.0; len], vec![0.0; len]);
-                series.blur_each(&[s0, s1], &mut [&mut a, &mut b], &mut ws);
-                for (out, s) in [(&a, s0), (&b, s1)] {
-                    let e = one_off_error(view.view(), s, out);
-                    // Measured at most 7.8e-16 (values of order 1).
-                    assert!(e < 5e-15, "pair {s0}, {s1}: sigma {s}: {e:e}");
-                    max = max.max(e);
-                }
-            }
+            max = max.max(pairs_error(
+                &series,
+                view.view(),
+                &[[3.0, 30.0], [30.01, 3.01]],
+                &mut ws,
+            ));
         }
         println!("two column sets against one-off filter: {max:e}");
     }
